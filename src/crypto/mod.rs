@@ -1,0 +1,15 @@
+//! Software primitives behind one small interface: the derivations, wrapping formats and
+//! data-encryption format of DESIGN.md sections 3 and 4. Stateless; randomness is passed in.
+
+mod derive;
+mod envelope;
+pub mod signing;
+
+pub use derive::{
+    fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32,
+};
+pub use envelope::{
+    decode_ciphertext_header, encode_context, open_data, open_material, open_root_software,
+    seal_data, seal_material, seal_root_software, AeadKey, CiphertextHeader, CryptoError,
+    CIPHERTEXT_HEADER_LEN, CIPHERTEXT_OVERHEAD, NONCE_LEN,
+};

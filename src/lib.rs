@@ -1,0 +1,8 @@
+//! KMS Gateway: an on-premises key-management gateway in front of a PKCS#11 HSM.
+//! See docs/ARCHITECTURE.md for the map of the modules.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod fragments;
+pub mod hsm;
+pub mod random;
