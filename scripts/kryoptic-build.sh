@@ -64,5 +64,6 @@ start=$SECONDS
 built=$(find "$cache/target/release" -maxdepth 1 -name 'lib*.so' | head -n1)
 [ -n "$built" ] || { echo "no shared library produced in $cache/target/release" >&2; exit 1; }
 cp "$built" "$lib.tmp" && mv "$lib.tmp" "$lib"
+rm -rf "$cache/target"   # ~250 MB of build products; only the .so is kept
 echo "built $(basename "$built") in $((SECONDS - start))s" >&2
 echo "$lib"

@@ -2,7 +2,10 @@
 //! See docs/ARCHITECTURE.md for the map of the modules.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod fragments;
 pub mod hsm;
+pub mod logging;
 pub mod random;

@@ -15,9 +15,9 @@ pub enum RandomSource {
 impl RandomSource {
     pub fn fill(&self, buf: &mut [u8]) -> Result<(), HsmError> {
         match self {
-            RandomSource::Os => {
-                OsRng.try_fill_bytes(buf).map_err(|e| HsmError::Other(format!("OS RNG: {e}")))
-            }
+            RandomSource::Os => OsRng
+                .try_fill_bytes(buf)
+                .map_err(|e| HsmError::Other(format!("OS RNG: {e}"))),
             RandomSource::Hsm(hsm) => hsm.generate_random(buf),
         }
     }

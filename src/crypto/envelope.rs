@@ -60,8 +60,15 @@ impl AeadKey {
         .expect("AES-GCM input is bounded")
     }
 
-    fn open(&self, nonce: &[u8], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed("nonce"))?;
+    fn open(
+        &self,
+        nonce: &[u8],
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("nonce"))?;
         let nonce = &Nonce::from(nonce);
         let payload = Payload { msg: sealed, aad };
         match self {
@@ -82,7 +89,10 @@ pub fn seal_root_software(root_key: &[u8; 32], nonce: &[u8; NONCE_LEN], irk: &[u
     out
 }
 
-pub fn open_root_software(root_key: &[u8; 32], blob: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+pub fn open_root_software(
+    root_key: &[u8; 32],
+    blob: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     if blob.len() != 1 + NONCE_LEN + 32 + TAG_LEN || blob[0] != ROOT_SOFTWARE_FORMAT {
         return Err(CryptoError::Malformed("software-wrapped root key"));
     }
@@ -94,14 +104,23 @@ pub fn open_root_software(root_key: &[u8; 32], blob: &[u8]) -> Result<Zeroizing<
 }
 
 /// Wrapped material = `nonce ‖ AES-256-GCM(KEK, nonce, material, aad_material)`.
-pub fn seal_material(kek: &[u8; 32], nonce: &[u8; NONCE_LEN], material: &[u8], aad: &[u8]) -> Vec<u8> {
+pub fn seal_material(
+    kek: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    material: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
     let key = AeadKey::new(kek).expect("32-byte key");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&key.seal(nonce, material, aad));
     out
 }
 
-pub fn open_material(kek: &[u8; 32], wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open_material(
+    kek: &[u8; 32],
+    wrapped: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if wrapped.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Malformed("wrapped material"));
     }
@@ -145,7 +164,12 @@ pub fn decode_ciphertext_header(ciphertext: &[u8]) -> Result<CiphertextHeader, C
     }
     let mut key_id = [0u8; 16];
     key_id.copy_from_slice(&ciphertext[1..17]);
-    let version = u32::from_be_bytes([ciphertext[17], ciphertext[18], ciphertext[19], ciphertext[20]]);
+    let version = u32::from_be_bytes([
+        ciphertext[17],
+        ciphertext[18],
+        ciphertext[19],
+        ciphertext[20],
+    ]);
     Ok(CiphertextHeader { key_id, version })
 }
 
@@ -166,7 +190,11 @@ pub fn seal_data(
     out
 }
 
-pub fn open_data(key: &AeadKey, ciphertext: &[u8], encoded_context: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open_data(
+    key: &AeadKey,
+    ciphertext: &[u8],
+    encoded_context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     decode_ciphertext_header(ciphertext)?;
     let (head, rest) = ciphertext.split_at(CIPHERTEXT_HEADER_LEN);
     let aad = [head, encoded_context].concat();

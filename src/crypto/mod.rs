@@ -5,9 +5,7 @@ mod derive;
 mod envelope;
 pub mod signing;
 
-pub use derive::{
-    fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32,
-};
+pub use derive::{fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32};
 pub use envelope::{
     decode_ciphertext_header, encode_context, open_data, open_material, open_root_software,
     seal_data, seal_material, seal_root_software, AeadKey, CiphertextHeader, CryptoError,

@@ -138,12 +138,12 @@ impl Input<'_> {
     fn digest(&self, hash: Hash) -> Result<Digest, SigningError> {
         match self {
             Input::Message(m) => Ok(digest::digest(hash.algorithm(), m)),
-            Input::Digest(d) => {
-                Digest::import_less_safe(d, hash.algorithm()).map_err(|_| SigningError::DigestLength {
+            Input::Digest(d) => Digest::import_less_safe(d, hash.algorithm()).map_err(|_| {
+                SigningError::DigestLength {
                     expected: hash.output_len(),
                     got: d.len(),
-                })
-            }
+                }
+            }),
         }
     }
 }
@@ -159,12 +159,18 @@ pub fn generate(kind: AsymmetricKind) -> Result<Zeroizing<Vec<u8>>, SigningError
     let der = match kind {
         AsymmetricKind::Rsa4096 => {
             let kp = RsaKeyPair::generate(KeySize::Rsa4096).map_err(|_| SigningError::Failed)?;
-            kp.as_der().map_err(|_| SigningError::Failed)?.as_ref().to_vec()
+            kp.as_der()
+                .map_err(|_| SigningError::Failed)?
+                .as_ref()
+                .to_vec()
         }
         AsymmetricKind::EccNistP256 => {
             let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING)
                 .map_err(|_| SigningError::Failed)?;
-            kp.to_pkcs8v1().map_err(|_| SigningError::Failed)?.as_ref().to_vec()
+            kp.to_pkcs8v1()
+                .map_err(|_| SigningError::Failed)?
+                .as_ref()
+                .to_vec()
         }
     };
     Ok(Zeroizing::new(der))
@@ -222,7 +228,9 @@ impl SigningKey {
                         let rng = aws_lc_rs::rand::SystemRandom::new();
                         kp.sign(alg.rsa_encoding(), &rng, m, &mut sig)
                     }
-                    Input::Digest(_) => kp.sign_digest(alg.rsa_encoding(), &input.digest(alg.hash)?, &mut sig),
+                    Input::Digest(_) => {
+                        kp.sign_digest(alg.rsa_encoding(), &input.digest(alg.hash)?, &mut sig)
+                    }
                 };
                 result.map_err(|_| SigningError::Failed)?;
                 Ok(sig)

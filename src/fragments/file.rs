@@ -42,7 +42,10 @@ pub(super) fn read_raw(path: &Path) -> Result<Option<Vec<serde_json::Value>>, Fr
             parse_raw(&text, &format!("{path:?}")).map(Some)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FragmentError::FileUnreadable { path: path.to_path_buf(), reason: e.to_string() }),
+        Err(e) => Err(FragmentError::FileUnreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -57,7 +60,10 @@ pub fn read_fragment_file(path: &Path) -> Result<FragmentFile, FragmentError> {
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FragmentFile::default()),
-        Err(e) => Err(FragmentError::FileUnreadable { path: path.to_path_buf(), reason: e.to_string() }),
+        Err(e) => Err(FragmentError::FileUnreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -68,13 +74,19 @@ pub fn read_fragment_file(path: &Path) -> Result<FragmentFile, FragmentError> {
 pub fn append_fragment(path: &Path, record: FragmentRecord) -> Result<(), FragmentError> {
     let mut file = read_fragment_file(path)?;
     if file.customer_fragments.iter().any(|r| r.id == record.id) {
-        return Err(FragmentError::Invalid(format!("a fragment with id {} already exists", record.id)));
+        return Err(FragmentError::Invalid(format!(
+            "a fragment with id {} already exists",
+            record.id
+        )));
     }
     file.customer_fragments.push(record);
     let json = Zeroizing::new(
         serde_json::to_vec_pretty(&file).map_err(|e| FragmentError::Invalid(e.to_string()))?,
     );
-    write_atomic(path, &json).map_err(|e| FragmentError::FileWrite { path: path.to_path_buf(), reason: e.to_string() })
+    write_atomic(path, &json).map_err(|e| FragmentError::FileWrite {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600.
@@ -87,7 +99,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.write_all(b"\n")?;
         f.sync_all()?;

@@ -143,16 +143,27 @@ impl FragmentHsm for Hsm {
 }
 
 /// FV of an HSM fragment: PRK = HMAC_hsm(seed) in the HSM, then HKDF-Expand in software.
-pub fn derive_hsm_value(hsm: &dyn FragmentHsm, key_label: &str, seed: &[u8], id: &FragmentId) -> Result<Secret32, HsmError> {
+pub fn derive_hsm_value(
+    hsm: &dyn FragmentHsm,
+    key_label: &str,
+    seed: &[u8],
+    id: &FragmentId,
+) -> Result<Secret32, HsmError> {
     let prk = hsm.hmac_sha256(key_label, seed)?;
     Ok(crypto::fragment_value_from_prk(&prk, &id.0))
 }
 
 enum Entry {
     /// `standard` and `hsm_wrapped`: the value, derived once.
-    Ready { fragment_type: FragmentType, value: Secret32 },
+    Ready {
+        fragment_type: FragmentType,
+        value: Secret32,
+    },
     /// `hsm_secured`: the seed and key label; the value is derived per use.
-    Secured { seed: Zeroizing<Vec<u8>>, key_label: String },
+    Secured {
+        seed: Zeroizing<Vec<u8>>,
+        key_label: String,
+    },
 }
 
 /// What `status` reports of one fragment id.
@@ -198,7 +209,10 @@ impl Fragments {
 
     /// Reads the source and loads every fragment it can. A missing file is no fragments;
     /// an unreadable or malformed file is an error; a bad entry is recorded and skipped.
-    pub fn load(source: &FragmentSource, hsm: Option<Arc<dyn FragmentHsm>>) -> Result<Self, FragmentError> {
+    pub fn load(
+        source: &FragmentSource,
+        hsm: Option<Arc<dyn FragmentHsm>>,
+    ) -> Result<Self, FragmentError> {
         let raw_entries = match source {
             FragmentSource::File(path) => match file::read_raw(path)? {
                 Some(entries) => entries,
@@ -206,11 +220,17 @@ impl Fragments {
             },
             FragmentSource::Inline(json) => file::parse_raw(json, "CUSTOMER_FRAGMENTS")?,
         };
-        let mut out = Self { hsm, ..Self::empty() };
+        let mut out = Self {
+            hsm,
+            ..Self::empty()
+        };
         let mut seen: HashMap<FragmentId, usize> = HashMap::new();
         let mut records = Vec::new();
         for (index, raw) in raw_entries.into_iter().enumerate() {
-            let id_hint = raw.get("id").and_then(|v| v.as_str()).map(|s| FragmentId(s.to_owned()));
+            let id_hint = raw
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(|s| FragmentId(s.to_owned()));
             match serde_json::from_value::<FragmentRecord>(raw) {
                 Ok(rec) => {
                     *seen.entry(rec.id.clone()).or_default() += 1;
@@ -230,7 +250,8 @@ impl Fragments {
         for rec in records {
             let id = rec.id.clone();
             if seen.get(&id).copied().unwrap_or(0) > 1 {
-                out.failed.insert(id, "the id appears more than once in the file".into());
+                out.failed
+                    .insert(id, "the id appears more than once in the file".into());
                 continue;
             }
             if out.failed.contains_key(&id) {
@@ -264,7 +285,10 @@ impl Fragments {
                 .map_err(|_| "the seed (value) is not valid base64".to_string())?,
         );
         if seed.len() < 16 {
-            return Err(format!("the seed is {} bytes; at least 16 are required", seed.len()));
+            return Err(format!(
+                "the seed is {} bytes; at least 16 are required",
+                seed.len()
+            ));
         }
         match rec.fragment_type {
             FragmentType::Standard => Ok(Entry::Ready {
@@ -277,18 +301,24 @@ impl Fragments {
                     .clone()
                     .filter(|l| !l.is_empty())
                     .ok_or_else(|| format!("type {} needs hsm_key_label", t.as_str()))?;
-                let hsm = self
-                    .hsm
-                    .as_ref()
-                    .ok_or_else(|| format!("type {} needs an HSM, and none is configured", t.as_str()))?;
+                let hsm = self.hsm.as_ref().ok_or_else(|| {
+                    format!("type {} needs an HSM, and none is configured", t.as_str())
+                })?;
                 // Derive once now: for hsm_wrapped this is the cached value; for
                 // hsm_secured it proves the HSM key exists and is then dropped.
-                let value = derive_hsm_value(hsm.as_ref(), &label, &seed, &rec.id).map_err(|e| e.to_string())?;
+                let value = derive_hsm_value(hsm.as_ref(), &label, &seed, &rec.id)
+                    .map_err(|e| e.to_string())?;
                 self.derivations.fetch_add(1, Ordering::Relaxed);
                 if t == FragmentType::HsmWrapped {
-                    Ok(Entry::Ready { fragment_type: t, value })
+                    Ok(Entry::Ready {
+                        fragment_type: t,
+                        value,
+                    })
                 } else {
-                    Ok(Entry::Secured { seed, key_label: label })
+                    Ok(Entry::Secured {
+                        seed,
+                        key_label: label,
+                    })
                 }
             }
         }
@@ -304,11 +334,20 @@ impl Fragments {
                     reason: "no HSM".into(),
                 })?;
                 self.derivations.fetch_add(1, Ordering::Relaxed);
-                derive_hsm_value(hsm.as_ref(), key_label, seed, id).map_err(|source| FragmentError::Hsm { id: id.clone(), source })
+                derive_hsm_value(hsm.as_ref(), key_label, seed, id).map_err(|source| {
+                    FragmentError::Hsm {
+                        id: id.clone(),
+                        source,
+                    }
+                })
             }
             None => Err(FragmentError::NotLoaded {
                 id: id.clone(),
-                reason: self.failed.get(id).cloned().unwrap_or_else(|| "no fragment with this id".into()),
+                reason: self
+                    .failed
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| "no fragment with this id".into()),
             }),
         }
     }
@@ -329,7 +368,11 @@ impl Fragments {
         let mut out: Vec<FragmentStatus> = self
             .entries
             .keys()
-            .map(|id| FragmentStatus { id: id.clone(), fragment_type: self.fragment_type(id), problem: None })
+            .map(|id| FragmentStatus {
+                id: id.clone(),
+                fragment_type: self.fragment_type(id),
+                problem: None,
+            })
             .chain(self.failed.iter().map(|(id, reason)| FragmentStatus {
                 id: id.clone(),
                 fragment_type: None,

@@ -39,13 +39,21 @@ fn load(lib_path: &std::path::Path) -> Result<Pkcs11, HsmError> {
         return Err(HsmError::LibraryPathNotAbsolute(lib_path.to_path_buf()));
     }
     if !lib_path.exists() {
-        return Err(HsmError::LibraryLoad { path: lib_path.to_path_buf(), reason: "no such file".into() });
+        return Err(HsmError::LibraryLoad {
+            path: lib_path.to_path_buf(),
+            reason: "no such file".into(),
+        });
     }
-    let ctx = Pkcs11::new(lib_path)
-        .map_err(|e| HsmError::LibraryLoad { path: lib_path.to_path_buf(), reason: e.to_string() })?;
+    let ctx = Pkcs11::new(lib_path).map_err(|e| HsmError::LibraryLoad {
+        path: lib_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
-        Err(e) => Err(HsmError::LibraryLoad { path: lib_path.to_path_buf(), reason: e.to_string() }),
+        Err(e) => Err(HsmError::LibraryLoad {
+            path: lib_path.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -80,18 +88,35 @@ fn select_slot(config: &HsmConfig, slots: &[SlotDescription]) -> Result<SlotDesc
         0 => return Err(HsmError::NoTokenSelector { slots: list() }),
         1 => {
             if let Some(slot) = &config.slot {
-                let id: u64 = slot.trim().parse().map_err(|_| HsmError::BadSlotId(slot.clone()))?;
+                let id: u64 = slot
+                    .trim()
+                    .parse()
+                    .map_err(|_| HsmError::BadSlotId(slot.clone()))?;
                 (format!("HSM_SLOT={id}"), slots.iter().find(|s| s.id == id))
             } else if let Some(label) = &config.token_label {
-                (format!("HSM_TOKEN_LABEL={label:?}"), slots.iter().find(|s| s.label == label.trim()))
+                (
+                    format!("HSM_TOKEN_LABEL={label:?}"),
+                    slots.iter().find(|s| s.label == label.trim()),
+                )
             } else {
                 let serial = config.token_serial.as_deref().unwrap_or_default();
-                (format!("HSM_TOKEN_SERIAL={serial:?}"), slots.iter().find(|s| s.serial == serial.trim()))
+                (
+                    format!("HSM_TOKEN_SERIAL={serial:?}"),
+                    slots.iter().find(|s| s.serial == serial.trim()),
+                )
             }
         }
-        _ => return Err(HsmError::ConflictingSelectors { given: given.join(", "), slots: list() }),
+        _ => {
+            return Err(HsmError::ConflictingSelectors {
+                given: given.join(", "),
+                slots: list(),
+            })
+        }
     };
-    found.cloned().ok_or(HsmError::TokenNotFound { selector, slots: list() })
+    found.cloned().ok_or(HsmError::TokenNotFound {
+        selector,
+        slots: list(),
+    })
 }
 
 /// One logged-in incarnation of the library context.
@@ -149,8 +174,13 @@ impl Lease<'_> {
                 // Private objects vanish from searches once the login is gone: tell that
                 // apart from a key that really is missing.
                 let info = self.session.get_session_info()?;
-                if matches!(info.session_state(), SessionState::RwUser | SessionState::RoUser) {
-                    Err(HsmError::KeyNotFound { label: label.to_owned() })
+                if matches!(
+                    info.session_state(),
+                    SessionState::RwUser | SessionState::RoUser
+                ) {
+                    Err(HsmError::KeyNotFound {
+                        label: label.to_owned(),
+                    })
                 } else {
                     Err(HsmError::Unavailable {
                         function: cryptoki::context::Function::FindObjects,
@@ -163,20 +193,26 @@ impl Lease<'_> {
 
     /// Searches without the cache; `None` when no object has that label.
     pub fn find_secret_key(&self, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
-        let found = self
-            .session
-            .find_objects(&[Attribute::Class(SECRET_KEY_CLASS), Attribute::Label(label.as_bytes().to_vec())])?;
+        let found = self.session.find_objects(&[
+            Attribute::Class(SECRET_KEY_CLASS),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])?;
         Ok(found.into_iter().next())
     }
 
     pub fn forget_handle(&self, label: &str) {
-        self.conn.handles_lock().remove(&(self.generation, label.to_owned()));
+        self.conn
+            .handles_lock()
+            .remove(&(self.generation, label.to_owned()));
     }
 }
 
 impl Connection {
     pub fn open(config: HsmConfig) -> Result<Self, HsmError> {
-        let lib = config.lib_path.clone().ok_or(HsmError::LibraryNotConfigured)?;
+        let lib = config
+            .lib_path
+            .clone()
+            .ok_or(HsmError::LibraryNotConfigured)?;
         let ctx = load(&lib)?;
         let slots = describe_slots(&ctx)?;
         let token = match select_slot(&config, &slots) {
@@ -231,7 +267,9 @@ impl Connection {
             Ok(s) => s,
             Err(e) => return Err((ctx, e.into())),
         };
-        self.counters.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .sessions_opened
+            .fetch_add(1, Ordering::Relaxed);
         let pin = match &self.config.pin {
             Some(p) => cryptoki::types::AuthPin::from(p.expose_secret()),
             None => {
@@ -240,9 +278,12 @@ impl Connection {
             }
         };
         match keeper.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
-                Ok(Live { ctx, slot, keeper, idle: Vec::new() })
-            }
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(Live {
+                ctx,
+                slot,
+                keeper,
+                idle: Vec::new(),
+            }),
             Err(e) => {
                 let _ = keeper.close();
                 Err((ctx, e.into()))
@@ -288,7 +329,10 @@ impl Connection {
 
     /// Runs `op` on a pooled session. If the session or login was lost, the connection
     /// is rebuilt and `op` runs once more; other errors are returned as they are.
-    pub fn run<T>(&self, mut op: impl FnMut(&Lease<'_>) -> Result<T, HsmError>) -> Result<T, HsmError> {
+    pub fn run<T>(
+        &self,
+        mut op: impl FnMut(&Lease<'_>) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
         for attempt in 0..2 {
             let lease = self.checkout()?;
             match op(&lease) {
@@ -334,7 +378,9 @@ impl Connection {
                 Some(s) => s,
                 None => match live.ctx.open_rw_session_no_drop(live.slot) {
                     Ok(s) => {
-                        self.counters.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .sessions_opened
+                            .fetch_add(1, Ordering::Relaxed);
                         s
                     }
                     Err(e) => {
@@ -350,7 +396,11 @@ impl Connection {
                 },
             };
             st.in_use += 1;
-            return Ok(Lease { session, generation, conn: self });
+            return Ok(Lease {
+                session,
+                generation,
+                conn: self,
+            });
         }
     }
 
@@ -403,7 +453,10 @@ impl Connection {
     }
 
     /// Re-initialises the library and logs in again, at most once per back-off period.
-    fn reconnect<'g>(&'g self, mut st: MutexGuard<'g, State>) -> Result<MutexGuard<'g, State>, HsmError> {
+    fn reconnect<'g>(
+        &'g self,
+        mut st: MutexGuard<'g, State>,
+    ) -> Result<MutexGuard<'g, State>, HsmError> {
         let now = Instant::now();
         if now < st.next_attempt {
             return Err(HsmError::Reconnecting(format!(
@@ -412,7 +465,11 @@ impl Connection {
             )));
         }
         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        let lib = self.config.lib_path.clone().ok_or(HsmError::LibraryNotConfigured)?;
+        let lib = self
+            .config
+            .lib_path
+            .clone()
+            .ok_or(HsmError::LibraryNotConfigured)?;
         let attempt = load(&lib).and_then(|ctx| {
             let slots = describe_slots(&ctx);
             let found = slots.and_then(|slots| select_slot(&self.config, &slots));

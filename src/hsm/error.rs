@@ -31,7 +31,11 @@ impl fmt::Display for SlotList {
             if i > 0 {
                 write!(f, "; ")?;
             }
-            write!(f, "ID {} label {:?} serial {:?} model {:?}", s.id, s.label, s.serial, s.model)?;
+            write!(
+                f,
+                "ID {} label {:?} serial {:?} model {:?}",
+                s.id, s.label, s.serial, s.model
+            )?;
         }
         Ok(())
     }
@@ -58,7 +62,9 @@ pub enum HsmError {
     PinMissing,
     #[error("the HSM rejected the PIN (CKR_PIN_INCORRECT); not retried, since retrying can lock the token")]
     PinIncorrect,
-    #[error("the token's user PIN is locked (CKR_PIN_LOCKED); an HSM administrator must unlock it")]
+    #[error(
+        "the token's user PIN is locked (CKR_PIN_LOCKED); an HSM administrator must unlock it"
+    )]
     PinLocked,
     #[error("HSM_USE_RAND=true but the token has no random number generator")]
     NoRng,
@@ -66,7 +72,9 @@ pub enum HsmError {
     KeyNotFound { label: String },
     #[error("HSM key {label:?} is not usable: {problem}")]
     KeyAttributes { label: String, problem: String },
-    #[error("HSM key {label:?} is extractable; refused unless danger_allow_extractable_keys is set")]
+    #[error(
+        "HSM key {label:?} is extractable; refused unless danger_allow_extractable_keys is set"
+    )]
     ExtractableKeyRefused { label: String },
     #[error("the token lacks the mechanism(s) {0}")]
     MechanismMissing(String),
@@ -83,7 +91,10 @@ pub enum HsmError {
 impl HsmError {
     /// True when the HSM (not the request) is at fault and a retry later may succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, HsmError::Unavailable { .. } | HsmError::Reconnecting(_))
+        matches!(
+            self,
+            HsmError::Unavailable { .. } | HsmError::Reconnecting(_)
+        )
     }
 }
 
@@ -106,7 +117,9 @@ pub(crate) fn is_connection_lost(rv: RvError) -> bool {
 impl From<CkError> for HsmError {
     fn from(e: CkError) -> Self {
         match e {
-            CkError::Pkcs11(rv, function) if is_connection_lost(rv) => HsmError::Unavailable { function, rv },
+            CkError::Pkcs11(rv, function) if is_connection_lost(rv) => {
+                HsmError::Unavailable { function, rv }
+            }
             CkError::Pkcs11(RvError::PinIncorrect, _) => HsmError::PinIncorrect,
             CkError::Pkcs11(RvError::PinLocked, _) => HsmError::PinLocked,
             CkError::Pkcs11(rv, function) => HsmError::Pkcs11 { function, rv },

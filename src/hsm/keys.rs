@@ -56,18 +56,29 @@ pub(crate) fn template(kind: SecretKeyKind, label: &str) -> (Mechanism<'static>,
     ];
     let mech = match kind {
         SecretKeyKind::Aes256 => {
-            attrs.extend([Attribute::KeyType(KeyType::AES), Attribute::Encrypt(true), Attribute::Decrypt(true)]);
+            attrs.extend([
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+            ]);
             Mechanism::AesKeyGen
         }
         SecretKeyKind::Hmac => {
-            attrs.extend([Attribute::KeyType(KeyType::GENERIC_SECRET), Attribute::Sign(true), Attribute::Verify(true)]);
+            attrs.extend([
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+            ]);
             Mechanism::GenericSecretKeyGen
         }
     };
     (mech, attrs)
 }
 
-pub(crate) fn read_attributes(session: &Session, handle: ObjectHandle) -> Result<KeyAttributes, HsmError> {
+pub(crate) fn read_attributes(
+    session: &Session,
+    handle: ObjectHandle,
+) -> Result<KeyAttributes, HsmError> {
     let wanted = [
         AttributeType::Class,
         AttributeType::KeyType,
@@ -108,8 +119,16 @@ pub(crate) fn read_attributes(session: &Session, handle: ObjectHandle) -> Result
 }
 
 /// Checks the attributes a key of `kind` must have; names the first one that is wrong.
-pub(crate) fn validate(label: &str, kind: SecretKeyKind, a: &KeyAttributes, allow_extractable: bool) -> Result<(), HsmError> {
-    let problem = |p: String| HsmError::KeyAttributes { label: label.to_owned(), problem: p };
+pub(crate) fn validate(
+    label: &str,
+    kind: SecretKeyKind,
+    a: &KeyAttributes,
+    allow_extractable: bool,
+) -> Result<(), HsmError> {
+    let problem = |p: String| HsmError::KeyAttributes {
+        label: label.to_owned(),
+        problem: p,
+    };
     let flag = |name: &str, v: Option<bool>| -> Result<(), HsmError> {
         match v {
             Some(true) => Ok(()),
@@ -118,14 +137,26 @@ pub(crate) fn validate(label: &str, kind: SecretKeyKind, a: &KeyAttributes, allo
         }
     };
     if a.class != Some(ObjectClass::SECRET_KEY) {
-        return Err(problem(format!("CKA_CLASS is {:?}, it must be CKO_SECRET_KEY", a.class)));
+        return Err(problem(format!(
+            "CKA_CLASS is {:?}, it must be CKO_SECRET_KEY",
+            a.class
+        )));
     }
     let (key_type, usage) = match kind {
-        SecretKeyKind::Aes256 => (KeyType::AES, [("CKA_ENCRYPT", a.encrypt), ("CKA_DECRYPT", a.decrypt)]),
-        SecretKeyKind::Hmac => (KeyType::GENERIC_SECRET, [("CKA_SIGN", a.sign), ("CKA_VERIFY", a.verify)]),
+        SecretKeyKind::Aes256 => (
+            KeyType::AES,
+            [("CKA_ENCRYPT", a.encrypt), ("CKA_DECRYPT", a.decrypt)],
+        ),
+        SecretKeyKind::Hmac => (
+            KeyType::GENERIC_SECRET,
+            [("CKA_SIGN", a.sign), ("CKA_VERIFY", a.verify)],
+        ),
     };
     if a.key_type != Some(key_type) {
-        return Err(problem(format!("CKA_KEY_TYPE is {:?}, it must be {key_type}", a.key_type)));
+        return Err(problem(format!(
+            "CKA_KEY_TYPE is {:?}, it must be {key_type}",
+            a.key_type
+        )));
     }
     match a.value_len {
         Some(32) => {}
@@ -138,14 +169,24 @@ pub(crate) fn validate(label: &str, kind: SecretKeyKind, a: &KeyAttributes, allo
     flag("CKA_TOKEN", a.token)?;
     if a.extractable != Some(false) {
         if !allow_extractable {
-            return Err(HsmError::ExtractableKeyRefused { label: label.to_owned() });
+            return Err(HsmError::ExtractableKeyRefused {
+                label: label.to_owned(),
+            });
         }
-        tracing::warn!(label, "HSM key is extractable; accepted because danger_allow_extractable_keys is set");
+        tracing::warn!(
+            label,
+            "HSM key is extractable; accepted because danger_allow_extractable_keys is set"
+        );
     }
     Ok(())
 }
 
-pub(crate) fn ensure(s: &Lease<'_>, label: &str, kind: SecretKeyKind, allow_extractable: bool) -> Result<super::KeyOrigin, HsmError> {
+pub(crate) fn ensure(
+    s: &Lease<'_>,
+    label: &str,
+    kind: SecretKeyKind,
+    allow_extractable: bool,
+) -> Result<super::KeyOrigin, HsmError> {
     if let Some(handle) = s.find_secret_key(label)? {
         let attrs = read_attributes(&s.session, handle)?;
         validate(label, kind, &attrs, allow_extractable)?;

@@ -50,7 +50,10 @@ impl std::fmt::Debug for HsmConfig {
             .field("pin", &self.pin.as_ref().map(|_| "[redacted]"))
             .field("use_rand", &self.use_rand)
             .field("key_label", &self.key_label)
-            .field("danger_allow_extractable_keys", &self.danger_allow_extractable_keys)
+            .field(
+                "danger_allow_extractable_keys",
+                &self.danger_allow_extractable_keys,
+            )
             .field("pool_size", &self.pool_size)
             .finish()
     }
@@ -99,7 +102,9 @@ pub struct Hsm {
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hsm").field("token", &self.conn.token()).finish()
+        f.debug_struct("Hsm")
+            .field("token", &self.conn.token())
+            .finish()
     }
 }
 
@@ -110,7 +115,9 @@ impl Hsm {
     /// With `use_rand`, also checks that the token has an RNG.
     pub fn connect(config: HsmConfig) -> Result<Self, HsmError> {
         let conn = Connection::open(config)?;
-        Ok(Self { conn: Arc::new(conn) })
+        Ok(Self {
+            conn: Arc::new(conn),
+        })
     }
 
     /// The selected token, as the module describes it.
@@ -144,55 +151,98 @@ impl Hsm {
 
     /// Fills `buf` from `C_GenerateRandom`.
     pub fn generate_random(&self, buf: &mut [u8]) -> Result<(), HsmError> {
-        self.conn.counters().random_calls.fetch_add(1, Ordering::Relaxed);
-        self.conn.run(|s| s.session.generate_random_slice(buf).map_err(HsmError::from))
+        self.conn
+            .counters()
+            .random_calls
+            .fetch_add(1, Ordering::Relaxed);
+        self.conn
+            .run(|s| s.session.generate_random_slice(buf).map_err(HsmError::from))
     }
 
     /// HMAC-SHA256 with the token's key `key_label`, computed inside the HSM.
-    pub fn hmac_sha256(&self, key_label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>, HsmError> {
-        self.conn.counters().hmac_calls.fetch_add(1, Ordering::Relaxed);
+    pub fn hmac_sha256(
+        &self,
+        key_label: &str,
+        data: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, HsmError> {
+        self.conn
+            .counters()
+            .hmac_calls
+            .fetch_add(1, Ordering::Relaxed);
         let mac = self.conn.run(|s| {
             let key = s.secret_key(key_label)?;
-            s.session.sign(&Mechanism::Sha256Hmac, key, data).map_err(HsmError::from)
+            s.session
+                .sign(&Mechanism::Sha256Hmac, key, data)
+                .map_err(HsmError::from)
         })?;
         let mac = Zeroizing::new(mac);
-        let out: [u8; 32] = mac.as_slice().try_into().map_err(|_| HsmError::KeyAttributes {
-            label: key_label.to_owned(),
-            problem: format!("CKM_SHA256_HMAC returned {} bytes, not 32", mac.len()),
-        })?;
+        let out: [u8; 32] = mac
+            .as_slice()
+            .try_into()
+            .map_err(|_| HsmError::KeyAttributes {
+                label: key_label.to_owned(),
+                problem: format!("CKM_SHA256_HMAC returned {} bytes, not 32", mac.len()),
+            })?;
         Ok(Zeroizing::new(out))
     }
 
     /// AES-GCM encryption inside the HSM with key `key_label`; returns ciphertext ‖ tag.
-    pub fn aes_gcm_encrypt(&self, key_label: &str, iv: &[u8; 12], aad: &[u8], data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub fn aes_gcm_encrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         self.conn.run(|s| {
             let key = s.secret_key(key_label)?;
             let mut iv = *iv;
-            let params = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into()).map_err(|e| HsmError::Other(e.to_string()))?;
-            s.session.encrypt(&Mechanism::AesGcm(params), key, data).map_err(HsmError::from)
+            let params = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into())
+                .map_err(|e| HsmError::Other(e.to_string()))?;
+            s.session
+                .encrypt(&Mechanism::AesGcm(params), key, data)
+                .map_err(HsmError::from)
         })
     }
 
     /// AES-GCM decryption inside the HSM. Tampering surfaces as a PKCS#11 error
     /// (SoftHSM2 reports CKR_GENERAL_ERROR); callers treat any error as "not authentic".
-    pub fn aes_gcm_decrypt(&self, key_label: &str, iv: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+    pub fn aes_gcm_decrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.conn.run(|s| {
             let key = s.secret_key(key_label)?;
             let mut iv = *iv;
-            let params = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into()).map_err(|e| HsmError::Other(e.to_string()))?;
-            s.session.decrypt(&Mechanism::AesGcm(params), key, sealed).map(Zeroizing::new).map_err(HsmError::from)
+            let params = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into())
+                .map_err(|e| HsmError::Other(e.to_string()))?;
+            s.session
+                .decrypt(&Mechanism::AesGcm(params), key, sealed)
+                .map(Zeroizing::new)
+                .map_err(HsmError::from)
         })
     }
 
     /// Finds the secret key `label`, or creates it with exactly the attributes of
     /// DESIGN.md section 2. A found key is validated (see [`Hsm::check_secret_key`]).
-    pub fn ensure_secret_key(&self, label: &str, kind: SecretKeyKind) -> Result<KeyOrigin, HsmError> {
+    pub fn ensure_secret_key(
+        &self,
+        label: &str,
+        kind: SecretKeyKind,
+    ) -> Result<KeyOrigin, HsmError> {
         let allow = self.config().danger_allow_extractable_keys;
         self.conn.run(|s| keys::ensure(s, label, kind, allow))
     }
 
     /// Finds `label` and checks its attributes against what `kind` needs.
-    pub fn check_secret_key(&self, label: &str, kind: SecretKeyKind) -> Result<KeyAttributes, HsmError> {
+    pub fn check_secret_key(
+        &self,
+        label: &str,
+        kind: SecretKeyKind,
+    ) -> Result<KeyAttributes, HsmError> {
         let allow = self.config().danger_allow_extractable_keys;
         self.conn.run(|s| {
             let handle = s.secret_key(label)?;
@@ -212,7 +262,11 @@ impl Hsm {
 
     /// The root-wrapping AES key (`HSM_KEY_LABEL`) and its `_HMAC` companion, found or made.
     pub fn ensure_root_keys(&self) -> Result<(KeyOrigin, KeyOrigin), HsmError> {
-        let label = self.config().key_label.clone().ok_or_else(|| HsmError::Other("HSM_KEY_LABEL is not set".into()))?;
+        let label = self
+            .config()
+            .key_label
+            .clone()
+            .ok_or_else(|| HsmError::Other("HSM_KEY_LABEL is not set".into()))?;
         let aes = self.ensure_secret_key(&label, SecretKeyKind::Aes256)?;
         let hmac = self.ensure_secret_key(&format!("{label}_HMAC"), SecretKeyKind::Hmac)?;
         Ok((aes, hmac))
@@ -225,7 +279,10 @@ impl Hsm {
         let mut missing: Vec<&str> = Vec::new();
         for (m, name) in [
             (MechanismType::SHA256_HMAC, "CKM_SHA256_HMAC"),
-            (MechanismType::GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN"),
+            (
+                MechanismType::GENERIC_SECRET_KEY_GEN,
+                "CKM_GENERIC_SECRET_KEY_GEN",
+            ),
         ] {
             if !mechs.contains(&m) {
                 missing.push(name);
@@ -242,15 +299,23 @@ impl Hsm {
             self.ensure_root_keys()?;
             if has_gcm {
                 let iv = [0x5a; 12];
-                let sealed = self.aes_gcm_encrypt(&label, &iv, b"kms-gateway/v1/self-test", &probe)?;
-                let opened = self.aes_gcm_decrypt(&label, &iv, b"kms-gateway/v1/self-test", &sealed)?;
+                let sealed =
+                    self.aes_gcm_encrypt(&label, &iv, b"kms-gateway/v1/self-test", &probe)?;
+                let opened =
+                    self.aes_gcm_decrypt(&label, &iv, b"kms-gateway/v1/self-test", &sealed)?;
                 if opened.as_slice() != probe {
-                    return Err(HsmError::Other("self-test: AES-GCM round trip returned other bytes".into()));
+                    return Err(HsmError::Other(
+                        "self-test: AES-GCM round trip returned other bytes".into(),
+                    ));
                 }
                 round_trip = true;
             }
         }
-        Ok(SelfTestReport { mechanism_count: mechs.len(), aes_gcm: has_gcm, root_round_trip: round_trip })
+        Ok(SelfTestReport {
+            mechanism_count: mechs.len(),
+            aes_gcm: has_gcm,
+            root_round_trip: round_trip,
+        })
     }
 
     /// Closes every session and finalises the library; later calls reconnect.

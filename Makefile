@@ -1,0 +1,44 @@
+# KMS Gateway. `make test` installs what it needs (as root on Debian), then runs the whole
+# suite against SoftHSM2 and again against Kryoptic. `make run` starts a dev gateway.
+SHELL := /bin/bash
+CARGO ?= cargo
+NEXTEST := $(CARGO) nextest run --no-fail-fast --failure-output final
+
+.PHONY: all build deps test test-softhsm test-kryoptic kryoptic run bench fmt lint clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+deps:
+	scripts/install-deps.sh
+
+## test: the whole suite on a throw-away SoftHSM2 token, then on a Kryoptic token.
+test: deps test-softhsm test-kryoptic
+
+test-softhsm:
+	KMSGW_TEST_PKCS11=softhsm $(NEXTEST)
+
+kryoptic:
+	scripts/kryoptic-build.sh >/dev/null
+
+test-kryoptic: kryoptic
+	KMSGW_TEST_PKCS11=kryoptic $(NEXTEST)
+
+## run: a dev gateway on https://127.0.0.1:8000 with its state under var/.
+run: deps
+	scripts/dev-run.sh
+
+bench: deps
+	scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf var

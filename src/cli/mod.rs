@@ -1,0 +1,58 @@
+//! The `kms-gateway` command line: one file per subcommand behind one dispatcher.
+
+mod gen_customer_fragment;
+mod hsm;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kms-gateway",
+    version,
+    about = "On-premises key-management gateway in front of a PKCS#11 HSM",
+    after_help = "Examples:\n  kms-gateway serve --config kms-gateway.toml\n  kms-gateway gen-customer-fragment --name acme --type hsm_wrapped --hsm-key-label acme-cf\n  kms-gateway hsm list-slots\n\nHSM settings come from PKCS11_LIB_PATH, HSM_SLOT | HSM_TOKEN_LABEL | HSM_TOKEN_SERIAL, HSM_PIN (or HSM_PIN_FILE), HSM_USE_RAND and HSM_KEY_LABEL; every other setting is KMSGW__SECTION__KEY or the TOML file."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Optional when it is the default and does not exist.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway's HTTPS API (the default).
+    Serve(serve::Args),
+    /// Make a customer fragment and append it to the fragment file.
+    GenCustomerFragment(gen_customer_fragment::Args),
+    /// Inspect the PKCS#11 module and token.
+    Hsm {
+        #[command(subcommand)]
+        command: hsm::Command,
+    },
+}
+
+/// An error of a command: printed as one line, exit status 1.
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn run(cli: Cli) -> CliResult {
+    let (path, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("kms-gateway.toml"), false),
+    };
+    let load = || Settings::load(&path, explicit);
+    match cli
+        .command
+        .unwrap_or(Command::Serve(serve::Args::default()))
+    {
+        Command::Serve(args) => serve::run(load()?, args),
+        Command::GenCustomerFragment(args) => gen_customer_fragment::run(load()?, args),
+        Command::Hsm { command } => hsm::run(load()?, command),
+    }
+}

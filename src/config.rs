@@ -1,0 +1,332 @@
+//! Reading and validating configuration (DESIGN.md section 6): one TOML file, overridden
+//! by `KMSGW__SECTION__KEY` variables and by the seed names operators already use
+//! (`PKCS11_LIB_PATH`, `HSM_PIN`, ...). Unknown keys are an error. Secrets may come from
+//! `*_FILE` paths and never print. Only start-up code reads this.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::fragments::FragmentSource;
+use crate::hsm::HsmConfig;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("cannot read {what} from {path:?}: {reason}")]
+    SecretFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub fragments: FragmentSettings,
+    pub hsm: HsmSettings,
+    pub root: RootSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted plaintext, in bytes (before base64).
+    pub max_plaintext_bytes: usize,
+    /// Requests served at once; further connections wait.
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8000".into(),
+            max_body_bytes: 192 * 1024,
+            max_plaintext_bytes: 64 * 1024,
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/kms-gateway.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub bootstrap_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FragmentSettings {
+    /// `CUSTOMER_FRAGMENTS_FILE`.
+    pub file: PathBuf,
+    /// `CUSTOMER_FRAGMENTS`: the JSON itself, used instead of the file when set.
+    pub inline: Option<SecretString>,
+    /// Fragment id applied to new keys that name none.
+    pub default: Option<String>,
+}
+
+impl Default for FragmentSettings {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("fragments/customer_fragments.json"),
+            inline: None,
+            default: None,
+        }
+    }
+}
+
+impl FragmentSettings {
+    pub fn source(&self) -> FragmentSource {
+        match &self.inline {
+            Some(json) => {
+                FragmentSource::Inline(zeroize::Zeroizing::new(json.expose_secret().to_owned()))
+            }
+            None => FragmentSource::File(self.file.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HsmSettings {
+    pub lib_path: Option<PathBuf>,
+    pub slot: Option<String>,
+    pub token_label: Option<String>,
+    pub token_serial: Option<String>,
+    pub pin: Option<SecretString>,
+    pub pin_file: Option<PathBuf>,
+    pub use_rand: bool,
+    pub key_label: Option<String>,
+    pub danger_allow_extractable_keys: bool,
+    pub pool_size: usize,
+}
+
+impl Default for HsmSettings {
+    fn default() -> Self {
+        Self {
+            lib_path: None,
+            slot: None,
+            token_label: None,
+            token_serial: None,
+            pin: None,
+            pin_file: None,
+            use_rand: false,
+            key_label: None,
+            danger_allow_extractable_keys: false,
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RootStrategy {
+    #[default]
+    Software,
+    Hsm,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RootSettings {
+    /// Strategy used when the instance root key is first created.
+    pub strategy: RootStrategy,
+    /// `ROOT_ENCRYPTION_KEY`: base64 of 32 bytes.
+    pub encryption_key: Option<SecretString>,
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Seed names read as they are, mapped to their place in the settings.
+const SEED_NAMES: &[(&str, &str)] = &[
+    ("HSM_LIB_PATH", "hsm.lib_path"),
+    ("PKCS11_LIB_PATH", "hsm.lib_path"),
+    ("HSM_SLOT", "hsm.slot"),
+    ("HSM_TOKEN_LABEL", "hsm.token_label"),
+    ("HSM_TOKEN_SERIAL", "hsm.token_serial"),
+    ("HSM_PIN", "hsm.pin"),
+    ("HSM_PIN_FILE", "hsm.pin_file"),
+    ("HSM_USE_RAND", "hsm.use_rand"),
+    ("HSM_KEY_LABEL", "hsm.key_label"),
+    ("ROOT_ENCRYPTION_KEY", "root.encryption_key"),
+    ("ROOT_ENCRYPTION_KEY_FILE", "root.encryption_key_file"),
+    ("CUSTOMER_FRAGMENTS_FILE", "fragments.file"),
+    ("CUSTOMER_FRAGMENTS", "fragments.inline"),
+];
+
+impl Settings {
+    /// Reads `path` (required only when `explicit`), then the environment.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        if explicit && !path.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "the configuration file {path:?} does not exist"
+            )));
+        }
+        let mut builder = config::Config::builder()
+            .add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("KMSGW")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        for (var, key) in SEED_NAMES {
+            if let Ok(value) = std::env::var(var) {
+                if value.is_empty() {
+                    continue;
+                }
+                let value: config::Value = match *key {
+                    "hsm.use_rand" => parse_bool(var, &value)?.into(),
+                    _ => value.into(),
+                };
+                builder = builder
+                    .set_override(*key, value)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+        }
+        let cfg = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.try_deserialize()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The HSM settings, with `*_FILE` secrets read. `None` when no library is configured.
+    pub fn hsm_config(&self) -> Result<Option<HsmConfig>, ConfigError> {
+        let Some(lib) = &self.hsm.lib_path else {
+            return Ok(None);
+        };
+        let pin = match (&self.hsm.pin, &self.hsm.pin_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set HSM_PIN or HSM_PIN_FILE, not both".into(),
+                ))
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => Some(read_secret_file("HSM_PIN_FILE", path)?),
+            (None, None) => None,
+        };
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        Ok(Some(HsmConfig {
+            lib_path: Some(lib.clone()),
+            slot: non_empty(&self.hsm.slot),
+            token_label: non_empty(&self.hsm.token_label),
+            token_serial: non_empty(&self.hsm.token_serial),
+            pin,
+            use_rand: self.hsm.use_rand,
+            key_label: non_empty(&self.hsm.key_label),
+            danger_allow_extractable_keys: self.hsm.danger_allow_extractable_keys,
+            pool_size: self.hsm.pool_size.max(1),
+        }))
+    }
+
+    /// `ROOT_ENCRYPTION_KEY` (or its file), decoded; `None` if neither is set.
+    pub fn root_encryption_key(&self) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, ConfigError> {
+        let secret = match (&self.root.encryption_key, &self.root.encryption_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set ROOT_ENCRYPTION_KEY or ROOT_ENCRYPTION_KEY_FILE, not both".into(),
+                ))
+            }
+            (Some(k), None) => k.clone(),
+            (None, Some(path)) => read_secret_file("ROOT_ENCRYPTION_KEY_FILE", path)?,
+            (None, None) => return Ok(None),
+        };
+        decode_key32(secret.expose_secret().trim())
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError::Invalid(
+                    "ROOT_ENCRYPTION_KEY must be the base64 of exactly 32 bytes".into(),
+                )
+            })
+    }
+}
+
+fn decode_key32(b64: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    use base64::Engine;
+    let bytes =
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).ok()?);
+    let arr: [u8; 32] = bytes.as_slice().try_into().ok()?;
+    Some(zeroize::Zeroizing::new(arr))
+}
+
+fn parse_bool(var: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid(format!("{var} must be true or false"))),
+    }
+}
+
+/// Reads a secret from a file, trimming one trailing newline.
+pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let trimmed = text.trim_end_matches(['\n', '\r']).to_owned();
+    let mut text = text;
+    zeroize::Zeroize::zeroize(&mut text);
+    Ok(SecretString::from(trimmed))
+}
