@@ -2,10 +2,13 @@
 //! See docs/ARCHITECTURE.md for the map of the modules.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod fragments;
 pub mod hsm;
+pub mod keys;
 pub mod logging;
 pub mod random;
+pub mod store;

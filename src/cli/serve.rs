@@ -1,15 +1,120 @@
-//! `kms-gateway serve`: run the HTTPS API.
+//! `kms-gateway serve`: connect the HSM, open the store, load fragments and the instance
+//! root key, then serve the HTTPS API until SIGTERM or SIGINT.
+
+use std::sync::Arc;
 
 use clap::Parser;
 
+use crate::api::{self, AppState, Auth, Limits};
 use crate::config::Settings;
+use crate::fragments::{FragmentHsm, Fragments};
+use crate::hsm::Hsm;
+use crate::keys::{root, KeyService};
+use crate::random::RandomSource;
 
 use super::CliResult;
 
 #[derive(Debug, Parser, Default)]
-#[command(after_help = "Example:\n  kms-gateway serve --config kms-gateway.toml")]
+#[command(
+    after_help = "Example:\n  PKCS11_LIB_PATH=/usr/lib/softhsm/libsofthsm2.so HSM_TOKEN_LABEL=kms HSM_PIN_FILE=pin \\\n  ROOT_ENCRYPTION_KEY_FILE=root.key KMSGW__TLS__CERT_FILE=cert.pem KMSGW__TLS__KEY_FILE=key.pem \\\n  kms-gateway serve\n\nPrints `listening on https://ADDR` on stdout once ready."
+)]
 pub struct Args {}
 
-pub fn run(_settings: Settings, _args: Args) -> CliResult {
-    Err("serve is not available yet".into())
+pub fn run(settings: Settings, _args: Args) -> CliResult {
+    let cert = settings
+        .tls
+        .cert_file
+        .clone()
+        .ok_or("KMSGW__TLS__CERT_FILE is required by serve")?;
+    let key = settings
+        .tls
+        .key_file
+        .clone()
+        .ok_or("KMSGW__TLS__KEY_FILE is required by serve")?;
+    let tls = api::server_config(&cert, &key)?;
+
+    let hsm = match settings.hsm_config()? {
+        Some(cfg) => {
+            let hsm = Hsm::connect(cfg)?;
+            let report = hsm.self_test()?;
+            let t = hsm.token();
+            tracing::info!(slot = t.id, label = %t.label, model = %t.model, mechanisms = report.mechanism_count, "HSM ready");
+            Some(hsm)
+        }
+        None => {
+            tracing::warn!("no HSM configured (PKCS11_LIB_PATH unset): only standard fragments and the software root strategy are available");
+            None
+        }
+    };
+    let random = match &hsm {
+        Some(h) if h.config().use_rand => RandomSource::Hsm(h.clone()),
+        _ => RandomSource::Os,
+    };
+    let store = crate::store::open(&settings.store.url)?;
+    let provider: Option<Arc<dyn FragmentHsm>> =
+        hsm.clone().map(|h| Arc::new(h) as Arc<dyn FragmentHsm>);
+    let fragments = Arc::new(Fragments::load(&settings.fragments.source(), provider)?);
+    let loaded = fragments
+        .statuses()
+        .iter()
+        .filter(|s| s.problem.is_none())
+        .count();
+    tracing::info!(
+        loaded,
+        total = fragments.statuses().len(),
+        "customer fragments loaded"
+    );
+    let rek = settings.root_encryption_key()?;
+    let irk = root::load_or_create(&store, rek.as_deref(), &random)?;
+    let auth = Auth::bootstrap(
+        &store,
+        settings.auth.bootstrap_token_file.as_deref(),
+        &api::default_token_path(&settings.store.url),
+        &random,
+    )?;
+    let keys = Arc::new(KeyService::new(
+        store,
+        fragments,
+        irk,
+        random,
+        settings.fragments.default.clone(),
+    ));
+    let limits = Limits {
+        max_body_bytes: settings.server.max_body_bytes,
+        max_plaintext_bytes: settings.server.max_plaintext_bytes,
+        max_connections: settings.server.max_connections,
+    };
+    let state = Arc::new(AppState::new(keys, auth, hsm.clone(), limits));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result: CliResult = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+        println!("listening on https://{addr}");
+        api::run(listener, tls, state, shutdown_signal()).await?;
+        tracing::info!("stopped accepting; in-flight requests finished");
+        Ok(())
+    });
+    if let Some(h) = hsm {
+        h.shutdown();
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
 }

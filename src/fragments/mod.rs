@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{self, Secret32};
 use crate::hsm::{Hsm, HsmError};
 
-pub use file::{append_fragment, read_fragment_file, FragmentFile};
+pub use file::{append_fragment, read_fragment_file, write_secret_file, FragmentFile};
 
 /// A fragment id such as `cf-7f3a9c2e51d04b8a`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -163,3 +163,4 @@ pub fn b64(v: &serde_json::Value) -> Vec<u8> {
 pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kms-gateway"))
 }
+pub mod gateway;

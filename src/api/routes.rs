@@ -1,0 +1,690 @@
+//! Routing and the handlers of every endpoint. Bodies are JSON with the exact field
+//! names of DESIGN.md section 5; unknown fields are refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::keys::{Algorithm, KeyError, KeyService, KeyUsage, NewKey, SignRequest};
+use crate::store::{Direction, KeyPatch, KeyRecord, ListQuery, OrderBy};
+
+type Reply = Result<(StatusCode, Value), ApiError>;
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+pub(super) async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let request_id = state.next_request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let response = match route(&state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &request_id),
+    };
+    let status = response.status();
+    if status.is_client_error() {
+        state.metrics.errors_4xx.fetch_add(1, Ordering::Relaxed);
+    } else if status.is_server_error() {
+        state.metrics.errors_5xx.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(
+        request_id,
+        %peer,
+        %method,
+        path,
+        status = status.as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(e.body(request_id))));
+    *r.status_mut() = e.status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(s) = e.retry_after {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    if e.status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => {
+            return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+        }
+        (&Method::GET, ["readyz"]) => return Ok(readyz(state).await),
+        (&Method::GET, ["metrics"]) => return Ok(metrics(state)),
+        (_, ["api", ..]) => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            ))
+        }
+    }
+    let authorization = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.auth.check(authorization) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        ));
+    }
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let body = read_body(state, req).await?;
+    let (status, value) = match (&method, segments.as_slice()) {
+        (&Method::POST, ["api", "v1", "projects"]) => create_project(state, &body).await,
+        (&Method::POST, ["api", "v1", "kms", "keys"]) => create_key(state, &body).await,
+        (&Method::GET, ["api", "v1", "kms", "keys"]) => list_keys(state, &query).await,
+        (&Method::GET, ["api", "v1", "kms", "keys", "key-name", name]) => {
+            key_by_name(state, name, &query).await
+        }
+        (&Method::GET, ["api", "v1", "kms", "keys", id]) => get_key(state, id).await,
+        (&Method::PATCH, ["api", "v1", "kms", "keys", id]) => update_key(state, id, &body).await,
+        (&Method::DELETE, ["api", "v1", "kms", "keys", id]) => delete_key(state, id).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "encrypt"]) => {
+            encrypt(state, id, &body).await
+        }
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "decrypt"]) => {
+            decrypt(state, id, &body).await
+        }
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "sign"]) => sign(state, id, &body).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "verify"]) => {
+            verify(state, id, &body).await
+        }
+        (&Method::GET, ["api", "v1", "kms", "keys", id, "public-key"]) => {
+            public_key(state, id).await
+        }
+        (&Method::GET, ["api", "v1", "kms", "keys", id, "signing-algorithms"]) => {
+            signing_algorithms(state, id).await
+        }
+        (_, ["api", "v1", "projects"]) | (_, ["api", "v1", "kms", "keys", ..]) => {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here"),
+            ))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        )),
+    }?;
+    Ok(json_response(status, &value))
+}
+
+/// Reads the body, refusing one larger than the limit before reading it all.
+async fn read_body(state: &AppState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let max = state.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds {max} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "the request body could not be read",
+        )),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "a JSON body is required",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::bad_request("invalid_request", format!("invalid request: {e}"))
+            }
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("malformed JSON at line {} column {}", e.line(), e.column()),
+            ),
+        }
+    })
+}
+
+fn parse_id(s: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("{what} must be a UUID")))
+}
+
+fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(value.trim()).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_base64",
+            format!("{field} is not valid base64 (standard alphabet, padded)"),
+        )
+    })
+}
+
+/// Runs a key operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    op: impl FnOnce(&KeyService) -> Result<T, KeyError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let keys = state.keys.clone();
+    match tokio::task::spawn_blocking(move || op(&keys)).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "a key operation panicked");
+            Err(ApiError::from(KeyError::Internal("task failed".into())))
+        }
+    }
+}
+
+fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "id": k.id.to_string(),
+        "name": k.name,
+        "description": k.description,
+        "projectId": k.project_id.to_string(),
+        "keyUsage": k.key_usage,
+        "algorithm": k.algorithm,
+        "version": k.version,
+        "isDisabled": k.is_disabled,
+        "isReserved": k.is_reserved,
+        "customerFragmentId": k.customer_fragment_id,
+        "createdAt": k.created_at,
+        "updatedAt": k.updated_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProject {
+    name: String,
+}
+
+async fn create_project(state: &Arc<AppState>, body: &[u8]) -> Reply {
+    let req: CreateProject = parse_json(body)?;
+    let p = blocking(state, move |k| k.create_project(&req.name)).await?;
+    Ok((
+        StatusCode::OK,
+        json!({"project": {"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateKey {
+    project_id: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    key_usage: Option<String>,
+    #[serde(default)]
+    encryption_algorithm: Option<String>,
+    #[serde(default)]
+    customer_fragment_id: Option<String>,
+}
+
+async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
+    let req: CreateKey = parse_json(body)?;
+    let project_id = parse_id(&req.project_id, "projectId")?;
+    let usage_name = req.key_usage.as_deref().unwrap_or("encrypt-decrypt");
+    let usage =
+        KeyUsage::parse(usage_name).ok_or_else(|| KeyError::UnknownUsage(usage_name.to_owned()))?;
+    let default_alg = match usage {
+        KeyUsage::EncryptDecrypt => "aes-256-gcm",
+        KeyUsage::SignVerify => "RSA_4096",
+    };
+    let alg_name = req.encryption_algorithm.as_deref().unwrap_or(default_alg);
+    let algorithm = Algorithm::parse(alg_name)
+        .ok_or_else(|| KeyError::UnknownAlgorithm(alg_name.to_owned()))?;
+    let new = NewKey {
+        project_id,
+        name: req.name,
+        description: req.description.unwrap_or_default(),
+        usage,
+        algorithm,
+        customer_fragment_id: req.customer_fragment_id.filter(|s| !s.is_empty()),
+    };
+    let key = blocking(state, move |k| k.create_key(new)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+async fn list_keys(state: &Arc<AppState>, q: &HashMap<String, String>) -> Reply {
+    let project_id = parse_id(
+        q.get("projectId")
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "projectId is required"))?,
+        "projectId",
+    )?;
+    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!("{name} must be a non-negative integer"),
+                )
+            }),
+        }
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", 100)?;
+    if limit == 0 || limit > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "limit must be between 1 and 100",
+        ));
+    }
+    let order_by = match q.get("orderBy").map(String::as_str) {
+        None | Some("name") => OrderBy::Name,
+        Some("createdAt") => OrderBy::CreatedAt,
+        Some("updatedAt") => OrderBy::UpdatedAt,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "orderBy must be name, createdAt or updatedAt",
+            ))
+        }
+    };
+    let direction = match q.get("orderDirection").map(String::as_str) {
+        None | Some("asc") => Direction::Asc,
+        Some("desc") => Direction::Desc,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "orderDirection must be asc or desc",
+            ))
+        }
+    };
+    let query = ListQuery {
+        project_id,
+        offset,
+        limit,
+        order_by,
+        direction,
+        search: q.get("search").filter(|s| !s.is_empty()).cloned(),
+    };
+    let (keys, total) = blocking(state, move |k| k.list_keys(&query)).await?;
+    Ok((
+        StatusCode::OK,
+        json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>(), "totalCount": total}),
+    ))
+}
+
+async fn get_key(state: &Arc<AppState>, id: &str) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let key = blocking(state, move |k| k.key(id)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+async fn key_by_name(state: &Arc<AppState>, name: &str, q: &HashMap<String, String>) -> Reply {
+    let project_id = parse_id(
+        q.get("projectId")
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "projectId is required"))?,
+        "projectId",
+    )?;
+    let name: String = form_urlencoded::parse(format!("n={name}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let key = blocking(state, move |k| k.key_by_name(project_id, &name)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PatchKey {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    is_disabled: Option<bool>,
+}
+
+async fn update_key(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let req: PatchKey = parse_json(body)?;
+    let patch = KeyPatch {
+        name: req.name,
+        description: req.description,
+        is_disabled: req.is_disabled,
+    };
+    let key = blocking(state, move |k| k.update_key(id, patch)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+async fn delete_key(state: &Arc<AppState>, id: &str) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let key = blocking(state, move |k| k.delete_key(id)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Encrypt {
+    plaintext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+}
+
+async fn encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let req: Encrypt = parse_json(body)?;
+    let max = state.limits.max_plaintext_bytes;
+    if req.plaintext.len() > max.div_ceil(3) * 4 + 4 {
+        return Err(plaintext_too_large(max));
+    }
+    let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", &req.plaintext)?);
+    if plaintext.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_plaintext",
+            "plaintext must not be empty",
+        ));
+    }
+    if plaintext.len() > max {
+        return Err(plaintext_too_large(max));
+    }
+    let context = req.encryption_context.unwrap_or_default();
+    let ct = blocking(state, move |k| k.encrypt(id, &plaintext, &context)).await?;
+    Ok((StatusCode::OK, json!({"ciphertext": B64.encode(ct)})))
+}
+
+fn plaintext_too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "plaintext_too_large",
+        format!("plaintext must be at most {max} bytes"),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Decrypt {
+    ciphertext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+}
+
+async fn decrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let req: Decrypt = parse_json(body)?;
+    let ct = decode_b64("ciphertext", &req.ciphertext)?;
+    let context = req.encryption_context.unwrap_or_default();
+    let pt = blocking(state, move |k| k.decrypt(id, &ct, &context)).await?;
+    Ok((
+        StatusCode::OK,
+        json!({"plaintext": B64.encode(pt.as_slice())}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Sign {
+    data: String,
+    signing_algorithm: String,
+    #[serde(default)]
+    is_digest: bool,
+}
+
+async fn sign(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let key_id = parse_id(id, "keyId")?;
+    let req: Sign = parse_json(body)?;
+    let data = decode_b64("data", &req.data)?;
+    let alg = req.signing_algorithm.clone();
+    let is_digest = req.is_digest;
+    let sig = blocking(state, move |k| {
+        k.sign(
+            key_id,
+            SignRequest {
+                data: &data,
+                algorithm: &alg,
+                is_digest,
+            },
+        )
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        json!({"signature": B64.encode(sig), "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Verify {
+    data: String,
+    signature: String,
+    signing_algorithm: String,
+    #[serde(default)]
+    is_digest: bool,
+}
+
+async fn verify(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let key_id = parse_id(id, "keyId")?;
+    let req: Verify = parse_json(body)?;
+    let data = decode_b64("data", &req.data)?;
+    let sig = decode_b64("signature", &req.signature)?;
+    let alg = req.signing_algorithm.clone();
+    let is_digest = req.is_digest;
+    let ok = blocking(state, move |k| {
+        k.verify(
+            key_id,
+            SignRequest {
+                data: &data,
+                algorithm: &alg,
+                is_digest,
+            },
+            &sig,
+        )
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        json!({"signatureValid": ok, "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
+    ))
+}
+
+async fn public_key(state: &Arc<AppState>, id: &str) -> Reply {
+    let key_id = parse_id(id, "keyId")?;
+    let der = blocking(state, move |k| k.public_key(key_id)).await?;
+    Ok((StatusCode::OK, json!({"publicKey": B64.encode(der)})))
+}
+
+async fn signing_algorithms(state: &Arc<AppState>, id: &str) -> Reply {
+    let key_id = parse_id(id, "keyId")?;
+    let algs = blocking(state, move |k| k.signing_algorithms(key_id)).await?;
+    Ok((StatusCode::OK, json!({"signingAlgorithms": algs})))
+}
+
+/// Ready when the HSM answers, the store takes a write and every fragment loaded.
+async fn readyz(state: &Arc<AppState>) -> Response<Full<Bytes>> {
+    let hsm = state.hsm.clone();
+    let keys = state.keys.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let hsm_ok = match &hsm {
+            None => None,
+            Some(h) => Some(h.generate_random(&mut [0u8; 1]).is_ok()),
+        };
+        let store_ok = keys.store().check_writable().is_ok();
+        let fragments_ok = keys
+            .fragments()
+            .statuses()
+            .iter()
+            .all(|s| s.problem.is_none())
+            && keys.fragments().anonymous_failures().is_empty();
+        (hsm_ok, store_ok, fragments_ok)
+    })
+    .await
+    .unwrap_or((Some(false), false, false));
+    let (hsm_ok, store_ok, fragments_ok) = checks;
+    let ready = hsm_ok.unwrap_or(true) && store_ok && fragments_ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |b: bool| if b { "ok" } else { "failing" };
+    let mut r = json_response(
+        status,
+        &json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "checks": {
+                "hsm": hsm_ok.map(word).unwrap_or("not_configured"),
+                "store": word(store_ok),
+                "fragments": word(fragments_ok),
+            }
+        }),
+    );
+    if !ready {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(5u32));
+    }
+    r
+}
+
+fn metrics(state: &Arc<AppState>) -> Response<Full<Bytes>> {
+    let m = &state.metrics;
+    let mut out = String::new();
+    let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    line(
+        "kmsgw_requests_total",
+        "counter",
+        "HTTP requests received.",
+        m.requests.load(Ordering::Relaxed),
+    );
+    line(
+        "kmsgw_responses_4xx_total",
+        "counter",
+        "Responses with a 4xx status.",
+        m.errors_4xx.load(Ordering::Relaxed),
+    );
+    line(
+        "kmsgw_responses_5xx_total",
+        "counter",
+        "Responses with a 5xx status.",
+        m.errors_5xx.load(Ordering::Relaxed),
+    );
+    line(
+        "kmsgw_fragment_hsm_derivations_total",
+        "counter",
+        "Fragment values derived in the HSM.",
+        state.keys.fragments().hsm_derivations(),
+    );
+    if let Some(h) = &state.hsm {
+        let c = h.counts();
+        line(
+            "kmsgw_hsm_healthy",
+            "gauge",
+            "1 while the HSM connection works.",
+            u64::from(h.is_healthy()),
+        );
+        line(
+            "kmsgw_hsm_hmac_calls_total",
+            "counter",
+            "HMAC operations run in the HSM.",
+            c.hmac_calls,
+        );
+        line(
+            "kmsgw_hsm_random_calls_total",
+            "counter",
+            "C_GenerateRandom calls.",
+            c.random_calls,
+        );
+        line(
+            "kmsgw_hsm_reconnects_total",
+            "counter",
+            "Reconnect attempts to the HSM.",
+            c.reconnects,
+        );
+        line(
+            "kmsgw_hsm_sessions_opened_total",
+            "counter",
+            "PKCS#11 sessions opened.",
+            c.sessions_opened,
+        );
+    }
+    let mut r = Response::new(Full::new(Bytes::from(out)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

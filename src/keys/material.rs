@@ -1,0 +1,158 @@
+//! Key material: generation (from the configured RNG), wrapping under KEK(key, version)
+//! and a bounded, expiring cache of unwrapped material for keys that allow caching.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::signing::{self, SigningKey};
+use crate::crypto::{self, AeadKey};
+use crate::random::RandomSource;
+
+use super::{Algorithm, KeyError};
+
+/// Generates new material: AES bytes, or a PKCS#8 DER private key with its public key.
+pub(super) fn generate(
+    algorithm: Algorithm,
+    random: &RandomSource,
+) -> Result<(Zeroizing<Vec<u8>>, Option<Vec<u8>>), KeyError> {
+    let fail = |e: signing::SigningError| KeyError::Internal(format!("key generation: {e}"));
+    match algorithm {
+        Algorithm::Aes256Gcm => Ok((Zeroizing::new(random.secret::<32>()?.to_vec()), None)),
+        Algorithm::Aes128Gcm => Ok((Zeroizing::new(random.secret::<16>()?.to_vec()), None)),
+        Algorithm::Rsa4096 | Algorithm::EccNistP256 => {
+            let kind = algorithm
+                .asymmetric()
+                .ok_or_else(|| KeyError::Internal("not asymmetric".into()))?;
+            let der = match random.hsm_rng() {
+                Some(mut rng) => {
+                    // The HSM RNG panics if the HSM fails mid-generation (rand_core's
+                    // fill_bytes cannot fail); report that as an unavailable HSM.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        signing::generate_with_rng(kind, &mut rng)
+                    }))
+                    .map_err(|_| {
+                        KeyError::Hsm(crate::hsm::HsmError::Reconnecting(
+                            "the HSM RNG failed during key generation".into(),
+                        ))
+                    })?
+                    .map_err(fail)?
+                }
+                None => signing::generate(kind).map_err(fail)?,
+            };
+            let public = SigningKey::from_pkcs8(kind, &der)
+                .and_then(|k| k.public_key_der())
+                .map_err(fail)?;
+            Ok((der, Some(public)))
+        }
+    }
+}
+
+pub(super) fn wrap(
+    irk: &[u8; 32],
+    fv: Option<&[u8; 32]>,
+    key_id: Uuid,
+    version: u32,
+    algorithm: Algorithm,
+    material: &[u8],
+    random: &RandomSource,
+) -> Result<Vec<u8>, KeyError> {
+    let kek = crypto::kek(irk, fv, key_id.as_bytes(), version);
+    let nonce: [u8; crypto::NONCE_LEN] = random.array()?;
+    let aad = crypto::material_aad(key_id.as_bytes(), version, algorithm.as_str());
+    Ok(crypto::seal_material(&kek, &nonce, material, &aad))
+}
+
+pub(super) fn unwrap(
+    irk: &[u8; 32],
+    fv: Option<&[u8; 32]>,
+    key_id: Uuid,
+    version: u32,
+    algorithm: Algorithm,
+    wrapped: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let kek = crypto::kek(irk, fv, key_id.as_bytes(), version);
+    let aad = crypto::material_aad(key_id.as_bytes(), version, algorithm.as_str());
+    crypto::open_material(&kek, wrapped, &aad).map_err(|_| {
+        KeyError::Internal(format!("the material of key {key_id} version {version} does not unwrap (wrong root key or fragment?)"))
+    })
+}
+
+/// Unwrapped material ready for use.
+pub enum Loaded {
+    Aead(AeadKey),
+    Signing(SigningKey),
+}
+
+impl Loaded {
+    pub(super) fn new(algorithm: Algorithm, material: &[u8]) -> Result<Self, KeyError> {
+        match algorithm.asymmetric() {
+            None => AeadKey::new(material)
+                .map(Loaded::Aead)
+                .map_err(|e| KeyError::Internal(e.to_string())),
+            Some(kind) => SigningKey::from_pkcs8(kind, material)
+                .map(Loaded::Signing)
+                .map_err(|e| KeyError::Internal(e.to_string())),
+        }
+    }
+
+    pub(super) fn aead(&self) -> Result<&AeadKey, KeyError> {
+        match self {
+            Loaded::Aead(k) => Ok(k),
+            Loaded::Signing(_) => Err(KeyError::Internal("not an AES key".into())),
+        }
+    }
+
+    pub(super) fn signer(&self) -> Result<&SigningKey, KeyError> {
+        match self {
+            Loaded::Signing(k) => Ok(k),
+            Loaded::Aead(_) => Err(KeyError::Internal("not a signing key".into())),
+        }
+    }
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_MAX: usize = 4096;
+
+/// Unwrapped material by (key, version); bounded and expiring. Never holds material of
+/// keys bound to an `hsm_secured` fragment (the caller decides).
+#[derive(Default)]
+pub struct MaterialCache {
+    entries: Mutex<HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>>,
+}
+
+impl MaterialCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn get(&self, key: Uuid, version: u32) -> Option<Arc<Loaded>> {
+        let mut map = self.lock();
+        match map.get(&(key, version)) {
+            Some((at, v)) if at.elapsed() < CACHE_TTL => Some(v.clone()),
+            Some(_) => {
+                map.remove(&(key, version));
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(super) fn put(&self, key: Uuid, version: u32, value: Arc<Loaded>) {
+        let mut map = self.lock();
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((key, version), (Instant::now(), value));
+    }
+
+    pub(super) fn forget_key(&self, key: Uuid) {
+        self.lock().retain(|(k, _), _| *k != key);
+    }
+}

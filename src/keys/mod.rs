@@ -1,0 +1,600 @@
+//! The key hierarchy and the operations: KMS keys and their versions, KEK derivation,
+//! wrapping of key material, encrypt/decrypt/sign/verify. Knows neither HTTP nor which
+//! database is behind the `KeyStore`. Every method blocks (store, HSM): async callers
+//! use `spawn_blocking`.
+
+mod material;
+pub mod root;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::signing::{self, Input, Padding, SigningAlgorithm};
+use crate::crypto::{self, CryptoError};
+use crate::fragments::{FragmentError, FragmentId, Fragments};
+use crate::hsm::HsmError;
+use crate::random::RandomSource;
+use crate::store::{
+    KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, ProjectRecord, StoreError,
+};
+
+pub use material::{Loaded, MaterialCache};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsage {
+    EncryptDecrypt,
+    SignVerify,
+}
+
+impl KeyUsage {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "encrypt-decrypt" => Some(Self::EncryptDecrypt),
+            "sign-verify" => Some(Self::SignVerify),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EncryptDecrypt => "encrypt-decrypt",
+            Self::SignVerify => "sign-verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Aes256Gcm,
+    Aes128Gcm,
+    Rsa4096,
+    EccNistP256,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "aes-256-gcm" => Some(Self::Aes256Gcm),
+            "aes-128-gcm" => Some(Self::Aes128Gcm),
+            "RSA_4096" => Some(Self::Rsa4096),
+            "ECC_NIST_P256" => Some(Self::EccNistP256),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aes256Gcm => "aes-256-gcm",
+            Self::Aes128Gcm => "aes-128-gcm",
+            Self::Rsa4096 => "RSA_4096",
+            Self::EccNistP256 => "ECC_NIST_P256",
+        }
+    }
+
+    pub fn usage(self) -> KeyUsage {
+        match self {
+            Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
+            Self::Rsa4096 | Self::EccNistP256 => KeyUsage::SignVerify,
+        }
+    }
+
+    pub fn asymmetric(self) -> Option<signing::AsymmetricKind> {
+        match self {
+            Self::Rsa4096 => Some(signing::AsymmetricKind::Rsa4096),
+            Self::EccNistP256 => Some(signing::AsymmetricKind::EccNistP256),
+            _ => None,
+        }
+    }
+
+    /// The signing algorithm names valid for this key (empty for AES).
+    pub fn signing_algorithms(self) -> &'static [&'static str] {
+        match self {
+            Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
+            Self::EccNistP256 => &signing::ECC_SIGNING_ALGORITHMS,
+            _ => &[],
+        }
+    }
+}
+
+/// Errors of key operations; `api` maps each variant to one status and code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("project not found")]
+    ProjectNotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096 or ECC_NIST_P256")]
+    UnknownAlgorithm(String),
+    #[error("unknown key usage {0:?}; use encrypt-decrypt or sign-verify")]
+    UnknownUsage(String),
+    #[error("the key is disabled")]
+    KeyDisabled,
+    #[error("this key's usage is {usage}; it cannot {operation}")]
+    WrongUsage {
+        usage: &'static str,
+        operation: &'static str,
+    },
+    #[error("signing algorithm {0:?} is not valid for this key")]
+    SigningAlgorithmNotValid(String),
+    #[error("a digest of {expected} bytes was expected, got {got}")]
+    DigestLength { expected: usize, got: usize },
+    #[error("RSASSA-PSS over a precomputed digest is not supported; send the message")]
+    PssOverDigest,
+    #[error("the ciphertext is malformed")]
+    MalformedCiphertext,
+    #[error("the ciphertext was made by another key")]
+    CiphertextOfAnotherKey,
+    #[error(
+        "the ciphertext cannot be decrypted: it was altered, or the encryption context differs"
+    )]
+    DecryptionFailed,
+    #[error("customer fragment {0} does not exist")]
+    FragmentNotFound(String),
+    #[error("customer fragment {id} is not loaded, so this key cannot be used: {reason}")]
+    FragmentNotLoaded { id: String, reason: String },
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<FragmentError> for KeyError {
+    fn from(e: FragmentError) -> Self {
+        match e {
+            FragmentError::NotLoaded { id, reason } => {
+                KeyError::FragmentNotLoaded { id: id.0, reason }
+            }
+            FragmentError::Hsm { source, .. } => KeyError::Hsm(source),
+            other => KeyError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What `create_key` needs.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub usage: KeyUsage,
+    pub algorithm: Algorithm,
+    pub customer_fragment_id: Option<String>,
+}
+
+/// What a sign or verify request carries.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    pub data: &'a [u8],
+    pub algorithm: &'a str,
+    pub is_digest: bool,
+}
+
+const MAX_NAME_LEN: usize = 128;
+const MAX_DESCRIPTION_LEN: usize = 1024;
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+fn check_name(name: &str) -> Result<(), KeyError> {
+    if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(KeyError::InvalidInput(format!(
+            "name must be 1 to {MAX_NAME_LEN} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_description(d: &str) -> Result<(), KeyError> {
+    if d.len() > MAX_DESCRIPTION_LEN {
+        return Err(KeyError::InvalidInput(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The gateway's key operations over one store, one set of fragments and one IRK.
+pub struct KeyService {
+    store: Arc<dyn KeyStore>,
+    fragments: Arc<Fragments>,
+    irk: Zeroizing<[u8; 32]>,
+    random: RandomSource,
+    default_fragment: Option<String>,
+    cache: MaterialCache,
+}
+
+impl KeyService {
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        fragments: Arc<Fragments>,
+        irk: Zeroizing<[u8; 32]>,
+        random: RandomSource,
+        default_fragment: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            fragments,
+            irk,
+            random,
+            default_fragment,
+            cache: MaterialCache::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    pub fn fragments(&self) -> &Arc<Fragments> {
+        &self.fragments
+    }
+
+    pub fn create_project(&self, name: &str) -> Result<ProjectRecord, KeyError> {
+        check_name(name)?;
+        let project = ProjectRecord {
+            id: self.new_id()?,
+            name: name.trim().to_owned(),
+            created_at: now_rfc3339(),
+        };
+        self.store
+            .create_project(&project)
+            .map_err(conflict_as_input)?;
+        Ok(project)
+    }
+
+    fn new_id(&self) -> Result<Uuid, KeyError> {
+        Ok(uuid::Builder::from_random_bytes(self.random.array()?).into_uuid())
+    }
+
+    fn project_exists(&self, id: Uuid) -> Result<(), KeyError> {
+        self.store
+            .project(id)?
+            .map(|_| ())
+            .ok_or(KeyError::ProjectNotFound)
+    }
+
+    pub fn create_key(&self, req: NewKey) -> Result<KeyRecord, KeyError> {
+        check_name(&req.name)?;
+        check_description(&req.description)?;
+        if req.algorithm.usage() != req.usage {
+            return Err(KeyError::InvalidInput(format!(
+                "algorithm {} is for {} keys, not {}",
+                req.algorithm.as_str(),
+                req.algorithm.usage().as_str(),
+                req.usage.as_str()
+            )));
+        }
+        self.project_exists(req.project_id)?;
+        let fragment = req
+            .customer_fragment_id
+            .clone()
+            .or_else(|| self.default_fragment.clone());
+        if let Some(id) = &fragment {
+            let fid = FragmentId(id.clone());
+            if !self.fragments.statuses().iter().any(|s| s.id == fid) {
+                return Err(KeyError::FragmentNotFound(id.clone()));
+            }
+        }
+        let id = self.new_id()?;
+        let (material, public_key) = material::generate(req.algorithm, &self.random)?;
+        let fv = self.fragment_value(fragment.as_deref())?;
+        let wrapped = material::wrap(
+            &self.irk,
+            fv.as_deref(),
+            id,
+            1,
+            req.algorithm,
+            &material,
+            &self.random,
+        )?;
+        let now = now_rfc3339();
+        let key = KeyRecord {
+            id,
+            project_id: req.project_id,
+            name: req.name.trim().to_owned(),
+            description: req.description,
+            key_usage: req.usage.as_str().to_owned(),
+            algorithm: req.algorithm.as_str().to_owned(),
+            version: 1,
+            is_disabled: false,
+            is_reserved: false,
+            customer_fragment_id: fragment,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let version = KeyVersionRecord {
+            key_id: id,
+            version: 1,
+            wrapped_material: wrapped,
+            public_key,
+            created_at: now,
+        };
+        self.store
+            .create_key(&key, &version)
+            .map_err(conflict_as_input)?;
+        tracing::info!(key_id = %id, algorithm = key.algorithm, "created key");
+        Ok(key)
+    }
+
+    pub fn key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+        self.store.key(id)?.ok_or(KeyError::KeyNotFound)
+    }
+
+    pub fn key_by_name(&self, project_id: Uuid, name: &str) -> Result<KeyRecord, KeyError> {
+        self.store
+            .key_by_name(project_id, name)?
+            .ok_or(KeyError::KeyNotFound)
+    }
+
+    pub fn list_keys(&self, query: &ListQuery) -> Result<(Vec<KeyRecord>, u64), KeyError> {
+        self.project_exists(query.project_id)?;
+        Ok(self.store.list_keys(query)?)
+    }
+
+    pub fn update_key(&self, id: Uuid, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
+        if let Some(n) = &patch.name {
+            check_name(n)?;
+        }
+        if let Some(d) = &patch.description {
+            check_description(d)?;
+        }
+        let patch = KeyPatch {
+            name: patch.name.map(|n| n.trim().to_owned()),
+            ..patch
+        };
+        self.store
+            .update_key(id, &patch, &now_rfc3339())
+            .map_err(conflict_as_input)?
+            .ok_or(KeyError::KeyNotFound)
+    }
+
+    pub fn delete_key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+        let key = self.store.delete_key(id)?.ok_or(KeyError::KeyNotFound)?;
+        self.cache.forget_key(id);
+        tracing::info!(key_id = %id, "deleted key");
+        Ok(key)
+    }
+
+    /// FV of the fragment a key is bound to; `None` for unbound keys.
+    fn fragment_value(
+        &self,
+        fragment: Option<&str>,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
+        match fragment {
+            None => Ok(None),
+            Some(id) => Ok(Some(self.fragments.value(&FragmentId(id.to_owned()))?)),
+        }
+    }
+
+    /// The key, checked to be enabled, of the wanted usage and with its fragment loaded.
+    fn usable_key(
+        &self,
+        id: Uuid,
+        usage: KeyUsage,
+        operation: &'static str,
+    ) -> Result<(KeyRecord, Algorithm), KeyError> {
+        let key = self.key(id)?;
+        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
+            KeyError::Internal(format!(
+                "stored key has unknown algorithm {:?}",
+                key.algorithm
+            ))
+        })?;
+        if algorithm.usage() != usage {
+            return Err(KeyError::WrongUsage {
+                usage: algorithm.usage().as_str(),
+                operation,
+            });
+        }
+        if key.is_disabled {
+            return Err(KeyError::KeyDisabled);
+        }
+        if let Some(f) = &key.customer_fragment_id {
+            let fid = FragmentId(f.clone());
+            if !self.fragments.is_loaded(&fid) {
+                let reason = self
+                    .fragments
+                    .statuses()
+                    .into_iter()
+                    .find(|s| s.id == fid)
+                    .and_then(|s| s.problem)
+                    .unwrap_or_else(|| "it is not in the fragment file".into());
+                return Err(KeyError::FragmentNotLoaded {
+                    id: f.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok((key, algorithm))
+    }
+
+    /// The unwrapped material of one version, from the cache when the key allows it.
+    fn load(
+        &self,
+        key: &KeyRecord,
+        algorithm: Algorithm,
+        version: u32,
+    ) -> Result<Arc<Loaded>, KeyError> {
+        let cacheable = match &key.customer_fragment_id {
+            None => true,
+            Some(f) => {
+                self.fragments.fragment_type(&FragmentId(f.clone()))
+                    != Some(crate::fragments::FragmentType::HsmSecured)
+            }
+        };
+        if cacheable {
+            if let Some(hit) = self.cache.get(key.id, version) {
+                return Ok(hit);
+            }
+        }
+        let record = self
+            .store
+            .key_version(key.id, version)?
+            .ok_or(KeyError::MalformedCiphertext)?;
+        let fv = self.fragment_value(key.customer_fragment_id.as_deref())?;
+        let material = material::unwrap(
+            &self.irk,
+            fv.as_deref(),
+            key.id,
+            version,
+            algorithm,
+            &record.wrapped_material,
+        )?;
+        let loaded = Arc::new(Loaded::new(algorithm, &material)?);
+        if cacheable {
+            self.cache.put(key.id, version, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    pub fn encrypt(
+        &self,
+        id: Uuid,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        let (key, algorithm) = self.usable_key(id, KeyUsage::EncryptDecrypt, "encrypt")?;
+        let loaded = self.load(&key, algorithm, key.version)?;
+        let aead = loaded.aead()?;
+        let nonce: [u8; crypto::NONCE_LEN] = self.random.array()?;
+        let header = crypto::CiphertextHeader {
+            key_id: *key.id.as_bytes(),
+            version: key.version,
+        };
+        Ok(crypto::seal_data(
+            aead,
+            header,
+            &nonce,
+            plaintext,
+            &crypto::encode_context(context),
+        ))
+    }
+
+    pub fn decrypt(
+        &self,
+        id: Uuid,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let (key, algorithm) = self.usable_key(id, KeyUsage::EncryptDecrypt, "decrypt")?;
+        let header = crypto::decode_ciphertext_header(ciphertext)
+            .map_err(|_| KeyError::MalformedCiphertext)?;
+        if header.key_id != *key.id.as_bytes() {
+            return Err(KeyError::CiphertextOfAnotherKey);
+        }
+        if header.version == 0 || header.version > key.version {
+            return Err(KeyError::MalformedCiphertext);
+        }
+        let loaded = self.load(&key, algorithm, header.version)?;
+        crypto::open_data(loaded.aead()?, ciphertext, &crypto::encode_context(context)).map_err(
+            |e| match e {
+                CryptoError::Authentication => KeyError::DecryptionFailed,
+                _ => KeyError::MalformedCiphertext,
+            },
+        )
+    }
+
+    fn signing_algorithm(
+        algorithm: Algorithm,
+        req: &SignRequest<'_>,
+    ) -> Result<SigningAlgorithm, KeyError> {
+        let alg = SigningAlgorithm::parse(req.algorithm)
+            .filter(|a| algorithm.asymmetric().is_some_and(|k| a.fits(k)))
+            .ok_or_else(|| KeyError::SigningAlgorithmNotValid(req.algorithm.to_owned()))?;
+        if req.is_digest {
+            if alg.padding == Padding::Pss {
+                return Err(KeyError::PssOverDigest);
+            }
+            if req.data.len() != alg.hash.output_len() {
+                return Err(KeyError::DigestLength {
+                    expected: alg.hash.output_len(),
+                    got: req.data.len(),
+                });
+            }
+        }
+        Ok(alg)
+    }
+
+    fn input<'a>(req: &SignRequest<'a>) -> Input<'a> {
+        if req.is_digest {
+            Input::Digest(req.data)
+        } else {
+            Input::Message(req.data)
+        }
+    }
+
+    pub fn sign(&self, id: Uuid, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
+        let (key, algorithm) = self.usable_key(id, KeyUsage::SignVerify, "sign")?;
+        let alg = Self::signing_algorithm(algorithm, &req)?;
+        let loaded = self.load(&key, algorithm, key.version)?;
+        loaded
+            .signer()?
+            .sign(alg, Self::input(&req))
+            .map_err(|e| KeyError::Internal(e.to_string()))
+    }
+
+    pub fn verify(
+        &self,
+        id: Uuid,
+        req: SignRequest<'_>,
+        signature: &[u8],
+    ) -> Result<bool, KeyError> {
+        let (key, algorithm) = self.usable_key(id, KeyUsage::SignVerify, "verify")?;
+        let alg = Self::signing_algorithm(algorithm, &req)?;
+        let public = self.public_key_of(&key)?;
+        signing::verify(&public, alg, Self::input(&req), signature)
+            .map_err(|e| KeyError::Internal(e.to_string()))
+    }
+
+    fn public_key_of(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
+        self.store
+            .key_version(key.id, key.version)?
+            .and_then(|v| v.public_key)
+            .ok_or_else(|| KeyError::Internal("the key version has no public key".into()))
+    }
+
+    /// DER SubjectPublicKeyInfo of the newest version.
+    pub fn public_key(&self, id: Uuid) -> Result<Vec<u8>, KeyError> {
+        let (key, _) = self.usable_key(id, KeyUsage::SignVerify, "have a public key")?;
+        self.public_key_of(&key)
+    }
+
+    pub fn signing_algorithms(&self, id: Uuid) -> Result<&'static [&'static str], KeyError> {
+        let key = self.key(id)?;
+        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
+            KeyError::Internal(format!(
+                "stored key has unknown algorithm {:?}",
+                key.algorithm
+            ))
+        })?;
+        if algorithm.usage() != KeyUsage::SignVerify {
+            return Err(KeyError::WrongUsage {
+                usage: algorithm.usage().as_str(),
+                operation: "sign",
+            });
+        }
+        Ok(algorithm.signing_algorithms())
+    }
+}
+
+fn conflict_as_input(e: StoreError) -> KeyError {
+    match e {
+        StoreError::Conflict(m) => KeyError::Conflict(m),
+        other => KeyError::Store(other),
+    }
+}

@@ -1,0 +1,169 @@
+//! The `KeyStore` seam: what the gateway persists (projects, key metadata, wrapped key
+//! material, the wrapped instance root key and other small metadata) and its
+//! implementations. Only metadata and wrapped material are stored, never a secret in
+//! clear. Every method blocks; async callers use `spawn_blocking`. Policy lives in
+//! `keys`, not here.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A uniqueness rule was broken (a project or key name already taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or written now; a retry later may work.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not have the expected shape.
+    #[error("the key store holds malformed data: {0}")]
+    Corrupt(String),
+    #[error("key store error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// `encrypt-decrypt` or `sign-verify`.
+    pub key_usage: String,
+    /// `aes-256-gcm`, `aes-128-gcm`, `RSA_4096` or `ECC_NIST_P256`.
+    pub algorithm: String,
+    /// The newest version; versions start at 1.
+    pub version: u32,
+    pub is_disabled: bool,
+    pub is_reserved: bool,
+    pub customer_fragment_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyVersionRecord {
+    pub key_id: Uuid,
+    pub version: u32,
+    /// `nonce ‖ AES-256-GCM(KEK, nonce, material, aad_material)`.
+    pub wrapped_material: Vec<u8>,
+    /// DER SubjectPublicKeyInfo for asymmetric keys.
+    pub public_key: Option<Vec<u8>>,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for KeyVersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVersionRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field(
+                "wrapped_material",
+                &format_args!("[{} bytes]", self.wrapped_material.len()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderBy {
+    #[default]
+    Name,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub project_id: Uuid,
+    pub offset: u64,
+    pub limit: u64,
+    pub order_by: OrderBy,
+    pub direction: Direction,
+    /// Case-insensitive substring of the key name.
+    pub search: Option<String>,
+}
+
+/// Changes to a key's metadata; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub is_disabled: Option<bool>,
+}
+
+/// Persistence of the gateway. Implementations must make each call atomic: a crash at
+/// any point leaves either the old or the new state.
+pub trait KeyStore: Send + Sync + 'static {
+    /// A small named value (for example `root.wrapped`), if present.
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Writes `value` under `name` unless the name exists; true if written. Used to
+    /// create the instance root key exactly once.
+    fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<bool>;
+    /// Replaces the value of `name` only if it is still `expected`; true if replaced.
+    fn replace_meta(&self, name: &str, expected: &[u8], value: &[u8]) -> StoreResult<bool>;
+
+    /// Conflict if the name is taken.
+    fn create_project(&self, project: &ProjectRecord) -> StoreResult<()>;
+    fn project(&self, id: Uuid) -> StoreResult<Option<ProjectRecord>>;
+
+    /// Stores a key with its first version in one transaction. Conflict if the
+    /// project already has a key of that name.
+    fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()>;
+    fn key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>>;
+    fn key_by_name(&self, project_id: Uuid, name: &str) -> StoreResult<Option<KeyRecord>>;
+    /// One page of a project's keys and the total count matching the search.
+    fn list_keys(&self, query: &ListQuery) -> StoreResult<(Vec<KeyRecord>, u64)>;
+    /// Applies `patch` and sets `updated_at`; `None` if no such key. Conflict if the new
+    /// name is taken in the project.
+    fn update_key(
+        &self,
+        id: Uuid,
+        patch: &KeyPatch,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>>;
+    /// Removes the key and all its versions; returns what was removed.
+    fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>>;
+    fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>>;
+
+    /// Proves the store can be written now (for `/readyz`).
+    fn check_writable(&self) -> StoreResult<()>;
+}
+
+/// Opens the store named by `url` (`sqlite://PATH`).
+pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn KeyStore>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(path),
+        )?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Other(
+            "the PostgreSQL store is not available yet; use sqlite://PATH".into(),
+        ));
+    }
+    Err(StoreError::Other(format!(
+        "unsupported store URL {url:?}: use sqlite://PATH"
+    )))
+}

@@ -1,0 +1,566 @@
+//! The SQLite `KeyStore`: one database file (WAL, synchronous FULL), its schema and
+//! migrations, and the mapping of SQLite error codes to `StoreError`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::Type;
+use rusqlite::{
+    ffi, params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
+use uuid::Uuid;
+
+use super::{
+    Direction, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord,
+    StoreError, StoreResult,
+};
+
+/// How long a statement waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections beside the single writer; WAL lets them read while it writes.
+const READERS: usize = 4;
+/// The `meta` row `check_writable` rewrites; no other caller uses this name.
+const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
+
+/// Schema migrations; entry `n` takes `PRAGMA user_version` from `n` to `n + 1`.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema. `UNIQUE (project_id, name)` already indexes lookups by
+    // project and by name; the extra index serves listings ordered by creation time.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     );
+     CREATE TABLE projects (
+         id         TEXT PRIMARY KEY,
+         name       TEXT NOT NULL UNIQUE,
+         created_at TEXT NOT NULL
+     );
+     CREATE TABLE keys (
+         id                   TEXT PRIMARY KEY,
+         project_id           TEXT NOT NULL REFERENCES projects (id),
+         name                 TEXT NOT NULL,
+         description          TEXT NOT NULL,
+         key_usage            TEXT NOT NULL,
+         algorithm            TEXT NOT NULL,
+         version              INTEGER NOT NULL,
+         is_disabled          INTEGER NOT NULL,
+         is_reserved          INTEGER NOT NULL,
+         customer_fragment_id TEXT,
+         created_at           TEXT NOT NULL,
+         updated_at           TEXT NOT NULL,
+         UNIQUE (project_id, name)
+     );
+     CREATE INDEX keys_by_project_created ON keys (project_id, created_at);
+     CREATE TABLE key_versions (
+         key_id           TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+         version          INTEGER NOT NULL,
+         wrapped_material BLOB NOT NULL,
+         public_key       BLOB,
+         created_at       TEXT NOT NULL,
+         PRIMARY KEY (key_id, version)
+     );",
+];
+
+const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
+                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at";
+
+/// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
+/// reads use a few others and see the last committed state.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with mode 0600) the database at `path` and brings its
+    /// schema up to date. Refuses a file that is not a database (`Corrupt`) or whose
+    /// schema is newer than this build knows (`Other`).
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        create_file(path)?;
+        let mut writer = connect(path)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(map_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!(
+                "{} cannot use WAL mode (got {mode:?})",
+                path.display()
+            )));
+        }
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = connect(path)?;
+                conn.pragma_update(None, "query_only", true)
+                    .map_err(map_err)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        tracing::debug!(path = %path.display(), "opened the SQLite key store");
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave a transaction open: `Transaction`
+        // rolls back on drop. So the connection is still usable after poisoning.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % READERS;
+        match self.readers.get(start) {
+            // Same reasoning as in `writer`: reads leave no state behind a panic.
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.writer(),
+        }
+    }
+}
+
+/// Creates the parent directory and, if it does not exist, an empty file with mode 0600
+/// (before SQLite creates it with the umask's mode; its -wal and -shm files copy it).
+fn create_file(path: &Path) -> StoreResult<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_file) => {
+            // The umask may have removed bits from 0600 but cannot have added any;
+            // set the mode again so that the owner can always read and write.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                _file
+                    .set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("cannot chmod {}: {e}", path.display()))
+                    })?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(map_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(map_err)?;
+    Ok(conn)
+}
+
+/// Applies the migrations the file lacks, each in its own immediate transaction, so
+/// that two processes opening the same new file do not both migrate it.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(map_err)?;
+        let newer = || {
+            StoreError::Other(format!(
+                "the database schema is version {version}, this build knows up to {}; \
+                 use a newer kms-gateway",
+                MIGRATIONS.len()
+            ))
+        };
+        let applied = usize::try_from(version).map_err(|_| newer())?;
+        let Some(sql) = MIGRATIONS.get(applied) else {
+            return if applied == MIGRATIONS.len() {
+                Ok(())
+            } else {
+                Err(newer())
+            };
+        };
+        tx.execute_batch(sql).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        tracing::info!(
+            version = version + 1,
+            "applied a key store schema migration"
+        );
+    }
+}
+
+/// Maps an error by SQLite's (extended) result code, never by its message.
+fn map_err(err: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    let detail = err.to_string();
+    match &err {
+        E::SqliteFailure(e, _) => match e.code {
+            ErrorCode::ConstraintViolation
+                if matches!(
+                    e.extended_code,
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                StoreError::Conflict(detail)
+            }
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly => StoreError::Unavailable(detail),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(detail),
+            _ => StoreError::Other(detail),
+        },
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..) => StoreError::Corrupt(detail),
+        _ => StoreError::Other(detail),
+    }
+}
+
+/// The extended code of a constraint violation, if `err` is one.
+fn constraint(err: &rusqlite::Error) -> Option<i32> {
+    err.sqlite_error()
+        .filter(|e| e.code == ErrorCode::ConstraintViolation)
+        .map(|e| e.extended_code)
+}
+
+fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(idx)?;
+    Uuid::parse_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: uuid_at(row, 0)?,
+        project_id: uuid_at(row, 1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        key_usage: row.get(4)?,
+        algorithm: row.get(5)?,
+        version: row.get(6)?,
+        is_disabled: row.get(7)?,
+        is_reserved: row.get(8)?,
+        customer_fragment_id: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+fn project_from_row(row: &Row<'_>) -> rusqlite::Result<ProjectRecord> {
+    Ok(ProjectRecord {
+        id: uuid_at(row, 0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<KeyVersionRecord> {
+    Ok(KeyVersionRecord {
+        key_id: uuid_at(row, 0)?,
+        version: row.get(1)?,
+        wrapped_material: row.get(2)?,
+        public_key: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+/// A `LIKE` pattern matching names that contain `search` literally (`\` escapes).
+fn contains_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreError {
+    match constraint(&err) {
+        Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => StoreError::Conflict(format!(
+            "a key named {name:?} already exists in this project"
+        )),
+        Some(ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+            StoreError::Conflict(format!("a key with id {key_id} already exists"))
+        }
+        _ => map_err(err),
+    }
+}
+
+impl KeyStore for SqliteStore {
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT value FROM meta WHERE name = ?1")
+            .map_err(map_err)?;
+        stmt.query_row([name], |row| row.get(0))
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<bool> {
+        let conn = self.writer();
+        let sql = "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
+        let inserted = conn.execute(sql, params![name, value]).map_err(map_err)?;
+        Ok(inserted == 1)
+    }
+
+    fn replace_meta(&self, name: &str, expected: &[u8], value: &[u8]) -> StoreResult<bool> {
+        // One statement is one transaction: the comparison and the write cannot be
+        // separated by another writer.
+        let conn = self.writer();
+        let sql = "UPDATE meta SET value = ?3 WHERE name = ?1 AND value = ?2";
+        let replaced = conn
+            .execute(sql, params![name, expected, value])
+            .map_err(map_err)?;
+        Ok(replaced == 1)
+    }
+
+    fn create_project(&self, project: &ProjectRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        let sql = "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)";
+        conn.execute(
+            sql,
+            params![project.id.to_string(), project.name, project.created_at],
+        )
+        .map(drop)
+        .map_err(|err| match constraint(&err) {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => {
+                StoreError::Conflict(format!("a project named {:?} already exists", project.name))
+            }
+            Some(ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                StoreError::Conflict(format!("a project with id {} already exists", project.id))
+            }
+            _ => map_err(err),
+        })
+    }
+
+    fn project(&self, id: Uuid) -> StoreResult<Option<ProjectRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, created_at FROM projects WHERE id = ?1")
+            .map_err(map_err)?;
+        stmt.query_row([id.to_string()], project_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()> {
+        if first.key_id != key.id {
+            return Err(StoreError::Other(format!(
+                "version of key {} given for key {}",
+                first.key_id, key.id
+            )));
+        }
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        tx.execute(
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                key.id.to_string(),
+                key.project_id.to_string(),
+                key.name,
+                key.description,
+                key.key_usage,
+                key.algorithm,
+                key.version,
+                key.is_disabled,
+                key.is_reserved,
+                key.customer_fragment_id,
+                key.created_at,
+                key.updated_at,
+            ],
+        )
+        .map_err(|err| match constraint(&err) {
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                StoreError::Other(format!("project {} does not exist", key.project_id))
+            }
+            _ => key_name_conflict(err, key.id, &key.name),
+        })?;
+        tx.execute(
+            "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                first.key_id.to_string(),
+                first.version,
+                first.wrapped_material,
+                first.public_key,
+                first.created_at
+            ],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1"))
+            .map_err(map_err)?;
+        stmt.query_row([id.to_string()], key_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn key_by_name(&self, project_id: Uuid, name: &str) -> StoreResult<Option<KeyRecord>> {
+        let conn = self.reader();
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE project_id = ?1 AND name = ?2");
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        stmt.query_row(params![project_id.to_string(), name], key_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn list_keys(&self, query: &ListQuery) -> StoreResult<(Vec<KeyRecord>, u64)> {
+        let column = match query.order_by {
+            OrderBy::Name => "name",
+            OrderBy::CreatedAt => "created_at",
+            OrderBy::UpdatedAt => "updated_at",
+        };
+        let direction = match query.direction {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        };
+        // SQLite's LIKE ignores case for ASCII letters only.
+        let filter = "project_id = ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\')";
+        let project = query.project_id.to_string();
+        let pattern = query.search.as_deref().map(contains_pattern);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+
+        let mut conn = self.reader();
+        // One read transaction, so that the page and the count see the same snapshot.
+        let tx = conn.transaction().map_err(map_err)?;
+        let total: i64 = tx
+            .prepare_cached(&format!("SELECT count(*) FROM keys WHERE {filter}"))
+            .and_then(|mut stmt| stmt.query_row(params![project, pattern], |row| row.get(0)))
+            .map_err(map_err)?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE {filter} \
+             ORDER BY {column} {direction} LIMIT ?3 OFFSET ?4"
+        );
+        let keys = tx
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![project, pattern, limit, offset], key_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(map_err)?;
+        tx.finish().map_err(map_err)?;
+        let total = u64::try_from(total)
+            .map_err(|_| StoreError::Corrupt(format!("negative key count {total}")))?;
+        Ok((keys, total))
+    }
+
+    fn update_key(
+        &self,
+        id: Uuid,
+        patch: &KeyPatch,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>> {
+        let conn = self.writer();
+        let sql = format!(
+            "UPDATE keys SET name = coalesce(?2, name), description = coalesce(?3, description), \
+             is_disabled = coalesce(?4, is_disabled), updated_at = ?5 WHERE id = ?1 RETURNING {KEY_COLUMNS}"
+        );
+        conn.query_row(
+            &sql,
+            params![
+                id.to_string(),
+                patch.name,
+                patch.description,
+                patch.is_disabled,
+                updated_at
+            ],
+            key_from_row,
+        )
+        .optional()
+        .map_err(|err| key_name_conflict(err, id, patch.name.as_deref().unwrap_or_default()))
+    }
+
+    fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
+        let id = id.to_string();
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [&id])
+            .map_err(map_err)?;
+        let sql = format!("DELETE FROM keys WHERE id = ?1 RETURNING {KEY_COLUMNS}");
+        let deleted = tx
+            .query_row(&sql, [&id], key_from_row)
+            .optional()
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(deleted)
+    }
+
+    fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>> {
+        let conn = self.reader();
+        let sql = "SELECT key_id, version, wrapped_material, public_key, created_at \
+                   FROM key_versions WHERE key_id = ?1 AND version = ?2";
+        let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+        stmt.query_row(params![key_id.to_string(), version], version_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn check_writable(&self) -> StoreResult<()> {
+        // A committed write, not only a lock: it also proves the disk takes the WAL.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![HEARTBEAT, now.to_be_bytes()],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+}

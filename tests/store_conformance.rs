@@ -1,0 +1,802 @@
+//! The `KeyStore` conformance suite. `suite` holds backend-neutral checks taking
+//! `&dyn KeyStore`; each backend module runs every one of them against a fresh store,
+//! and adds the checks only that backend can make (files, modes, reopening).
+
+use kms_gateway::store::{
+    Direction, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord,
+    StoreError,
+};
+use uuid::Uuid;
+
+/// Runs each named `suite` function as a test against a store made by `$fresh`, which
+/// returns `(guard, store)`; the guard (a temp dir, say) lives as long as the test.
+macro_rules! conformance {
+    ($backend:ident, $fresh:path; $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $test() {
+                    let (_guard, store) = $fresh();
+                    super::suite::$test(&*store);
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    sqlite_suite, crate::sqlite::fresh;
+    meta_is_written_once,
+    meta_written_once_under_contention,
+    replace_meta_is_compare_and_swap,
+    projects_round_trip_and_names_are_unique,
+    key_and_first_version_round_trip_every_field,
+    key_names_are_unique_per_project,
+    key_in_unknown_project_is_refused,
+    list_keys_pages_and_counts,
+    list_keys_orders_by_column_and_direction,
+    list_keys_breaks_ties_by_id,
+    list_keys_search_is_case_insensitive_and_literal,
+    update_key_applies_only_the_patch,
+    update_key_rename_conflicts,
+    delete_key_removes_versions_and_returns_the_row,
+    key_version_of_unknown_key_is_none,
+    check_writable_succeeds,
+    concurrent_writers_all_succeed,
+);
+
+pub fn project(name: &str) -> ProjectRecord {
+    ProjectRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        created_at: "2024-05-01T10:00:00Z".into(),
+    }
+}
+
+pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
+    KeyRecord {
+        id: Uuid::new_v4(),
+        project_id,
+        name: name.into(),
+        description: format!("description of {name}"),
+        key_usage: "encrypt-decrypt".into(),
+        algorithm: "aes-256-gcm".into(),
+        version: 1,
+        is_disabled: false,
+        is_reserved: false,
+        customer_fragment_id: None,
+        created_at: "2024-05-01T10:00:00Z".into(),
+        updated_at: "2024-05-01T10:00:00Z".into(),
+    }
+}
+
+pub fn first_version(key: &KeyRecord) -> KeyVersionRecord {
+    KeyVersionRecord {
+        key_id: key.id,
+        version: 1,
+        wrapped_material: key
+            .id
+            .as_bytes()
+            .iter()
+            .chain(b"-wrapped")
+            .copied()
+            .collect(),
+        public_key: None,
+        created_at: key.created_at.clone(),
+    }
+}
+
+pub fn list(project_id: Uuid) -> ListQuery {
+    ListQuery {
+        project_id,
+        offset: 0,
+        limit: 1000,
+        order_by: OrderBy::Name,
+        direction: Direction::Asc,
+        search: None,
+    }
+}
+
+fn names(keys: &[KeyRecord]) -> Vec<&str> {
+    keys.iter().map(|k| k.name.as_str()).collect()
+}
+
+mod suite {
+    use super::*;
+
+    fn add_project(store: &dyn KeyStore, name: &str) -> ProjectRecord {
+        let p = project(name);
+        store.create_project(&p).expect("create project");
+        p
+    }
+
+    fn add_key(store: &dyn KeyStore, k: KeyRecord) -> KeyRecord {
+        store
+            .create_key(&k, &first_version(&k))
+            .expect("create key");
+        k
+    }
+
+    pub fn meta_is_written_once(store: &dyn KeyStore) {
+        assert_eq!(store.meta("root.wrapped").unwrap(), None);
+        assert!(store.put_meta_if_absent("root.wrapped", b"first").unwrap());
+        assert!(!store.put_meta_if_absent("root.wrapped", b"second").unwrap());
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+        // Another name is independent, and an empty value is a value.
+        assert!(store.put_meta_if_absent("other", b"").unwrap());
+        assert_eq!(store.meta("other").unwrap(), Some(vec![]));
+    }
+
+    pub fn meta_written_once_under_contention(store: &dyn KeyStore) {
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| s.spawn(move || store.put_meta_if_absent("root.wrapped", &[i]).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().map(|v| v.len()),
+            Some(1)
+        );
+    }
+
+    pub fn replace_meta_is_compare_and_swap(store: &dyn KeyStore) {
+        assert!(
+            !store.replace_meta("root.wrapped", b"old", b"new").unwrap(),
+            "absent name is not replaced"
+        );
+        assert_eq!(
+            store.meta("root.wrapped").unwrap(),
+            None,
+            "replace_meta must not create"
+        );
+        assert!(store.put_meta_if_absent("root.wrapped", b"old").unwrap());
+        assert!(!store
+            .replace_meta("root.wrapped", b"wrong", b"new")
+            .unwrap());
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"old"[..])
+        );
+        assert!(store.replace_meta("root.wrapped", b"old", b"new").unwrap());
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert!(
+            !store
+                .replace_meta("root.wrapped", b"old", b"newer")
+                .unwrap(),
+            "stale expectation"
+        );
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+
+    pub fn projects_round_trip_and_names_are_unique(store: &dyn KeyStore) {
+        let p = add_project(store, "payments");
+        assert_eq!(store.project(p.id).unwrap(), Some(p.clone()));
+        assert_eq!(store.project(Uuid::new_v4()).unwrap(), None);
+        let err = store.create_project(&project("payments")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("payments")),
+            "{err:?}"
+        );
+        let same_id = ProjectRecord {
+            name: "other".into(),
+            ..p.clone()
+        };
+        assert!(matches!(
+            store.create_project(&same_id),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.project(p.id).unwrap(), Some(p));
+    }
+
+    pub fn key_and_first_version_round_trip_every_field(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let signing = KeyRecord {
+            description: "ünïcode description".into(),
+            key_usage: "sign-verify".into(),
+            algorithm: "ECC_NIST_P256".into(),
+            version: 7,
+            is_disabled: true,
+            is_reserved: true,
+            customer_fragment_id: Some("frag-1".into()),
+            created_at: "2024-01-02T03:04:05Z".into(),
+            updated_at: "2024-06-07T08:09:10Z".into(),
+            ..key(p.id, "signer")
+        };
+        let signing_v = KeyVersionRecord {
+            version: 7,
+            wrapped_material: (0..=255u8).collect(),
+            public_key: Some(vec![0x30, 0x59, 0x00, 0xff]),
+            ..first_version(&signing)
+        };
+        store.create_key(&signing, &signing_v).unwrap();
+        let plain = add_key(store, key(p.id, "plain"));
+
+        assert_eq!(store.key(signing.id).unwrap(), Some(signing.clone()));
+        assert_eq!(
+            store.key_by_name(p.id, "signer").unwrap(),
+            Some(signing.clone())
+        );
+        assert_eq!(store.key_version(signing.id, 7).unwrap(), Some(signing_v));
+        assert_eq!(store.key_version(signing.id, 1).unwrap(), None);
+
+        let got = store.key(plain.id).unwrap().unwrap();
+        assert_eq!(got, plain);
+        assert_eq!(got.customer_fragment_id, None);
+        let v = store.key_version(plain.id, 1).unwrap().unwrap();
+        assert_eq!(v, first_version(&plain));
+        assert_eq!(v.public_key, None);
+
+        assert_eq!(store.key(Uuid::new_v4()).unwrap(), None);
+        assert_eq!(
+            store.key_by_name(p.id, "SIGNER").unwrap(),
+            None,
+            "names are case-sensitive"
+        );
+        assert_eq!(store.key_by_name(Uuid::new_v4(), "signer").unwrap(), None);
+    }
+
+    pub fn key_names_are_unique_per_project(store: &dyn KeyStore) {
+        let a = add_project(store, "a");
+        let b = add_project(store, "b");
+        let original = add_key(store, key(a.id, "k"));
+        let dup = key(a.id, "k");
+        let err = store.create_key(&dup, &first_version(&dup)).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("\"k\"")),
+            "{err:?}"
+        );
+        // Nothing of the refused key was written, not even its version.
+        assert_eq!(store.key(dup.id).unwrap(), None);
+        assert_eq!(store.key_version(dup.id, 1).unwrap(), None);
+        assert_eq!(
+            store.key_by_name(a.id, "k").unwrap(),
+            Some(original.clone())
+        );
+        // A reused id is a conflict too.
+        let same_id = KeyRecord {
+            name: "k2".into(),
+            ..original
+        };
+        assert!(matches!(
+            store.create_key(&same_id, &first_version(&same_id)),
+            Err(StoreError::Conflict(_))
+        ));
+
+        let other = add_key(store, key(b.id, "k"));
+        assert_eq!(store.key_by_name(b.id, "k").unwrap(), Some(other));
+        assert_eq!(store.list_keys(&list(a.id)).unwrap().1, 1);
+    }
+
+    pub fn key_in_unknown_project_is_refused(store: &dyn KeyStore) {
+        let k = key(Uuid::new_v4(), "orphan");
+        let err = store.create_key(&k, &first_version(&k)).unwrap_err();
+        assert!(!matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.key(k.id).unwrap(), None);
+        assert_eq!(store.key_version(k.id, 1).unwrap(), None);
+    }
+
+    pub fn list_keys_pages_and_counts(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let other = add_project(store, "other");
+        for i in 0..7 {
+            add_key(store, key(p.id, &format!("key-{i}")));
+        }
+        add_key(store, key(other.id, "key-x"));
+
+        let (all, total) = store.list_keys(&list(p.id)).unwrap();
+        assert_eq!(total, 7);
+        assert_eq!(
+            names(&all),
+            ["key-0", "key-1", "key-2", "key-3", "key-4", "key-5", "key-6"]
+        );
+
+        let page = |offset, limit| {
+            store
+                .list_keys(&ListQuery {
+                    offset,
+                    limit,
+                    ..list(p.id)
+                })
+                .unwrap()
+        };
+        let (keys, total) = page(0, 3);
+        assert_eq!((names(&keys), total), (vec!["key-0", "key-1", "key-2"], 7));
+        let (keys, total) = page(3, 3);
+        assert_eq!((names(&keys), total), (vec!["key-3", "key-4", "key-5"], 7));
+        let (keys, total) = page(6, 3);
+        assert_eq!((names(&keys), total), (vec!["key-6"], 7));
+        let (keys, total) = page(50, 3);
+        assert_eq!((keys.len(), total), (0, 7));
+        let (keys, total) = page(0, 0);
+        assert_eq!((keys.len(), total), (0, 7));
+        let (keys, _) = page(0, u64::MAX);
+        assert_eq!(keys.len(), 7);
+
+        assert_eq!(store.list_keys(&list(Uuid::new_v4())).unwrap(), (vec![], 0));
+    }
+
+    pub fn list_keys_orders_by_column_and_direction(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        // Name order, creation order and update order all differ.
+        for (name, created, updated) in [
+            ("bravo", "03", "01"),
+            ("alpha", "02", "03"),
+            ("charlie", "01", "02"),
+        ] {
+            add_key(
+                store,
+                KeyRecord {
+                    created_at: format!("2024-01-01T00:00:{created}Z"),
+                    updated_at: format!("2024-02-01T00:00:{updated}Z"),
+                    ..key(p.id, name)
+                },
+            );
+        }
+        let order = |order_by, direction| {
+            let (keys, _) = store
+                .list_keys(&ListQuery {
+                    order_by,
+                    direction,
+                    ..list(p.id)
+                })
+                .unwrap();
+            keys.into_iter().map(|k| k.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(OrderBy::Name, Direction::Asc),
+            ["alpha", "bravo", "charlie"]
+        );
+        assert_eq!(
+            order(OrderBy::Name, Direction::Desc),
+            ["charlie", "bravo", "alpha"]
+        );
+        assert_eq!(
+            order(OrderBy::CreatedAt, Direction::Asc),
+            ["charlie", "alpha", "bravo"]
+        );
+        assert_eq!(
+            order(OrderBy::CreatedAt, Direction::Desc),
+            ["bravo", "alpha", "charlie"]
+        );
+        assert_eq!(
+            order(OrderBy::UpdatedAt, Direction::Asc),
+            ["bravo", "charlie", "alpha"]
+        );
+        assert_eq!(
+            order(OrderBy::UpdatedAt, Direction::Desc),
+            ["alpha", "charlie", "bravo"]
+        );
+    }
+
+    pub fn list_keys_breaks_ties_by_id(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let mut ids: Vec<Uuid> = (0..9)
+            .map(|i| add_key(store, key(p.id, &format!("k{i}"))).id)
+            .collect();
+        ids.sort();
+        // Every key has the same created_at: paging must still visit each exactly once.
+        for direction in [Direction::Asc, Direction::Desc] {
+            let mut seen = vec![];
+            for offset in (0..9).step_by(2) {
+                let q = ListQuery {
+                    offset,
+                    limit: 2,
+                    order_by: OrderBy::CreatedAt,
+                    direction,
+                    ..list(p.id)
+                };
+                seen.extend(store.list_keys(&q).unwrap().0.into_iter().map(|k| k.id));
+            }
+            let mut expected = ids.clone();
+            if direction == Direction::Desc {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "{direction:?}");
+        }
+    }
+
+    pub fn list_keys_search_is_case_insensitive_and_literal(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        for name in [
+            "Payments-Main",
+            "payments-backup",
+            "audit",
+            "a_b",
+            "axb",
+            "50%off",
+            "50xoff",
+            "back\\slash",
+        ] {
+            add_key(store, key(p.id, name));
+        }
+        let search = |s: &str, limit| {
+            let q = ListQuery {
+                search: Some(s.into()),
+                limit,
+                ..list(p.id)
+            };
+            let (keys, total) = store.list_keys(&q).unwrap();
+            (keys.into_iter().map(|k| k.name).collect::<Vec<_>>(), total)
+        };
+        assert_eq!(
+            search("PAYMENTS", 100),
+            (vec!["Payments-Main".into(), "payments-backup".into()], 2)
+        );
+        assert_eq!(search("mEnTs-m", 100), (vec!["Payments-Main".into()], 1));
+        // The total counts every match, not only the page.
+        assert_eq!(search("payments", 1), (vec!["Payments-Main".into()], 2));
+        assert_eq!(search("a_b", 100), (vec!["a_b".into()], 1));
+        assert_eq!(search("_", 100), (vec!["a_b".into()], 1));
+        assert_eq!(search("50%", 100), (vec!["50%off".into()], 1));
+        assert_eq!(search("%", 100), (vec!["50%off".into()], 1));
+        assert_eq!(search("\\", 100), (vec!["back\\slash".into()], 1));
+        assert_eq!(search("nothing", 100), (vec![], 0));
+        assert_eq!(search("", 100).1, 8, "an empty search matches everything");
+    }
+
+    pub fn update_key_applies_only_the_patch(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let k = add_key(
+            store,
+            KeyRecord {
+                customer_fragment_id: Some("f".into()),
+                ..key(p.id, "k")
+            },
+        );
+
+        let patch = KeyPatch {
+            description: Some("new words".into()),
+            ..KeyPatch::default()
+        };
+        let updated = store
+            .update_key(k.id, &patch, "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        let expected = KeyRecord {
+            description: "new words".into(),
+            updated_at: "2025-01-01T00:00:00Z".into(),
+            ..k.clone()
+        };
+        assert_eq!(updated, expected);
+        assert_eq!(store.key(k.id).unwrap(), Some(expected.clone()));
+
+        let patch = KeyPatch {
+            name: Some("renamed".into()),
+            is_disabled: Some(true),
+            description: None,
+        };
+        let updated = store
+            .update_key(k.id, &patch, "2025-01-02T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        let expected = KeyRecord {
+            name: "renamed".into(),
+            is_disabled: true,
+            updated_at: "2025-01-02T00:00:00Z".into(),
+            ..expected
+        };
+        assert_eq!(updated, expected);
+        assert_eq!(
+            store.key_by_name(p.id, "renamed").unwrap(),
+            Some(expected.clone())
+        );
+        assert_eq!(store.key_by_name(p.id, "k").unwrap(), None);
+
+        // An empty patch still records the update time; a false flag is applied, not skipped.
+        let patch = KeyPatch {
+            is_disabled: Some(false),
+            ..KeyPatch::default()
+        };
+        let updated = store
+            .update_key(k.id, &patch, "2025-01-03T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert!(!updated.is_disabled);
+        let updated = store
+            .update_key(k.id, &KeyPatch::default(), "2025-01-04T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.updated_at, "2025-01-04T00:00:00Z");
+        assert_eq!(
+            store.key_version(k.id, 1).unwrap(),
+            Some(first_version(&k)),
+            "versions untouched"
+        );
+
+        assert_eq!(
+            store
+                .update_key(Uuid::new_v4(), &patch, "2025-01-05T00:00:00Z")
+                .unwrap(),
+            None
+        );
+    }
+
+    pub fn update_key_rename_conflicts(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let other = add_project(store, "other");
+        let a = add_key(store, key(p.id, "a"));
+        let b = add_key(store, key(p.id, "b"));
+        add_key(store, key(other.id, "c"));
+
+        let rename = |name: &str| KeyPatch {
+            name: Some(name.into()),
+            description: Some("x".into()),
+            ..KeyPatch::default()
+        };
+        let err = store
+            .update_key(b.id, &rename("a"), "2025-01-01T00:00:00Z")
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("\"a\"")),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.key(b.id).unwrap(),
+            Some(b.clone()),
+            "a refused patch changes nothing"
+        );
+        assert_eq!(store.key(a.id).unwrap(), Some(a.clone()));
+
+        // Names in another project do not count, and renaming to the own name is fine.
+        let moved = store
+            .update_key(b.id, &rename("c"), "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.name, "c");
+        let same = store
+            .update_key(a.id, &rename("a"), "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(same.name, "a");
+    }
+
+    pub fn delete_key_removes_versions_and_returns_the_row(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let k = add_key(
+            store,
+            KeyRecord {
+                customer_fragment_id: Some("f".into()),
+                ..key(p.id, "doomed")
+            },
+        );
+        let kept = add_key(store, key(p.id, "kept"));
+        assert!(store.key_version(k.id, 1).unwrap().is_some());
+
+        assert_eq!(store.delete_key(k.id).unwrap(), Some(k.clone()));
+        assert_eq!(store.key(k.id).unwrap(), None);
+        assert_eq!(store.key_by_name(p.id, "doomed").unwrap(), None);
+        assert_eq!(store.key_version(k.id, 1).unwrap(), None);
+        assert_eq!(
+            store.delete_key(k.id).unwrap(),
+            None,
+            "deleting twice finds nothing"
+        );
+
+        assert_eq!(
+            store.key_version(kept.id, 1).unwrap(),
+            Some(first_version(&kept))
+        );
+        assert_eq!(names(&store.list_keys(&list(p.id)).unwrap().0), ["kept"]);
+        // The name is free again.
+        add_key(store, key(p.id, "doomed"));
+    }
+
+    pub fn key_version_of_unknown_key_is_none(store: &dyn KeyStore) {
+        assert_eq!(store.key_version(Uuid::new_v4(), 1).unwrap(), None);
+        let p = add_project(store, "p");
+        let k = add_key(store, key(p.id, "k"));
+        assert_eq!(store.key_version(k.id, 2).unwrap(), None);
+        assert_eq!(store.key_version(k.id, 0).unwrap(), None);
+        assert_eq!(store.key_version(k.id, u32::MAX).unwrap(), None);
+    }
+
+    pub fn check_writable_succeeds(store: &dyn KeyStore) {
+        store.check_writable().unwrap();
+        store.check_writable().unwrap();
+        // The probe must not disturb what callers stored.
+        assert!(store.put_meta_if_absent("root.wrapped", b"r").unwrap());
+        store.check_writable().unwrap();
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"r"[..])
+        );
+    }
+
+    pub fn concurrent_writers_all_succeed(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                s.spawn(move || {
+                    for i in 0..25 {
+                        add_key(store, key(p.id, &format!("t{t}-k{i:02}")));
+                    }
+                });
+            }
+            // Readers run alongside and never see more than was written.
+            for _ in 0..2 {
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        let (keys, total) = store.list_keys(&list(p.id)).unwrap();
+                        assert!(
+                            total <= 200 && keys.len() as u64 == total,
+                            "{total} / {}",
+                            keys.len()
+                        );
+                    }
+                });
+            }
+        });
+        let (keys, total) = store.list_keys(&list(p.id)).unwrap();
+        assert_eq!(total, 200);
+        let mut unique: Vec<_> = keys.iter().map(|k| k.id).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 200);
+        assert!(keys
+            .iter()
+            .all(|k| store.key_version(k.id, 1).unwrap().is_some()));
+    }
+}
+
+mod sqlite {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use kms_gateway::store::SqliteStore;
+
+    use super::*;
+
+    pub fn fresh() -> (tempfile::TempDir, Box<dyn KeyStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("kms.db")).unwrap();
+        (dir, Box::new(store))
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let p = project("p");
+        let k = KeyRecord {
+            customer_fragment_id: Some("f".into()),
+            ..key(p.id, "k")
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_project(&p).unwrap();
+            store.create_key(&k, &first_version(&k)).unwrap();
+            assert!(store.put_meta_if_absent("root.wrapped", b"irk").unwrap());
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.project(p.id).unwrap(), Some(p.clone()));
+        assert_eq!(store.key(k.id).unwrap(), Some(k.clone()));
+        assert_eq!(store.key_version(k.id, 1).unwrap(), Some(first_version(&k)));
+        assert_eq!(
+            store.meta("root.wrapped").unwrap().as_deref(),
+            Some(&b"irk"[..])
+        );
+        assert!(!store.put_meta_if_absent("root.wrapped", b"again").unwrap());
+    }
+
+    #[test]
+    fn creates_missing_parent_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/kms.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.check_writable().unwrap();
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn garbage_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        // Deterministic noise that cannot start with the SQLite header.
+        let garbage: Vec<u8> = (0..8192u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_ne!(&garbage[..16], b"SQLite format 3\0");
+        std::fs::write(&path, &garbage).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt(_) | StoreError::Other(_)),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            garbage,
+            "the file is left as it was"
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m.contains("99")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_rows_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let (bad_project, bad_version) = (Uuid::new_v4(), Uuid::new_v4());
+        // Rows another tool wrote: a project id that is no UUID, a negative version.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        let insert = "INSERT INTO keys (id, project_id, name, description, key_usage, algorithm, \
+                      version, is_disabled, is_reserved, created_at, updated_at) \
+                      VALUES (?1, ?2, ?1, '', 'encrypt-decrypt', 'aes-256-gcm', ?3, 0, 0, '', '')";
+        conn.execute(
+            insert,
+            rusqlite::params![bad_project.to_string(), "not-a-uuid", 1],
+        )
+        .unwrap();
+        conn.execute(
+            insert,
+            rusqlite::params![bad_version.to_string(), Uuid::new_v4().to_string(), -1],
+        )
+        .unwrap();
+        drop(conn);
+        for id in [bad_project, bad_version] {
+            let err = store.key(id).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn database_file_mode_is_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.check_writable().unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let wal = dir.path().join("kms.db-wal");
+        assert!(wal.exists(), "the store runs in WAL mode");
+        assert_eq!(mode(&wal), 0o600);
+    }
+
+    #[test]
+    fn concurrent_stores_on_one_file_share_data() {
+        // Two gateways (or a gateway and the admin CLI) opening the same file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| SqliteStore::open(&path).unwrap());
+            let b = s.spawn(|| SqliteStore::open(&path).unwrap());
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let p = project("p");
+        a.create_project(&p).unwrap();
+        assert_eq!(b.project(p.id).unwrap(), Some(p));
+        assert!(a.put_meta_if_absent("root.wrapped", b"a").unwrap());
+        assert!(!b.put_meta_if_absent("root.wrapped", b"b").unwrap());
+    }
+}
