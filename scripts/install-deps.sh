@@ -6,7 +6,7 @@
 # As root it installs; otherwise it names what is missing and fails.
 set -euo pipefail
 
-packages=(softhsm2 openssl opensc libclang-dev libssl-dev libsqlite3-dev pkg-config curl ca-certificates)
+packages=(softhsm2 openssl opensc jq libclang-dev libssl-dev libsqlite3-dev pkg-config curl ca-certificates)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${packages[@]}"; do

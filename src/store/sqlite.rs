@@ -478,7 +478,7 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)?;
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM keys WHERE {filter} \
-             ORDER BY {column} {direction} LIMIT ?3 OFFSET ?4"
+             ORDER BY {column} {direction}, id {direction} LIMIT ?3 OFFSET ?4"
         );
         let keys = tx
             .prepare_cached(&sql)

@@ -49,7 +49,6 @@ impl Gateway {
         let token = Token::new();
         let dir = token.dir.path().join("gw");
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        let d = |p: &str| dir.join(p).to_str().unwrap().to_owned();
         let made = Command::new(super::project_root().join("scripts/dev-cert.sh"))
             .arg(&dir)
             .output()
