@@ -17,6 +17,7 @@ bin=$root/target/release/kms-gateway
 # 1. The token: made once, its environment kept in var/hsm/env.
 if [ ! -f "$var/hsm/env" ]; then
   rm -rf "$var/hsm"
+  mkdir -p "$var/hsm"
   TOKEN_LABEL=kmsgw-dev USER_PIN=$(head -c 9 /dev/urandom | base64 | tr -d '/+=') \
     scripts/hsm-token.sh softhsm "$var/hsm" | grep -v HSM_SLOT > "$var/hsm/env.tmp"
   mv "$var/hsm/env.tmp" "$var/hsm/env"

@@ -940,3 +940,36 @@ async fn logs_of_a_full_run_hold_no_secrets() {
         assert!(!log.contains(&s), "the log contains a secret: {s}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_root_encryption_key_is_detected_not_used() {
+    let mut gw = Gateway::start();
+    let project = gw.project("root").await;
+    let key = gw
+        .key(&project, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (_, enc) = gw.encrypt(&key, b"root-protected", None).await;
+    gw.stop();
+    let good = std::fs::read(gw.path("root.key")).unwrap();
+    std::fs::write(gw.path("root.key"), B64.encode([9u8; 32])).unwrap();
+    let out = Command::new(common::gateway_bin())
+        .arg("serve")
+        .envs(gw.env())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not open the stored instance root key"),
+        "{err}"
+    );
+    std::fs::write(gw.path("root.key"), good).unwrap();
+    gw.launch();
+    let (s, d) = gw
+        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        (s, B64.decode(d["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"root-protected".to_vec())
+    );
+}

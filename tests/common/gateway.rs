@@ -109,7 +109,7 @@ impl Gateway {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         let d = |p: &str| self.dir.join(p).to_str().unwrap().to_owned();
         let mut env = self.token.child_env();
         env.extend([

@@ -1,0 +1,134 @@
+//! Configuration through the real binary: unknown keys, seed names, `*_FILE` secrets.
+
+mod common;
+
+use std::process::Command;
+
+use common::{gateway_bin, Token};
+
+fn run(token: &Token, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(gateway_bin())
+        .args(args)
+        .envs(token.child_env())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_settings_are_errors() {
+    let token = Token::new();
+    let (ok, _, err) = run(
+        &token,
+        &["hsm", "list-slots"],
+        &[("KMSGW__SERVER__LISTN", "x")],
+    );
+    assert!(!ok);
+    assert!(err.contains("listn"), "{err}");
+    let file = token.dir.path().join("gw.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:1\"\n[bogus]\nx = 1\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(
+        &token,
+        &["--config", file.to_str().unwrap(), "hsm", "list-slots"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("bogus"), "{err}");
+    let (ok, _, err) = run(
+        &token,
+        &["--config", "/nonexistent/gw.toml", "hsm", "list-slots"],
+        &[],
+    );
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    let (ok, _, err) = run(&token, &["hsm", "check"], &[("HSM_USE_RAND", "maybe")]);
+    assert!(!ok && err.contains("HSM_USE_RAND"), "{err}");
+}
+
+#[test]
+fn seed_names_aliases_and_secret_files_work() {
+    let token = Token::new();
+    // HSM_LIB_PATH is an alias of PKCS11_LIB_PATH.
+    let lib = token.lib();
+    let out = Command::new(gateway_bin())
+        .args(["hsm", "check"])
+        .envs(
+            token
+                .child_env()
+                .into_iter()
+                .filter(|(k, _)| k != "PKCS11_LIB_PATH" && k != "HSM_PIN"),
+        )
+        .env("HSM_LIB_PATH", &lib)
+        .env("HSM_PIN_FILE", {
+            let p = token.dir.path().join("pin");
+            std::fs::write(&p, format!("{}\n", token.pin())).unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("check passed"));
+    // PIN and PIN file together are refused.
+    let (ok, _, err) = run(&token, &["hsm", "check"], &[("HSM_PIN_FILE", "/dev/null")]);
+    assert!(!ok && err.contains("not both"), "{err}");
+    // The PIN is never printed, even in errors.
+    let (ok, _, err) = run(&token, &["hsm", "check"], &[("HSM_PIN", "98765432")]);
+    assert!(!ok && !err.contains("98765432"), "{err}");
+}
+
+#[test]
+fn serve_refuses_bad_root_keys_clearly() {
+    let token = Token::new();
+    let dir = token.dir.path();
+    let made = Command::new(common::project_root().join("scripts/dev-cert.sh"))
+        .arg(dir.join("tls"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let db = format!("sqlite://{}", dir.join("data/db").display());
+    let cert = dir.join("tls/cert.pem");
+    let key = dir.join("tls/key.pem");
+    let base: Vec<(&str, &str)> = vec![
+        ("KMSGW__SERVER__LISTEN", "127.0.0.1:0"),
+        ("KMSGW__TLS__CERT_FILE", cert.to_str().unwrap()),
+        ("KMSGW__TLS__KEY_FILE", key.to_str().unwrap()),
+        ("KMSGW__STORE__URL", &db),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut v = base.clone();
+        v.extend_from_slice(extra);
+        v
+    };
+    let (ok, _, err) = run(&token, &["serve"], &with(&[]));
+    assert!(!ok && err.contains("ROOT_ENCRYPTION_KEY"), "{err}");
+    let (ok, _, err) = run(
+        &token,
+        &["serve"],
+        &with(&[("ROOT_ENCRYPTION_KEY", "c2hvcnQ=")]),
+    );
+    assert!(
+        !ok && err.contains("exactly 32 bytes") && !err.contains("c2hvcnQ="),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &token,
+        &["serve"],
+        &with(&[
+            ("ROOT_ENCRYPTION_KEY", "AAAA"),
+            ("KMSGW__TLS__CERT_FILE", "/nonexistent.pem"),
+        ]),
+    );
+    assert!(!ok && err.contains("/nonexistent.pem"), "{err}");
+}
