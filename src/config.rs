@@ -159,11 +159,22 @@ pub enum RootStrategy {
     Hsm,
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HsmRootMechanismSetting {
+    #[default]
+    Auto,
+    AesGcm,
+    AesCbcPadHmac,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RootSettings {
     /// Strategy used when the instance root key is first created.
     pub strategy: RootStrategy,
+    /// HSM mechanism for the `hsm` strategy: auto (AES-GCM where listed), aes_gcm or aes_cbc_pad_hmac.
+    pub hsm_mechanism: HsmRootMechanismSetting,
     /// `ROOT_ENCRYPTION_KEY`: base64 of 32 bytes.
     pub encryption_key: Option<SecretString>,
     pub encryption_key_file: Option<PathBuf>,
@@ -189,6 +200,24 @@ impl Default for LogSettings {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+        }
+    }
+}
+
+impl RootSettings {
+    pub fn initial_strategy(&self) -> crate::keys::root::RootStrategy {
+        match self.strategy {
+            RootStrategy::Software => crate::keys::root::RootStrategy::Software,
+            RootStrategy::Hsm => crate::keys::root::RootStrategy::Hsm,
+        }
+    }
+
+    pub fn mechanism(&self) -> crate::keys::root::HsmRootMechanism {
+        use crate::keys::root::HsmRootMechanism as M;
+        match self.hsm_mechanism {
+            HsmRootMechanismSetting::Auto => M::Auto,
+            HsmRootMechanismSetting::AesGcm => M::AesGcm,
+            HsmRootMechanismSetting::AesCbcPadHmac => M::AesCbcPadHmac,
         }
     }
 }

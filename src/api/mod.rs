@@ -40,6 +40,12 @@ pub struct Metrics {
     pub errors_5xx: AtomicU64,
 }
 
+/// What the admin API needs to re-wrap the instance root key.
+pub struct RootAdmin {
+    pub root_encryption_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    pub mechanism: crate::keys::root::HsmRootMechanism,
+}
+
 /// Everything a request handler may use.
 pub struct AppState {
     pub keys: Arc<KeyService>,
@@ -47,17 +53,25 @@ pub struct AppState {
     pub hsm: Option<Hsm>,
     pub limits: Limits,
     pub metrics: Metrics,
+    pub root: RootAdmin,
     request_ids: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(keys: Arc<KeyService>, auth: Auth, hsm: Option<Hsm>, limits: Limits) -> Self {
+    pub fn new(
+        keys: Arc<KeyService>,
+        auth: Auth,
+        hsm: Option<Hsm>,
+        limits: Limits,
+        root: RootAdmin,
+    ) -> Self {
         Self {
             keys,
             auth,
             hsm,
             limits,
             metrics: Metrics::default(),
+            root,
             request_ids: AtomicU64::new(1),
         }
     }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::keys::root::{RootContext, RootStrategy};
 use crate::keys::{Algorithm, KeyError, KeyService, KeyUsage, NewKey, SignRequest};
 use crate::store::{Direction, KeyPatch, KeyRecord, ListQuery, OrderBy};
 
@@ -127,6 +128,12 @@ async fn route(
     let body = read_body(state, req).await?;
     let (status, value) = match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "v1", "projects"]) => create_project(state, &body).await,
+        (&Method::GET, ["api", "v1", "admin", "encryption-strategy"]) => {
+            encryption_strategy(state, None).await
+        }
+        (&Method::PATCH, ["api", "v1", "admin", "encryption-strategy"]) => {
+            encryption_strategy(state, Some(&body)).await
+        }
         (&Method::POST, ["api", "v1", "kms", "keys"]) => create_key(state, &body).await,
         (&Method::GET, ["api", "v1", "kms", "keys"]) => list_keys(state, &query).await,
         (&Method::GET, ["api", "v1", "kms", "keys", "key-name", name]) => {
@@ -151,13 +158,13 @@ async fn route(
         (&Method::GET, ["api", "v1", "kms", "keys", id, "signing-algorithms"]) => {
             signing_algorithms(state, id).await
         }
-        (_, ["api", "v1", "projects"]) | (_, ["api", "v1", "kms", "keys", ..]) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed here"),
-            ))
-        }
+        (_, ["api", "v1", "projects"])
+        | (_, ["api", "v1", "admin", "encryption-strategy"])
+        | (_, ["api", "v1", "kms", "keys", ..]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        )),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -569,6 +576,52 @@ async fn signing_algorithms(state: &Arc<AppState>, id: &str) -> Reply {
     let key_id = parse_id(id, "keyId")?;
     let algs = blocking(state, move |k| k.signing_algorithms(key_id)).await?;
     Ok((StatusCode::OK, json!({"signingAlgorithms": algs})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStrategy {
+    strategy: String,
+}
+
+/// GET shows the root encryption strategy; PATCH `{strategy}` switches it (admin only:
+/// today every token is the bootstrap admin token).
+async fn encryption_strategy(state: &Arc<AppState>, body: Option<&[u8]>) -> Reply {
+    let to = match body {
+        None => None,
+        Some(b) => {
+            let req: SetStrategy = parse_json(b)?;
+            Some(RootStrategy::parse(&req.strategy).ok_or_else(|| {
+                ApiError::bad_request("invalid_strategy", "strategy must be software or hsm")
+            })?)
+        }
+    };
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let ctx = RootContext {
+            store: st.keys.store(),
+            root_encryption_key: st.root.root_encryption_key.as_deref(),
+            hsm: st.hsm.as_ref(),
+            random: st.keys.random(),
+            mechanism: st.root.mechanism,
+        };
+        let changed = match to {
+            Some(to) => Some(ctx.switch(to)?),
+            None => None,
+        };
+        Ok::<_, KeyError>((ctx.describe()?, changed))
+    })
+    .await
+    .map_err(|_| ApiError::from(KeyError::Internal("task failed".into())))?;
+    let (status, changed) = result.map_err(|e| match e {
+        KeyError::Config(m) => ApiError::new(StatusCode::CONFLICT, "strategy_switch_refused", m),
+        other => ApiError::from(other),
+    })?;
+    let status = status.ok_or_else(|| ApiError::from(KeyError::Internal("no root key".into())))?;
+    Ok((
+        StatusCode::OK,
+        json!({"strategy": status.strategy.as_str(), "wrapping": status.detail, "changed": changed.unwrap_or(false)}),
+    ))
 }
 
 /// Ready when the HSM answers, the store takes a write and every fragment loaded.

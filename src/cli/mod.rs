@@ -2,6 +2,7 @@
 
 mod gen_customer_fragment;
 mod hsm;
+mod root_strategy;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: hsm::Command,
     },
+    /// Show or switch how the instance root key is wrapped (software or hsm).
+    RootStrategy {
+        #[command(subcommand)]
+        command: root_strategy::Command,
+    },
 }
 
 /// An error of a command: printed as one line, exit status 1.
@@ -54,5 +60,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(load()?, args),
         Command::GenCustomerFragment(args) => gen_customer_fragment::run(load()?, args),
         Command::Hsm { command } => hsm::run(load()?, command),
+        Command::RootStrategy { command } => root_strategy::run(load()?, command),
     }
 }

@@ -65,7 +65,21 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         "customer fragments loaded"
     );
     let rek = settings.root_encryption_key()?;
-    let irk = root::load_or_create(&store, rek.as_deref(), &random)?;
+    let root_ctx = root::RootContext {
+        store: &store,
+        root_encryption_key: rek.as_deref(),
+        hsm: hsm.as_ref(),
+        random: &random,
+        mechanism: settings.root.mechanism(),
+    };
+    let irk = root_ctx.load_or_create(settings.root.initial_strategy())?;
+    if let Some(status) = root_ctx.describe()? {
+        tracing::info!(
+            strategy = status.strategy.as_str(),
+            wrapping = status.detail,
+            "instance root key unwrapped"
+        );
+    }
     let auth = Auth::bootstrap(
         &store,
         settings.auth.bootstrap_token_file.as_deref(),
@@ -84,7 +98,11 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         max_plaintext_bytes: settings.server.max_plaintext_bytes,
         max_connections: settings.server.max_connections,
     };
-    let state = Arc::new(AppState::new(keys, auth, hsm.clone(), limits));
+    let root_admin = api::RootAdmin {
+        root_encryption_key: rek,
+        mechanism: settings.root.mechanism(),
+    };
+    let state = Arc::new(AppState::new(keys, auth, hsm.clone(), limits, root_admin));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

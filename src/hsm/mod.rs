@@ -226,6 +226,42 @@ impl Hsm {
         })
     }
 
+    /// AES-CBC with PKCS#7 padding inside the HSM (for tokens without CKM_AES_GCM; the
+    /// caller adds an HMAC tag: encrypt-then-MAC).
+    pub fn aes_cbc_pad_encrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 16],
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        self.conn.run(|s| {
+            let key = s.secret_key(key_label)?;
+            s.session
+                .encrypt(&Mechanism::AesCbcPad(*iv), key, data)
+                .map_err(HsmError::from)
+        })
+    }
+
+    pub fn aes_cbc_pad_decrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 16],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.conn.run(|s| {
+            let key = s.secret_key(key_label)?;
+            s.session
+                .decrypt(&Mechanism::AesCbcPad(*iv), key, sealed)
+                .map(Zeroizing::new)
+                .map_err(HsmError::from)
+        })
+    }
+
+    /// True if the token lists CKM_AES_GCM.
+    pub fn supports_aes_gcm(&self) -> Result<bool, HsmError> {
+        Ok(self.mechanisms()?.contains(&MechanismType::AES_GCM))
+    }
+
     /// Finds the secret key `label`, or creates it with exactly the attributes of
     /// DESIGN.md section 2. A found key is validated (see [`Hsm::check_secret_key`]).
     pub fn ensure_secret_key(

@@ -244,6 +244,10 @@ impl KeyService {
         &self.fragments
     }
 
+    pub fn random(&self) -> &RandomSource {
+        &self.random
+    }
+
     pub fn create_project(&self, name: &str) -> Result<ProjectRecord, KeyError> {
         check_name(name)?;
         let project = ProjectRecord {
