@@ -65,6 +65,7 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         is_disabled: false,
         is_reserved: false,
         customer_fragment_id: None,
+        hsm_key_label: None,
         created_at: "2024-05-01T10:00:00Z".into(),
         updated_at: "2024-05-01T10:00:00Z".into(),
     }
@@ -212,6 +213,7 @@ mod suite {
             is_disabled: true,
             is_reserved: true,
             customer_fragment_id: Some("frag-1".into()),
+            hsm_key_label: Some("kmsgw-hsm-label".into()),
             created_at: "2024-01-02T03:04:05Z".into(),
             updated_at: "2024-06-07T08:09:10Z".into(),
             ..key(p.id, "signer")
@@ -454,6 +456,7 @@ mod suite {
             store,
             KeyRecord {
                 customer_fragment_id: Some("f".into()),
+                hsm_key_label: None,
                 ..key(p.id, "k")
             },
         );
@@ -570,6 +573,7 @@ mod suite {
             store,
             KeyRecord {
                 customer_fragment_id: Some("f".into()),
+                hsm_key_label: None,
                 ..key(p.id, "doomed")
             },
         );
@@ -677,6 +681,7 @@ mod sqlite {
         let p = project("p");
         let k = KeyRecord {
             customer_fragment_id: Some("f".into()),
+            hsm_key_label: None,
             ..key(p.id, "k")
         };
         {

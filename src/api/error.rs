@@ -75,11 +75,22 @@ impl ApiError {
 
 impl From<HsmError> for ApiError {
     fn from(e: HsmError) -> Self {
-        tracing::error!(error = %e, "HSM error");
-        if e.is_unavailable() {
-            ApiError::unavailable("hsm_unavailable", "the HSM is unavailable; retry later")
-        } else {
-            ApiError::internal()
+        match e {
+            HsmError::KeyNotFound { label } => ApiError::bad_request(
+                "hsm_key_not_found",
+                format!("no key labelled {label:?} on the HSM"),
+            ),
+            HsmError::KeyAttributes { .. } | HsmError::ExtractableKeyRefused { .. } => {
+                ApiError::bad_request("hsm_key_unusable", e.to_string())
+            }
+            e if e.is_unavailable() => {
+                tracing::error!(error = %e, "HSM unavailable");
+                ApiError::unavailable("hsm_unavailable", "the HSM is unavailable; retry later")
+            }
+            e => {
+                tracing::error!(error = %e, "HSM error");
+                ApiError::internal()
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::AppState;
 use crate::keys::root::{RootContext, RootStrategy};
-use crate::keys::{Algorithm, KeyError, KeyService, KeyUsage, NewKey, SignRequest};
+use crate::keys::{Algorithm, KeyError, KeyService, KeyUsage, NewKey, Protection, SignRequest};
 use crate::store::{Direction, KeyPatch, KeyRecord, ListQuery, OrderBy};
 
 type Reply = Result<(StatusCode, Value), ApiError>;
@@ -271,6 +271,8 @@ fn key_json(k: &KeyRecord) -> Value {
         "isDisabled": k.is_disabled,
         "isReserved": k.is_reserved,
         "customerFragmentId": k.customer_fragment_id,
+        "protection": if k.hsm_key_label.is_some() { "hsm" } else { "software" },
+        "hsmKeyLabel": k.hsm_key_label,
         "createdAt": k.created_at,
         "updatedAt": k.updated_at,
     })
@@ -304,6 +306,15 @@ struct CreateKey {
     encryption_algorithm: Option<String>,
     #[serde(default)]
     customer_fragment_id: Option<String>,
+    /// `software` (default) or `hsm`.
+    #[serde(default)]
+    protection: Option<String>,
+    /// With protection `hsm`: adopt this existing HSM key instead of generating one.
+    #[serde(default)]
+    hsm_key_label: Option<String>,
+    /// With `hsmKeyLabel`: generate the key under that label if it does not exist.
+    #[serde(default)]
+    create_if_missing: bool,
 }
 
 async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
@@ -326,6 +337,27 @@ async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
         usage,
         algorithm,
         customer_fragment_id: req.customer_fragment_id.filter(|s| !s.is_empty()),
+        protection: match req.protection.as_deref() {
+            None | Some("software") => {
+                if req.hsm_key_label.is_some() || req.create_if_missing {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "hsmKeyLabel and createIfMissing need protection \"hsm\"",
+                    ));
+                }
+                Protection::Software
+            }
+            Some("hsm") => Protection::Hsm {
+                label: req.hsm_key_label.filter(|l| !l.is_empty()),
+                create_if_missing: req.create_if_missing,
+            },
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_protection",
+                    format!("protection {other:?} is not software or hsm"),
+                ))
+            }
+        },
     };
     let key = blocking(state, move |k| k.create_key(new)).await?;
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))

@@ -92,6 +92,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         irk,
         random,
         settings.fragments.default.clone(),
+        hsm.clone(),
     ));
     let limits = Limits {
         max_body_bytes: settings.server.max_body_bytes,

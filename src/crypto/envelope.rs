@@ -157,6 +157,27 @@ impl CiphertextHeader {
     }
 }
 
+/// The AAD of a data ciphertext: `header ‖ encoded context` (for AEAD done elsewhere,
+/// such as in the HSM).
+pub fn data_aad(header: CiphertextHeader, encoded_context: &[u8]) -> Vec<u8> {
+    [&header.bytes()[..], encoded_context].concat()
+}
+
+/// `header ‖ nonce ‖ sealed`, for ciphertexts sealed elsewhere (in the HSM).
+pub fn assemble_data(header: CiphertextHeader, nonce: &[u8; NONCE_LEN], sealed: &[u8]) -> Vec<u8> {
+    [&header.bytes()[..], nonce, sealed].concat()
+}
+
+/// Splits a ciphertext into its nonce and sealed part (after checking the header).
+pub fn split_data(ciphertext: &[u8]) -> Result<([u8; NONCE_LEN], &[u8]), CryptoError> {
+    decode_ciphertext_header(ciphertext)?;
+    let rest = &ciphertext[CIPHERTEXT_HEADER_LEN..];
+    let nonce: [u8; NONCE_LEN] = rest[..NONCE_LEN]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed("nonce"))?;
+    Ok((nonce, &rest[NONCE_LEN..]))
+}
+
 /// Reads the header of a ciphertext, so the caller can find the key and version.
 pub fn decode_ciphertext_header(ciphertext: &[u8]) -> Result<CiphertextHeader, CryptoError> {
     if ciphertext.len() < CIPHERTEXT_OVERHEAD || ciphertext[0] != CIPHERTEXT_FORMAT {

@@ -7,7 +7,7 @@ pub mod signing;
 
 pub use derive::{fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32};
 pub use envelope::{
-    decode_ciphertext_header, encode_context, open_data, open_material, open_root_software,
-    seal_data, seal_material, seal_root_software, AeadKey, CiphertextHeader, CryptoError,
-    CIPHERTEXT_HEADER_LEN, CIPHERTEXT_OVERHEAD, NONCE_LEN,
+    assemble_data, data_aad, decode_ciphertext_header, encode_context, open_data, open_material,
+    open_root_software, seal_data, seal_material, seal_root_software, split_data, AeadKey,
+    CiphertextHeader, CryptoError, CIPHERTEXT_HEADER_LEN, CIPHERTEXT_OVERHEAD, NONCE_LEN,
 };

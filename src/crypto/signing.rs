@@ -33,6 +33,11 @@ impl Hash {
     pub fn output_len(self) -> usize {
         self.algorithm().output_len
     }
+
+    /// The digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        digest::digest(self.algorithm(), data).as_ref().to_vec()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::MechanismType;
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use secrecy::ExposeSecret;
@@ -119,6 +119,10 @@ fn select_slot(config: &HsmConfig, slots: &[SlotDescription]) -> Result<SlotDesc
     })
 }
 
+fn cache_name(label: &str, class: ObjectClass) -> String {
+    format!("{class}/{label}")
+}
+
 /// One logged-in incarnation of the library context.
 struct Live {
     ctx: Pkcs11,
@@ -160,12 +164,16 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     /// The handle of the secret key `label`, from the cache or a search.
     pub fn secret_key(&self, label: &str) -> Result<ObjectHandle, HsmError> {
-        let cache_key = (self.generation, label.to_owned());
+        self.object(label, SECRET_KEY_CLASS)
+    }
+
+    /// The handle of the object of `class` labelled `label`, from the cache or a search.
+    pub fn object(&self, label: &str, class: ObjectClass) -> Result<ObjectHandle, HsmError> {
+        let cache_key = (self.generation, cache_name(label, class));
         if let Some(h) = self.conn.handles_lock().get(&cache_key) {
             return Ok(*h);
         }
-        let found = self.find_secret_key(label)?;
-        match found {
+        match self.find_object(label, class)? {
             Some(h) => {
                 self.conn.handles_lock().insert(cache_key, h);
                 Ok(h)
@@ -191,10 +199,19 @@ impl Lease<'_> {
         }
     }
 
-    /// Searches without the cache; `None` when no object has that label.
+    /// Searches without the cache; `None` when no secret key has that label.
     pub fn find_secret_key(&self, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+        self.find_object(label, SECRET_KEY_CLASS)
+    }
+
+    /// Searches without the cache; `None` when no object of `class` has that label.
+    pub fn find_object(
+        &self,
+        label: &str,
+        class: ObjectClass,
+    ) -> Result<Option<ObjectHandle>, HsmError> {
         let found = self.session.find_objects(&[
-            Attribute::Class(SECRET_KEY_CLASS),
+            Attribute::Class(class),
             Attribute::Label(label.as_bytes().to_vec()),
         ])?;
         Ok(found.into_iter().next())

@@ -5,6 +5,7 @@
 mod connection;
 mod error;
 mod keys;
+mod resident;
 mod rng;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 pub use connection::list_slots;
 pub use error::{HsmError, SlotDescription, SlotList};
 pub use keys::{KeyAttributes, KeyOrigin, SecretKeyKind};
+pub use resident::{HashKind, ResidentKind, ResidentSignature};
 pub use rng::HsmRng;
 
 use connection::Connection;

@@ -53,6 +53,9 @@ pub struct KeyRecord {
     pub customer_fragment_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// `Some(label)` for an HSM-resident key (protection `hsm`): its material is the
+    /// token object(s) with this label and never leaves the HSM.
+    pub hsm_key_label: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

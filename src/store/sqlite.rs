@@ -63,10 +63,14 @@ const MIGRATIONS: &[&str] = &[
          created_at       TEXT NOT NULL,
          PRIMARY KEY (key_id, version)
      );",
+    // 2: HSM-resident keys name their token object.
+    "ALTER TABLE keys ADD COLUMN hsm_key_label TEXT;
+     CREATE UNIQUE INDEX keys_by_hsm_label ON keys (hsm_key_label);",
 ];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
-                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at";
+                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
+                           hsm_key_label";
 
 /// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
 /// reads use a few others and see the last committed state.
@@ -279,6 +283,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         customer_fragment_id: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        hsm_key_label: row.get(12)?,
     })
 }
 
@@ -395,8 +400,22 @@ impl KeyStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
+        if let Some(label) = &key.hsm_key_label {
+            let used: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM keys WHERE hsm_key_label = ?1)",
+                    [label],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if used {
+                return Err(StoreError::Conflict(format!(
+                    "the HSM key {label:?} is already used by another key"
+                )));
+            }
+        }
         tx.execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             params![
                 key.id.to_string(),
                 key.project_id.to_string(),
@@ -410,6 +429,7 @@ impl KeyStore for SqliteStore {
                 key.customer_fragment_id,
                 key.created_at,
                 key.updated_at,
+                key.hsm_key_label,
             ],
         )
         .map_err(|err| match constraint(&err) {

@@ -1,0 +1,418 @@
+//! HSM-resident keys (protection `hsm`): generated in the token, used in place, verified
+//! by openssl, adopted by label, destroyed on deletion.
+
+mod common;
+
+use std::process::Command;
+
+use base64::Engine;
+use common::gateway::{openssl, write, Gateway, B64};
+use common::Token;
+use cryptoki::object::{Attribute, KeyType};
+use kms_gateway::hsm::{Hsm, ResidentKind};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+async fn hsm_key(
+    gw: &Gateway,
+    project: &str,
+    name: &str,
+    usage: &str,
+    alg: &str,
+    extra: Value,
+) -> (u16, Value) {
+    let mut body = json!({"projectId": project, "name": name, "keyUsage": usage, "encryptionAlgorithm": alg, "protection": "hsm"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    gw.post("/api/v1/kms/keys", body).await
+}
+
+/// A second connection to the same token, from the test process.
+fn inspect(token: &Token) -> Hsm {
+    Hsm::connect(token.config()).expect("connect to the gateway's token")
+}
+
+fn openssl_verify(gw: &Gateway, pem: &str, alg: &str, data: &str, sig: &[u8]) -> bool {
+    let sig_file = write(&gw.dir, "hsm.sig", sig);
+    let mut args = vec![
+        "dgst".to_string(),
+        format!("-sha{}", &alg[alg.len() - 3..]),
+        "-verify".into(),
+        pem.into(),
+        "-signature".into(),
+        sig_file,
+    ];
+    if alg.starts_with("RSASSA_PSS") {
+        args.extend([
+            "-sigopt".into(),
+            "rsa_padding_mode:pss".into(),
+            "-sigopt".into(),
+            "rsa_pss_saltlen:digest".into(),
+        ]);
+    }
+    args.push(data.into());
+    let out = Command::new("openssl").args(&args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_aes_key_encrypts_in_the_hsm_and_is_destroyed_on_delete() {
+    let mut gw = Gateway::start();
+    let project = gw.project("hsm-aes").await;
+    let (s, k) = hsm_key(
+        &gw,
+        &project,
+        "vault-unseal",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{k}");
+    assert_eq!(k["key"]["protection"], "hsm");
+    let id = k["key"]["id"].as_str().unwrap().to_owned();
+    let label = k["key"]["hsmKeyLabel"].as_str().unwrap().to_owned();
+    assert_eq!(label, format!("kmsgw-{id}"));
+
+    let ctx = json!({"purpose": "unseal"});
+    let (s, enc) = gw
+        .encrypt(&id, b"unseal key share 1", Some(ctx.clone()))
+        .await;
+    assert_eq!(s, 200, "{enc}");
+    let ct = B64.decode(enc["ciphertext"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (ct[0], &ct[1..17]),
+        (1, uuid::Uuid::parse_str(&id).unwrap().as_bytes().as_slice()),
+        "same ciphertext format"
+    );
+    let (s, dec) = gw
+        .decrypt(&id, enc["ciphertext"].as_str().unwrap(), Some(ctx.clone()))
+        .await;
+    assert_eq!(
+        (s, B64.decode(dec["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"unseal key share 1".to_vec())
+    );
+    let (s, e) = gw
+        .decrypt(
+            &id,
+            enc["ciphertext"].as_str().unwrap(),
+            Some(json!({"purpose": "other"})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("decryption_failed")));
+    let mut tampered = ct.clone();
+    tampered[25] ^= 1;
+    let (s, e) = gw
+        .decrypt(&id, &B64.encode(&tampered), Some(ctx.clone()))
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("decryption_failed")));
+
+    // Survives a restart.
+    gw.restart();
+    let (s, _) = gw
+        .decrypt(&id, enc["ciphertext"].as_str().unwrap(), Some(ctx))
+        .await;
+    assert_eq!(s, 200);
+
+    // The token object is non-extractable and its value unreadable.
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    let attrs = hsm.key_attributes(&label).unwrap();
+    assert_eq!(
+        (attrs.extractable, attrs.sensitive, attrs.token),
+        (Some(false), Some(true), Some(true))
+    );
+    assert!(!attrs.value_readable);
+    hsm.shutdown();
+    gw.launch();
+
+    let (s, _) = gw
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/kms/keys/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    assert!(
+        !hsm.resident_exists(&label).unwrap(),
+        "deleting the key destroyed the token object"
+    );
+    hsm.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_signing_keys_sign_in_the_hsm_and_openssl_verifies() {
+    let mut gw = Gateway::start();
+    let project = gw.project("hsm-sign").await;
+    let data = b"firmware image 2.1";
+    let data_file = write(&gw.dir, "fw.bin", data);
+    let mut labels = Vec::new();
+    for (alg, algs) in [
+        (
+            "ECC_NIST_P256",
+            vec!["ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512"],
+        ),
+        (
+            "RSA_4096",
+            vec![
+                "RSASSA_PKCS1_V1_5_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PSS_SHA_384",
+            ],
+        ),
+    ] {
+        let (s, k) = hsm_key(&gw, &project, alg, "sign-verify", alg, json!({})).await;
+        assert_eq!(s, 200, "{k}");
+        let id = k["key"]["id"].as_str().unwrap().to_owned();
+        labels.push(k["key"]["hsmKeyLabel"].as_str().unwrap().to_owned());
+        let (_, pk) = gw.get(&format!("/api/v1/kms/keys/{id}/public-key")).await;
+        let der = write(
+            &gw.dir,
+            "hsmpub.der",
+            &B64.decode(pk["publicKey"].as_str().unwrap()).unwrap(),
+        );
+        let pem = gw
+            .dir
+            .join(format!("{alg}.pem"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        openssl(&[
+            "pkey", "-pubin", "-inform", "DER", "-in", &der, "-out", &pem,
+        ]);
+        for sa in algs {
+            let (s, sig) = gw
+                .post(
+                    &format!("/api/v1/kms/keys/{id}/sign"),
+                    json!({"data": B64.encode(data), "signingAlgorithm": sa}),
+                )
+                .await;
+            assert_eq!(s, 200, "{sa} {sig}");
+            let bytes = B64.decode(sig["signature"].as_str().unwrap()).unwrap();
+            assert!(
+                openssl_verify(&gw, &pem, sa, &data_file, &bytes),
+                "openssl rejects {alg} {sa}"
+            );
+            let (s, v) = gw.post(&format!("/api/v1/kms/keys/{id}/verify"), json!({"data": B64.encode(data), "signature": sig["signature"], "signingAlgorithm": sa})).await;
+            assert_eq!(
+                (s, v["signatureValid"].as_bool()),
+                (200, Some(true)),
+                "{sa}"
+            );
+            if !sa.starts_with("RSASSA_PSS") {
+                let digest = match &sa[sa.len() - 3..] {
+                    "256" => sha2::Sha256::digest(data).to_vec(),
+                    "384" => sha2::Sha384::digest(data).to_vec(),
+                    _ => sha2::Sha512::digest(data).to_vec(),
+                };
+                let (s, sig) = gw.post(&format!("/api/v1/kms/keys/{id}/sign"), json!({"data": B64.encode(&digest), "signingAlgorithm": sa, "isDigest": true})).await;
+                assert_eq!(s, 200, "{sa} digest {sig}");
+                let bytes = B64.decode(sig["signature"].as_str().unwrap()).unwrap();
+                assert!(
+                    openssl_verify(&gw, &pem, sa, &data_file, &bytes),
+                    "openssl rejects {alg} {sa} over a digest"
+                );
+            }
+        }
+    }
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    for l in &labels {
+        assert!(hsm.resident_exists(l).unwrap(), "{l} lives in the token");
+    }
+    hsm.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
+    // The operator pre-creates keys (the Bank-Vaults case) before the gateway starts.
+    let mut gw = Gateway::start();
+    gw.stop();
+    gw.token.import_secret(
+        "operator-aes",
+        KeyType::AES,
+        &[0x42; 32],
+        &[
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Extractable(false),
+            Attribute::Sensitive(true),
+            Attribute::Private(true),
+        ],
+    );
+    gw.token.import_secret(
+        "operator-extractable",
+        KeyType::AES,
+        &[0x43; 32],
+        &[
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Extractable(true),
+            Attribute::Sensitive(true),
+        ],
+    );
+    let hsm = inspect(&gw.token);
+    hsm.generate_resident("operator-ec", ResidentKind::EcP256)
+        .unwrap();
+    hsm.shutdown();
+    gw.launch();
+    let project = gw.project("adopt").await;
+
+    let (s, k) = hsm_key(
+        &gw,
+        &project,
+        "adopted-aes",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({"hsmKeyLabel": "operator-aes"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{k}");
+    assert_eq!(k["key"]["hsmKeyLabel"], "operator-aes");
+    let id = k["key"]["id"].as_str().unwrap().to_owned();
+    let (s, enc) = gw.encrypt(&id, b"bank-vaults", None).await;
+    assert_eq!(s, 200);
+    let (_, dec) = gw
+        .decrypt(&id, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        B64.decode(dec["plaintext"].as_str().unwrap()).unwrap(),
+        b"bank-vaults"
+    );
+
+    let (s, k) = hsm_key(
+        &gw,
+        &project,
+        "adopted-ec",
+        "sign-verify",
+        "ECC_NIST_P256",
+        json!({"hsmKeyLabel": "operator-ec"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{k}");
+    let ec = k["key"]["id"].as_str().unwrap().to_owned();
+    let (s, sig) = gw
+        .post(
+            &format!("/api/v1/kms/keys/{ec}/sign"),
+            json!({"data": "aGk=", "signingAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, v) = gw.post(&format!("/api/v1/kms/keys/{ec}/verify"), json!({"data": "aGk=", "signature": sig["signature"], "signingAlgorithm": "ECDSA_SHA_256"})).await;
+    assert_eq!(v["signatureValid"], true);
+
+    // Refusals: missing label, extractable key, wrong type, a label already in use, a fragment.
+    let (s, e) = hsm_key(
+        &gw,
+        &project,
+        "x1",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({"hsmKeyLabel": "no-such-key"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("hsm_key_not_found")),
+        "{e}"
+    );
+    let (s, e) = hsm_key(
+        &gw,
+        &project,
+        "x2",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({"hsmKeyLabel": "operator-extractable"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("hsm_key_unusable")),
+        "{e}"
+    );
+    let (s, e) = hsm_key(
+        &gw,
+        &project,
+        "x3",
+        "sign-verify",
+        "RSA_4096",
+        json!({"hsmKeyLabel": "operator-ec"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("hsm_key_unusable")),
+        "{e}"
+    );
+    let (s, e) = hsm_key(
+        &gw,
+        &project,
+        "x4",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({"hsmKeyLabel": "operator-aes"}),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    let (s, e) = hsm_key(
+        &gw,
+        &project,
+        "x5",
+        "encrypt-decrypt",
+        "aes-128-gcm",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    let (s, e) = gw
+        .post(
+            "/api/v1/kms/keys",
+            json!({"projectId": project, "name": "x6", "protection": "cloud"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_protection")),
+        "{e}"
+    );
+    let (s, e) = gw
+        .post(
+            "/api/v1/kms/keys",
+            json!({"projectId": project, "name": "x7", "hsmKeyLabel": "operator-aes"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+
+    // createIfMissing generates it on the fly under the given label.
+    let (s, k) = hsm_key(
+        &gw,
+        &project,
+        "on-the-fly",
+        "encrypt-decrypt",
+        "aes-256-gcm",
+        json!({"hsmKeyLabel": "made-on-demand", "createIfMissing": true}),
+    )
+    .await;
+    assert_eq!(s, 200, "{k}");
+    let fly = k["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(gw.encrypt(&fly, b"x", None).await.0, 200);
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    assert!(hsm.resident_exists("made-on-demand").unwrap());
+    let attrs = hsm.key_attributes("made-on-demand").unwrap();
+    assert_eq!(attrs.extractable, Some(false));
+    hsm.shutdown();
+}
