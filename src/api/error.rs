@@ -76,12 +76,14 @@ impl ApiError {
 impl From<HsmError> for ApiError {
     fn from(e: HsmError) -> Self {
         match e {
-            HsmError::KeyNotFound { label } => ApiError::bad_request(
-                "hsm_key_not_found",
-                format!("no key labelled {label:?} on the HSM"),
-            ),
-            HsmError::KeyAttributes { .. } | HsmError::ExtractableKeyRefused { .. } => {
-                ApiError::bad_request("hsm_key_unusable", e.to_string())
+            // A key the gateway relies on is gone from the token: the HSM (or its key
+            // store) is not as it should be; nothing the client can fix.
+            HsmError::KeyNotFound { label } => {
+                tracing::error!(label = %label, "an HSM key the gateway uses is not available");
+                ApiError::unavailable(
+                    "hsm_key_unavailable",
+                    "an HSM key this operation needs is not available; retry later",
+                )
             }
             e if e.is_unavailable() => {
                 tracing::error!(error = %e, "HSM unavailable");
@@ -140,6 +142,8 @@ impl From<KeyError> for ApiError {
                     format!("customer fragment {id} is not loaded, so this key cannot be used"),
                 )
             }
+            KeyError::HsmKeyNotFound(_) => ApiError::bad_request("hsm_key_not_found", msg),
+            KeyError::HsmKeyUnusable(_) => ApiError::bad_request("hsm_key_unusable", msg),
             KeyError::Hsm(h) => h.into(),
             KeyError::Store(s) => s.into(),
             KeyError::Config(_) | KeyError::Internal(_) => {

@@ -25,6 +25,7 @@ use super::{HsmConfig, HsmCounters, SECRET_KEY_CLASS};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MISSING_KEY_REFRESH: Duration = Duration::from_secs(1);
 
 /// Loads `lib_path` and lists the slots that hold a token (for `hsm list-slots` and errors).
 pub fn list_slots(lib_path: &std::path::Path) -> Result<Vec<SlotDescription>, HsmError> {
@@ -152,6 +153,7 @@ pub(crate) struct Connection {
     handles: Mutex<HashMap<(u64, String), ObjectHandle>>,
     healthy: AtomicBool,
     counters: HsmCounters,
+    last_missing_refresh: Mutex<Option<Instant>>,
 }
 
 /// A working session lent to one operation, with the cache it may use.
@@ -255,6 +257,7 @@ impl Connection {
             handles: Mutex::new(HashMap::new()),
             healthy: AtomicBool::new(false),
             counters: HsmCounters::default(),
+            last_missing_refresh: Mutex::new(None),
         };
         let live = match conn.login(ctx) {
             Ok(l) => l,
@@ -366,13 +369,47 @@ impl Connection {
                         return Err(e);
                     }
                 }
+                Err(HsmError::KeyNotFound { label })
+                    if attempt == 0 && self.may_refresh_for_missing_key() =>
+                {
+                    // A key the gateway uses vanished: the token may have lost and then
+                    // regained its storage. Re-initialise once (rate-limited) and look again.
+                    tracing::warn!(label = %label, "HSM key not found; re-initialising the connection once to look again");
+                    self.mark_lost(lease.generation);
+                    self.checkin(lease, false);
+                }
+                Err(e) if attempt == 0 && e.is_stale_handle() => {
+                    // The token reloaded its objects (their handles changed): forget the
+                    // cached handles and look them up again once.
+                    tracing::warn!(error = %e, "HSM object handle no longer valid; looking keys up again");
+                    self.handles_lock().clear();
+                    self.checkin(lease, true);
+                }
                 Err(e) => {
                     self.checkin(lease, true);
                     return Err(e);
                 }
             }
         }
-        unreachable!("the loop returns on its second attempt")
+        Err(HsmError::Reconnecting(
+            "the HSM operation failed twice".into(),
+        ))
+    }
+
+    /// At most one re-initialise per `MISSING_KEY_REFRESH` for missing keys, so that a key
+    /// that really is gone does not make every request rebuild the connection.
+    fn may_refresh_for_missing_key(&self) -> bool {
+        let mut last = self
+            .last_missing_refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match *last {
+            Some(at) if at.elapsed() < MISSING_KEY_REFRESH => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
     }
 
     fn checkout(&self) -> Result<Lease<'_>, HsmError> {

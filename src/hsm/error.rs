@@ -89,6 +89,17 @@ pub enum HsmError {
 }
 
 impl HsmError {
+    /// True when a cached object handle is no longer valid (the token reloaded objects).
+    pub fn is_stale_handle(&self) -> bool {
+        matches!(
+            self,
+            HsmError::Pkcs11 {
+                rv: RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid,
+                ..
+            }
+        )
+    }
+
     /// True when the HSM (not the request) is at fault and a retry later may succeed.
     pub fn is_unavailable(&self) -> bool {
         matches!(

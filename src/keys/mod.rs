@@ -140,6 +140,10 @@ pub enum KeyError {
     FragmentNotFound(String),
     #[error("customer fragment {id} is not loaded, so this key cannot be used: {reason}")]
     FragmentNotLoaded { id: String, reason: String },
+    #[error("no key labelled {0:?} on the HSM")]
+    HsmKeyNotFound(String),
+    #[error("{0}")]
+    HsmKeyUnusable(String),
     #[error(transparent)]
     Hsm(#[from] HsmError),
     #[error(transparent)]
@@ -349,12 +353,16 @@ impl KeyService {
                 let (label, public_key) = match label {
                     None => {
                         let label = format!("kmsgw-{id}");
-                        let public = hsm.generate_resident(&label, kind)?;
+                        let public = hsm
+                            .generate_resident(&label, kind)
+                            .map_err(adoption_error)?;
                         (label, public)
                     }
                     Some(label) => {
                         check_name(label)?;
-                        let public = hsm.adopt_resident(label, kind, *create_if_missing)?;
+                        let public = hsm
+                            .adopt_resident(label, kind, *create_if_missing)
+                            .map_err(adoption_error)?;
                         (label.clone(), public)
                     }
                 };
@@ -706,6 +714,17 @@ impl KeyService {
             });
         }
         Ok(algorithm.signing_algorithms())
+    }
+}
+
+/// Errors about a key named at creation are the caller's (400), not the HSM's (503).
+fn adoption_error(e: HsmError) -> KeyError {
+    match e {
+        HsmError::KeyNotFound { label } => KeyError::HsmKeyNotFound(label),
+        HsmError::KeyAttributes { .. } | HsmError::ExtractableKeyRefused { .. } => {
+            KeyError::HsmKeyUnusable(e.to_string())
+        }
+        other => KeyError::Hsm(other),
     }
 }
 

@@ -46,7 +46,11 @@ impl Gateway {
     }
 
     pub fn start_with(extra_env: &[(&str, &str)]) -> Self {
-        let token = Token::new();
+        Self::start_on(Token::new(), extra_env)
+    }
+
+    /// Starts on a token the caller made.
+    pub fn start_on(token: Token, extra_env: &[(&str, &str)]) -> Self {
         let dir = token.dir.path().join("gw");
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let made = Command::new(super::project_root().join("scripts/dev-cert.sh"))

@@ -36,8 +36,13 @@ impl Token {
     }
 
     pub fn with_label(label: &str) -> Self {
+        Self::on_module(&module(), label)
+    }
+
+    /// A token of a given implementation (`softhsm` or `kryoptic`), whatever this run tests.
+    pub fn on_module(module: &str, label: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let env = make_token(dir.path(), label);
+        let env = make_token(module, dir.path(), label);
         for key in ["SOFTHSM2_CONF", "KRYOPTIC_CONF"] {
             if let Some(v) = env.get(key) {
                 std::env::set_var(key, v);
@@ -121,9 +126,9 @@ impl Token {
     }
 }
 
-fn make_token(dir: &Path, label: &str) -> HashMap<String, String> {
+fn make_token(module: &str, dir: &Path, label: &str) -> HashMap<String, String> {
     let out = Command::new(project_root().join("scripts/hsm-token.sh"))
-        .arg(module())
+        .arg(module)
         .arg(dir)
         .env("TOKEN_LABEL", label)
         .output()
