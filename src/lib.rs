@@ -10,5 +10,6 @@ pub mod fragments;
 pub mod hsm;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod random;
 pub mod store;

@@ -848,8 +848,43 @@ async fn health_readiness_and_metrics() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["checks"]["hsm"], "ok");
     assert_eq!(b["checks"]["store"], "ok");
-    assert!(gw.metric("kmsgw_requests_total").await >= 1);
     assert_eq!(gw.metric("kmsgw_hsm_healthy").await, 1);
+    let project = gw.project("metrics").await;
+    let key = gw
+        .key(&project, "m", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    for _ in 0..3 {
+        assert_eq!(gw.encrypt(&key, b"m", None).await.0, 200);
+    }
+    assert_eq!(
+        gw.get(&format!("/api/v1/kms/keys/{key}/public-key"))
+            .await
+            .0,
+        400
+    );
+    let text = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // By route template (never by key id) and status, with a latency histogram.
+    assert!(text.contains(r#"kmsgw_http_requests_total{method="POST",route="/api/v1/kms/keys/{keyId}/encrypt",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"kmsgw_http_requests_total{method="GET",route="/api/v1/kms/keys/{keyId}/public-key",status="400"} 1"#), "{text}");
+    assert!(text.contains(r#"kmsgw_http_request_duration_seconds_count{method="POST",route="/api/v1/kms/keys/{keyId}/encrypt"} 3"#), "{text}");
+    assert!(!text.contains(&key), "no key id in label values");
+    // The first encrypt unwrapped the material, the next two used the cache.
+    assert_eq!(gw.metric("kmsgw_key_cache_misses_total").await, 1);
+    assert_eq!(gw.metric("kmsgw_key_cache_hits_total").await, 2);
+    assert!(
+        gw.metric("kmsgw_hsm_operation_duration_seconds_count")
+            .await
+            >= 1
+    );
+    assert_eq!(gw.metric("kmsgw_hsm_sessions_in_use").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod metrics;
 mod routes;
 mod tls;
 
@@ -19,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use auth::{default_token_path, Auth};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use tls::server_config;
 
 use crate::hsm::Hsm;
@@ -30,14 +32,6 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_plaintext_bytes: usize,
     pub max_connections: usize,
-}
-
-/// Counters shown on `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub errors_4xx: AtomicU64,
-    pub errors_5xx: AtomicU64,
 }
 
 /// What the admin API needs to re-wrap the instance root key.

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,17 +36,18 @@ pub(super) async fn handle(
     let request_id = state.next_request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let template = {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        super::metrics::route_template(&segments)
+    };
     let response = match route(&state, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &request_id),
     };
     let status = response.status();
-    if status.is_client_error() {
-        state.metrics.errors_4xx.fetch_add(1, Ordering::Relaxed);
-    } else if status.is_server_error() {
-        state.metrics.errors_5xx.fetch_add(1, Ordering::Relaxed);
-    }
+    state
+        .metrics
+        .record(&method, template, status.as_u16(), started.elapsed());
     tracing::info!(
         request_id,
         %peer,
@@ -709,70 +709,7 @@ async fn readyz(state: &Arc<AppState>) -> Response<Full<Bytes>> {
 }
 
 fn metrics(state: &Arc<AppState>) -> Response<Full<Bytes>> {
-    let m = &state.metrics;
-    let mut out = String::new();
-    let mut line = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
-    line(
-        "kmsgw_requests_total",
-        "counter",
-        "HTTP requests received.",
-        m.requests.load(Ordering::Relaxed),
-    );
-    line(
-        "kmsgw_responses_4xx_total",
-        "counter",
-        "Responses with a 4xx status.",
-        m.errors_4xx.load(Ordering::Relaxed),
-    );
-    line(
-        "kmsgw_responses_5xx_total",
-        "counter",
-        "Responses with a 5xx status.",
-        m.errors_5xx.load(Ordering::Relaxed),
-    );
-    line(
-        "kmsgw_fragment_hsm_derivations_total",
-        "counter",
-        "Fragment values derived in the HSM.",
-        state.keys.fragments().hsm_derivations(),
-    );
-    if let Some(h) = &state.hsm {
-        let c = h.counts();
-        line(
-            "kmsgw_hsm_healthy",
-            "gauge",
-            "1 while the HSM connection works.",
-            u64::from(h.is_healthy()),
-        );
-        line(
-            "kmsgw_hsm_hmac_calls_total",
-            "counter",
-            "HMAC operations run in the HSM.",
-            c.hmac_calls,
-        );
-        line(
-            "kmsgw_hsm_random_calls_total",
-            "counter",
-            "C_GenerateRandom calls.",
-            c.random_calls,
-        );
-        line(
-            "kmsgw_hsm_reconnects_total",
-            "counter",
-            "Reconnect attempts to the HSM.",
-            c.reconnects,
-        );
-        line(
-            "kmsgw_hsm_sessions_opened_total",
-            "counter",
-            "PKCS#11 sessions opened.",
-            c.sessions_opened,
-        );
-    }
+    let out = state.metrics.render(&state.keys, state.hsm.as_ref());
     let mut r = Response::new(Full::new(Bytes::from(out)));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -349,7 +349,23 @@ impl Connection {
 
     /// Runs `op` on a pooled session. If the session or login was lost, the connection
     /// is rebuilt and `op` runs once more; other errors are returned as they are.
-    pub fn run<T>(
+    pub fn run<T>(&self, op: impl FnMut(&Lease<'_>) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let started = Instant::now();
+        let result = self.run_inner(op);
+        self.counters.operation_latency.observe(started.elapsed());
+        if result.is_err() {
+            self.counters
+                .operation_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    pub fn in_use(&self) -> u64 {
+        self.state_lock().in_use as u64
+    }
+
+    fn run_inner<T>(
         &self,
         mut op: impl FnMut(&Lease<'_>) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {

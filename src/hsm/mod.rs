@@ -84,6 +84,8 @@ pub struct HsmCounters {
     pub random_calls: AtomicU64,
     pub reconnects: AtomicU64,
     pub sessions_opened: AtomicU64,
+    pub operation_errors: AtomicU64,
+    pub operation_latency: crate::metrics::Histogram,
 }
 
 /// Snapshot of [`HsmCounters`].
@@ -93,6 +95,7 @@ pub struct HsmCounts {
     pub random_calls: u64,
     pub reconnects: u64,
     pub sessions_opened: u64,
+    pub operation_errors: u64,
 }
 
 /// A logged-in connection to one token. Cheap to clone; every method blocks, so async
@@ -143,7 +146,18 @@ impl Hsm {
             random_calls: c.random_calls.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             sessions_opened: c.sessions_opened.load(Ordering::Relaxed),
+            operation_errors: c.operation_errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sessions lent to operations right now.
+    pub fn sessions_in_use(&self) -> u64 {
+        self.conn.in_use()
+    }
+
+    /// Latency of HSM operations (pool wait included).
+    pub fn operation_latency(&self) -> &crate::metrics::Histogram {
+        &self.conn.counters().operation_latency
     }
 
     /// Mechanisms the token lists (`C_GetMechanismList`).

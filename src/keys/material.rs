@@ -122,6 +122,8 @@ const CACHE_MAX: usize = 4096;
 #[derive(Default)]
 pub struct MaterialCache {
     entries: Mutex<HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl MaterialCache {
@@ -130,15 +132,27 @@ impl MaterialCache {
     }
 
     pub(super) fn get(&self, key: Uuid, version: u32) -> Option<Arc<Loaded>> {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut map = self.lock();
-        match map.get(&(key, version)) {
+        let found = match map.get(&(key, version)) {
             Some((at, v)) if at.elapsed() < CACHE_TTL => Some(v.clone()),
             Some(_) => {
                 map.remove(&(key, version));
                 None
             }
             None => None,
-        }
+        };
+        match &found {
+            Some(_) => self.hits.fetch_add(1, Relaxed),
+            None => self.misses.fetch_add(1, Relaxed),
+        };
+        found
+    }
+
+    /// (hits, misses) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
     pub(super) fn put(&self, key: Uuid, version: u32, value: Arc<Loaded>) {

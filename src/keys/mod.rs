@@ -277,6 +277,11 @@ impl KeyService {
         &self.random
     }
 
+    /// (hits, misses) of the cache of unwrapped material.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        self.cache.counts()
+    }
+
     pub fn create_project(&self, name: &str) -> Result<ProjectRecord, KeyError> {
         check_name(name)?;
         let project = ProjectRecord {

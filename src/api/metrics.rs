@@ -1,0 +1,211 @@
+//! Request metrics (by route template and status, latency per route) and the `/metrics`
+//! page, which also shows the HSM, cache and fragment counters.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::hsm::Hsm;
+use crate::keys::KeyService;
+use crate::metrics::{header, single, Histogram};
+
+/// Counters of the HTTP layer.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    by_route_status: Mutex<HashMap<(&'static str, &'static str, u16), u64>>,
+    latency: Mutex<HashMap<(&'static str, &'static str), std::sync::Arc<Histogram>>>,
+}
+
+/// The route template of a path, so that ids do not become label values.
+pub fn route_template(segments: &[&str]) -> &'static str {
+    match segments {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["api", "v1", "projects"] => "/api/v1/projects",
+        ["api", "v1", "admin", "encryption-strategy"] => "/api/v1/admin/encryption-strategy",
+        ["api", "v1", "kms", "keys"] => "/api/v1/kms/keys",
+        ["api", "v1", "kms", "keys", "key-name", _] => "/api/v1/kms/keys/key-name/{name}",
+        ["api", "v1", "kms", "keys", _] => "/api/v1/kms/keys/{keyId}",
+        ["api", "v1", "kms", "keys", _, "encrypt"] => "/api/v1/kms/keys/{keyId}/encrypt",
+        ["api", "v1", "kms", "keys", _, "decrypt"] => "/api/v1/kms/keys/{keyId}/decrypt",
+        ["api", "v1", "kms", "keys", _, "sign"] => "/api/v1/kms/keys/{keyId}/sign",
+        ["api", "v1", "kms", "keys", _, "verify"] => "/api/v1/kms/keys/{keyId}/verify",
+        ["api", "v1", "kms", "keys", _, "public-key"] => "/api/v1/kms/keys/{keyId}/public-key",
+        ["api", "v1", "kms", "keys", _, "signing-algorithms"] => {
+            "/api/v1/kms/keys/{keyId}/signing-algorithms"
+        }
+        _ => "other",
+    }
+}
+
+fn method_label(m: &hyper::Method) -> &'static str {
+    match *m {
+        hyper::Method::GET => "GET",
+        hyper::Method::POST => "POST",
+        hyper::Method::PATCH => "PATCH",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::PUT => "PUT",
+        _ => "OTHER",
+    }
+}
+
+impl Metrics {
+    pub fn record(
+        &self,
+        method: &hyper::Method,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let m = method_label(method);
+        *self
+            .by_route_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((m, route, status))
+            .or_default() += 1;
+        let h = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((m, route))
+            .or_default()
+            .clone();
+        h.observe(elapsed);
+    }
+
+    /// The whole `/metrics` page.
+    pub fn render(&self, keys: &KeyService, hsm: Option<&Hsm>) -> String {
+        let mut out = String::new();
+        header(
+            &mut out,
+            "kmsgw_http_requests_total",
+            "counter",
+            "HTTP requests by method, route and status.",
+        );
+        let mut rows: Vec<_> = self
+            .by_route_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        rows.sort();
+        for ((m, route, status), n) in rows {
+            let _ = writeln!(out, "kmsgw_http_requests_total{{method=\"{m}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "kmsgw_http_request_duration_seconds",
+            "histogram",
+            "Time to answer a request, by method and route.",
+        );
+        let mut hists: Vec<_> = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        hists.sort_by_key(|(k, _)| *k);
+        for ((m, route), h) in hists {
+            h.render(
+                &mut out,
+                "kmsgw_http_request_duration_seconds",
+                &format!("method=\"{m}\",route=\"{route}\""),
+            );
+        }
+        let cache = keys.cache_counts();
+        single(
+            &mut out,
+            "kmsgw_key_cache_hits_total",
+            "counter",
+            "Unwrapped key material served from the cache.",
+            cache.0,
+        );
+        single(
+            &mut out,
+            "kmsgw_key_cache_misses_total",
+            "counter",
+            "Key material unwrapped because it was not cached.",
+            cache.1,
+        );
+        single(
+            &mut out,
+            "kmsgw_fragment_hsm_derivations_total",
+            "counter",
+            "Fragment values derived in the HSM.",
+            keys.fragments().hsm_derivations(),
+        );
+        if let Some(h) = hsm {
+            let c = h.counts();
+            single(
+                &mut out,
+                "kmsgw_hsm_healthy",
+                "gauge",
+                "1 while the HSM connection works.",
+                u64::from(h.is_healthy()),
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_sessions_in_use",
+                "gauge",
+                "PKCS#11 sessions lent to operations now.",
+                h.sessions_in_use(),
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_pool_size",
+                "gauge",
+                "Upper bound of PKCS#11 sessions in use.",
+                h.config().pool_size as u64,
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_operation_errors_total",
+                "counter",
+                "HSM operations that failed.",
+                c.operation_errors,
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_hmac_calls_total",
+                "counter",
+                "HMAC operations run in the HSM.",
+                c.hmac_calls,
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_random_calls_total",
+                "counter",
+                "C_GenerateRandom calls.",
+                c.random_calls,
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_reconnects_total",
+                "counter",
+                "Reconnect attempts to the HSM.",
+                c.reconnects,
+            );
+            single(
+                &mut out,
+                "kmsgw_hsm_sessions_opened_total",
+                "counter",
+                "PKCS#11 sessions opened.",
+                c.sessions_opened,
+            );
+            header(
+                &mut out,
+                "kmsgw_hsm_operation_duration_seconds",
+                "histogram",
+                "Time of each HSM operation, pool wait included.",
+            );
+            h.operation_latency()
+                .render(&mut out, "kmsgw_hsm_operation_duration_seconds", "");
+        }
+        out
+    }
+}
