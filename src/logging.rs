@@ -2,18 +2,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the subscriber; `KMSGW__LOG__FORMAT=json` selects JSON, `RUST_LOG` or
-/// `KMSGW__LOG__LEVEL` the level. Safe to call twice (the second call does nothing).
-pub fn init_from_env() {
+/// Installs the subscriber: `json` for JSON lines, anything else for text. The level
+/// comes from `RUST_LOG`, else `KMSGW__LOG__LEVEL` (default `info`). Safe to call twice
+/// (the second call does nothing).
+pub fn init(format: Option<&str>) {
     let level = std::env::var("KMSGW__LOG__LEVEL").unwrap_or_else(|_| "info".into());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},cryptoki::mechanism=off")));
-    let json = std::env::var("KMSGW__LOG__FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
+    let _ = if format.is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().with_current_span(false).try_init()
     } else {
         builder.try_init()
     };

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 pub use auth::{default_token_path, Auth};
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use tls::server_config;
+pub use tls::{server_config, ReloadableCert};
 
 use crate::hsm::Hsm;
 use crate::keys::KeyService;

@@ -22,6 +22,9 @@ pub struct Cli {
     /// Configuration file (TOML). Optional when it is the default and does not exist.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Log format on stderr: text or json (JSON lines, one per event, with request ids).
+    #[arg(long, global = true, value_name = "FORMAT", env = "KMSGW__LOG__FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

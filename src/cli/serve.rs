@@ -31,7 +31,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         .key_file
         .clone()
         .ok_or("KMSGW__TLS__KEY_FILE is required by serve")?;
-    let tls = api::server_config(&cert, &key)?;
+    let (tls, cert_reloader) = api::server_config(&cert, &key)?;
 
     let hsm = match settings.hsm_config()? {
         Some(cfg) => {
@@ -115,6 +115,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "listening");
         println!("listening on https://{addr}");
+        tokio::spawn(reload_on_sighup(cert_reloader));
         api::run(listener, tls, state, shutdown_signal()).await?;
         tracing::info!("stopped accepting; in-flight requests finished");
         Ok(())
@@ -123,6 +124,23 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         h.shutdown();
     }
     result
+}
+
+/// SIGHUP reloads the TLS certificate and key from their files (the old pair stays in use
+/// if the new one cannot be loaded).
+async fn reload_on_sighup(cert: Arc<api::ReloadableCert>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match cert.reload() {
+            Ok(()) => tracing::info!("reloaded the TLS certificate"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
