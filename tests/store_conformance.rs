@@ -41,6 +41,7 @@ conformance!(
     update_key_rename_conflicts,
     delete_key_removes_versions_and_returns_the_row,
     key_version_of_unknown_key_is_none,
+    versions_are_added_one_at_a_time,
     check_writable_succeeds,
     concurrent_writers_all_succeed,
 );
@@ -66,6 +67,7 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         is_reserved: false,
         customer_fragment_id: None,
         hsm_key_label: None,
+        min_decryption_version: 1,
         created_at: "2024-05-01T10:00:00Z".into(),
         updated_at: "2024-05-01T10:00:00Z".into(),
     }
@@ -214,6 +216,7 @@ mod suite {
             is_reserved: true,
             customer_fragment_id: Some("frag-1".into()),
             hsm_key_label: Some("kmsgw-hsm-label".into()),
+            min_decryption_version: 1,
             created_at: "2024-01-02T03:04:05Z".into(),
             updated_at: "2024-06-07T08:09:10Z".into(),
             ..key(p.id, "signer")
@@ -457,6 +460,7 @@ mod suite {
             KeyRecord {
                 customer_fragment_id: Some("f".into()),
                 hsm_key_label: None,
+                min_decryption_version: 1,
                 ..key(p.id, "k")
             },
         );
@@ -481,6 +485,7 @@ mod suite {
             name: Some("renamed".into()),
             is_disabled: Some(true),
             description: None,
+            min_decryption_version: Some(2),
         };
         let updated = store
             .update_key(k.id, &patch, "2025-01-02T00:00:00Z")
@@ -489,6 +494,7 @@ mod suite {
         let expected = KeyRecord {
             name: "renamed".into(),
             is_disabled: true,
+            min_decryption_version: 2,
             updated_at: "2025-01-02T00:00:00Z".into(),
             ..expected
         };
@@ -574,6 +580,7 @@ mod suite {
             KeyRecord {
                 customer_fragment_id: Some("f".into()),
                 hsm_key_label: None,
+                min_decryption_version: 1,
                 ..key(p.id, "doomed")
             },
         );
@@ -606,6 +613,63 @@ mod suite {
         assert_eq!(store.key_version(k.id, 2).unwrap(), None);
         assert_eq!(store.key_version(k.id, 0).unwrap(), None);
         assert_eq!(store.key_version(k.id, u32::MAX).unwrap(), None);
+    }
+
+    pub fn versions_are_added_one_at_a_time(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let k = add_key(store, key(p.id, "k"));
+        let v2 = KeyVersionRecord {
+            version: 2,
+            wrapped_material: vec![2; 60],
+            created_at: "2025-02-02T00:00:00Z".into(),
+            ..first_version(&k)
+        };
+        let rotated = store
+            .add_key_version(&v2, "2025-02-02T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (rotated.version, rotated.updated_at.as_str()),
+            (2, "2025-02-02T00:00:00Z")
+        );
+        assert_eq!(store.key(k.id).unwrap().unwrap().version, 2);
+        assert_eq!(store.key_version(k.id, 2).unwrap(), Some(v2.clone()));
+        assert_eq!(
+            store.key_version(k.id, 1).unwrap(),
+            Some(first_version(&k)),
+            "old versions stay"
+        );
+        // Adding 2 again, or skipping to 4, is a conflict and changes nothing.
+        assert!(matches!(
+            store.add_key_version(&v2, "x"),
+            Err(StoreError::Conflict(_))
+        ));
+        let v4 = KeyVersionRecord {
+            version: 4,
+            ..v2.clone()
+        };
+        assert!(matches!(
+            store.add_key_version(&v4, "x"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.key(k.id).unwrap().unwrap().version, 2);
+        let versions: Vec<u32> = store
+            .key_versions(k.id)
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(versions, [1, 2]);
+        // An unknown key: None, and no versions.
+        let orphan = KeyVersionRecord {
+            key_id: Uuid::new_v4(),
+            ..v2
+        };
+        assert_eq!(store.add_key_version(&orphan, "x").unwrap(), None);
+        assert!(store.key_versions(orphan.key_id).unwrap().is_empty());
+        // Deleting the key removes every version.
+        store.delete_key(k.id).unwrap();
+        assert!(store.key_versions(k.id).unwrap().is_empty());
     }
 
     pub fn check_writable_succeeds(store: &dyn KeyStore) {
@@ -682,6 +746,7 @@ mod sqlite {
         let k = KeyRecord {
             customer_fragment_id: Some("f".into()),
             hsm_key_label: None,
+            min_decryption_version: 1,
             ..key(p.id, "k")
         };
         {

@@ -142,6 +142,10 @@ impl From<KeyError> for ApiError {
                     format!("customer fragment {id} is not loaded, so this key cannot be used"),
                 )
             }
+            KeyError::VersionBelowMinimum { .. } => {
+                ApiError::bad_request("version_below_minimum", msg)
+            }
+            KeyError::NotSupported(_) => ApiError::bad_request("not_supported", msg),
             KeyError::HsmKeyNotFound(_) => ApiError::bad_request("hsm_key_not_found", msg),
             KeyError::HsmKeyUnusable(_) => ApiError::bad_request("hsm_key_unusable", msg),
             KeyError::Hsm(h) => h.into(),

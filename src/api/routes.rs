@@ -158,6 +158,17 @@ async fn route(
         (&Method::GET, ["api", "v1", "kms", "keys", id, "signing-algorithms"]) => {
             signing_algorithms(state, id).await
         }
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "rotate"]) => rotate(state, id).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "generate-data-key"]) => {
+            generate_data_key(state, id, &body, false).await
+        }
+        (
+            &Method::POST,
+            ["api", "v1", "kms", "keys", id, "generate-data-key-without-plaintext"],
+        ) => generate_data_key(state, id, &body, true).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "re-encrypt"]) => {
+            re_encrypt(state, id, &body).await
+        }
         (_, ["api", "v1", "projects"])
         | (_, ["api", "v1", "admin", "encryption-strategy"])
         | (_, ["api", "v1", "kms", "keys", ..]) => Err(ApiError::new(
@@ -273,6 +284,7 @@ fn key_json(k: &KeyRecord) -> Value {
         "customerFragmentId": k.customer_fragment_id,
         "protection": if k.hsm_key_label.is_some() { "hsm" } else { "software" },
         "hsmKeyLabel": k.hsm_key_label,
+        "minDecryptionVersion": k.min_decryption_version,
         "createdAt": k.created_at,
         "updatedAt": k.updated_at,
     })
@@ -426,8 +438,13 @@ async fn list_keys(state: &Arc<AppState>, q: &HashMap<String, String>) -> Reply 
 
 async fn get_key(state: &Arc<AppState>, id: &str) -> Reply {
     let id = parse_id(id, "keyId")?;
-    let key = blocking(state, move |k| k.key(id)).await?;
-    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+    let (key, versions) = blocking(state, move |k| Ok((k.key(id)?, k.versions(id)?))).await?;
+    let mut body = key_json(&key);
+    body["versions"] = versions
+        .iter()
+        .map(|(v, at)| json!({"version": v, "createdAt": at}))
+        .collect();
+    Ok((StatusCode::OK, json!({"key": body})))
 }
 
 async fn key_by_name(state: &Arc<AppState>, name: &str, q: &HashMap<String, String>) -> Reply {
@@ -453,6 +470,8 @@ struct PatchKey {
     description: Option<String>,
     #[serde(default)]
     is_disabled: Option<bool>,
+    #[serde(default)]
+    min_decryption_version: Option<u32>,
 }
 
 async fn update_key(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
@@ -462,6 +481,7 @@ async fn update_key(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
         name: req.name,
         description: req.description,
         is_disabled: req.is_disabled,
+        min_decryption_version: req.min_decryption_version,
     };
     let key = blocking(state, move |k| k.update_key(id, patch)).await?;
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
@@ -595,6 +615,87 @@ async fn verify(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
     Ok((
         StatusCode::OK,
         json!({"signatureValid": ok, "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
+    ))
+}
+
+async fn rotate(state: &Arc<AppState>, id: &str) -> Reply {
+    let id = parse_id(id, "keyId")?;
+    let key = blocking(state, move |k| k.rotate(id)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DataKey {
+    key_spec: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    without_plaintext: bool,
+}
+
+async fn generate_data_key(
+    state: &Arc<AppState>,
+    id: &str,
+    body: &[u8],
+    without_plaintext: bool,
+) -> Reply {
+    let key_id = parse_id(id, "keyId")?;
+    let req: DataKey = parse_json(body)?;
+    let len = match req.key_spec.as_str() {
+        "AES_256" => 32,
+        "AES_128" => 16,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_key_spec",
+                format!("keySpec {other:?} is not AES_256 or AES_128"),
+            ))
+        }
+    };
+    let context = req.encryption_context.unwrap_or_default();
+    let (plaintext, blob) =
+        blocking(state, move |k| k.generate_data_key(key_id, len, &context)).await?;
+    let mut out = json!({"ciphertextBlob": B64.encode(blob), "keyId": key_id.to_string(), "keySpec": req.key_spec});
+    if !(without_plaintext || req.without_plaintext) {
+        out["plaintext"] = B64.encode(plaintext.as_slice()).into();
+    }
+    Ok((StatusCode::OK, out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReEncrypt {
+    ciphertext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    destination_key_id: Option<String>,
+    #[serde(default)]
+    destination_encryption_context: Option<BTreeMap<String, String>>,
+}
+
+/// Moves a ciphertext to the newest version of its key (or to another key) without
+/// returning the plaintext.
+async fn re_encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
+    let source = parse_id(id, "keyId")?;
+    let req: ReEncrypt = parse_json(body)?;
+    let ct = decode_b64("ciphertext", &req.ciphertext)?;
+    let destination = match &req.destination_key_id {
+        Some(d) => parse_id(d, "destinationKeyId")?,
+        None => source,
+    };
+    let context = req.encryption_context.unwrap_or_default();
+    let dest_context = req
+        .destination_encryption_context
+        .unwrap_or_else(|| context.clone());
+    let out = blocking(state, move |k| {
+        k.re_encrypt(source, &ct, &context, destination, &dest_context)
+    })
+    .await?;
+    let version = u32::from_be_bytes([out[17], out[18], out[19], out[20]]);
+    Ok((
+        StatusCode::OK,
+        json!({"ciphertext": B64.encode(&out), "keyId": destination.to_string(), "version": version}),
     ))
 }
 

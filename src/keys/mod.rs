@@ -130,6 +130,10 @@ pub enum KeyError {
     PssOverDigest,
     #[error("the ciphertext is malformed")]
     MalformedCiphertext,
+    #[error("ciphertexts of key version {version} are no longer accepted (minimum decryption version is {minimum})")]
+    VersionBelowMinimum { version: u32, minimum: u32 },
+    #[error("{0}")]
+    NotSupported(String),
     #[error("the ciphertext was made by another key")]
     CiphertextOfAnotherKey,
     #[error(
@@ -387,6 +391,7 @@ impl KeyService {
             is_reserved: false,
             customer_fragment_id: fragment,
             hsm_key_label,
+            min_decryption_version: 1,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -434,6 +439,15 @@ impl KeyService {
         if let Some(d) = &patch.description {
             check_description(d)?;
         }
+        if let Some(min) = patch.min_decryption_version {
+            let key = self.key(id)?;
+            if min == 0 || min > key.version {
+                return Err(KeyError::InvalidInput(format!(
+                    "minDecryptionVersion must be between 1 and the key's version ({})",
+                    key.version
+                )));
+            }
+        }
         let patch = KeyPatch {
             name: patch.name.map(|n| n.trim().to_owned()),
             ..patch
@@ -453,6 +467,93 @@ impl KeyService {
         }
         tracing::info!(key_id = %id, "deleted key");
         Ok(key)
+    }
+
+    /// Adds a new version with fresh material; encryption uses it from now on and every
+    /// version stays decryptable (down to `min_decryption_version`).
+    pub fn rotate(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+        let key = self.key(id)?;
+        if key.hsm_key_label.is_some() {
+            return Err(KeyError::NotSupported(
+                "HSM-resident keys cannot be rotated yet; create a new key".into(),
+            ));
+        }
+        if key.is_disabled {
+            return Err(KeyError::KeyDisabled);
+        }
+        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
+            KeyError::Internal(format!(
+                "stored key has unknown algorithm {:?}",
+                key.algorithm
+            ))
+        })?;
+        if algorithm.usage() == KeyUsage::SignVerify {
+            // As in AWS KMS: a signature names no version, so a rotated signing key would
+            // stop verifying its old signatures. Make a new key instead.
+            return Err(KeyError::NotSupported(
+                "signing keys cannot be rotated; create a new key".into(),
+            ));
+        }
+        let version = key.version + 1;
+        let (material, public_key) = material::generate(algorithm, &self.random)?;
+        let fv = self.fragment_value(key.customer_fragment_id.as_deref())?;
+        let wrapped = material::wrap(
+            &self.irk,
+            fv.as_deref(),
+            id,
+            version,
+            algorithm,
+            &material,
+            &self.random,
+        )?;
+        let now = now_rfc3339();
+        let record = KeyVersionRecord {
+            key_id: id,
+            version,
+            wrapped_material: wrapped,
+            public_key,
+            created_at: now.clone(),
+        };
+        let rotated = self
+            .store
+            .add_key_version(&record, &now)
+            .map_err(conflict_as_input)?
+            .ok_or(KeyError::KeyNotFound)?;
+        tracing::info!(key_id = %id, version, "rotated key");
+        Ok(rotated)
+    }
+
+    /// `(version, created_at)` of every version of a key.
+    pub fn versions(&self, id: Uuid) -> Result<Vec<(u32, String)>, KeyError> {
+        Ok(self.store.key_versions(id)?)
+    }
+
+    /// A fresh data key (16 or 32 bytes) and the same key encrypted under `id`
+    /// (envelope encryption: the caller keeps only the encrypted copy).
+    pub fn generate_data_key(
+        &self,
+        id: Uuid,
+        len: usize,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
+        let mut data_key = Zeroizing::new(vec![0u8; len]);
+        self.random.fill(&mut data_key)?;
+        let blob = self.encrypt(id, &data_key, context)?;
+        Ok((data_key, blob))
+    }
+
+    /// Decrypts with `source` and encrypts with the newest version of `destination`,
+    /// inside the gateway: the plaintext never reaches the caller.
+    pub fn re_encrypt(
+        &self,
+        source: Uuid,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+        destination: Uuid,
+        destination_context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        let plaintext = self.decrypt(source, ciphertext, context)?;
+        self.encrypt(destination, &plaintext, destination_context)
     }
 
     /// FV of the fragment a key is bound to; `None` for unbound keys.
@@ -593,6 +694,12 @@ impl KeyService {
         }
         if header.version == 0 || header.version > key.version {
             return Err(KeyError::MalformedCiphertext);
+        }
+        if header.version < key.min_decryption_version {
+            return Err(KeyError::VersionBelowMinimum {
+                version: header.version,
+                minimum: key.min_decryption_version,
+            });
         }
         if let Some(label) = &key.hsm_key_label {
             let (nonce, sealed) =

@@ -56,6 +56,8 @@ pub struct KeyRecord {
     /// `Some(label)` for an HSM-resident key (protection `hsm`): its material is the
     /// token object(s) with this label and never leaves the HSM.
     pub hsm_key_label: Option<String>,
+    /// Ciphertexts of versions below this are refused (1 = all versions decrypt).
+    pub min_decryption_version: u32,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -114,6 +116,7 @@ pub struct KeyPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub is_disabled: Option<bool>,
+    pub min_decryption_version: Option<u32>,
 }
 
 /// Persistence of the gateway. Implementations must make each call atomic: a crash at
@@ -149,6 +152,16 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Removes the key and all its versions; returns what was removed.
     fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>>;
     fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>>;
+    /// Adds version `record.version`, which must be the key's version + 1, and makes it
+    /// the newest, in one transaction; returns the updated key (`None` if no such key).
+    /// Conflict if another version was added meanwhile.
+    fn add_key_version(
+        &self,
+        record: &KeyVersionRecord,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>>;
+    /// `(version, created_at)` of every version of a key, oldest first.
+    fn key_versions(&self, key_id: Uuid) -> StoreResult<Vec<(u32, String)>>;
 
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;

@@ -66,11 +66,13 @@ const MIGRATIONS: &[&str] = &[
     // 2: HSM-resident keys name their token object.
     "ALTER TABLE keys ADD COLUMN hsm_key_label TEXT;
      CREATE UNIQUE INDEX keys_by_hsm_label ON keys (hsm_key_label);",
+    // 3: key rotation's lower bound for decryption.
+    "ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1;",
 ];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label";
+                           hsm_key_label, min_decryption_version";
 
 /// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
 /// reads use a few others and see the last committed state.
@@ -284,6 +286,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
         hsm_key_label: row.get(12)?,
+        min_decryption_version: row.get(13)?,
     })
 }
 
@@ -415,7 +418,7 @@ impl KeyStore for SqliteStore {
             }
         }
         tx.execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 key.id.to_string(),
                 key.project_id.to_string(),
@@ -430,6 +433,7 @@ impl KeyStore for SqliteStore {
                 key.created_at,
                 key.updated_at,
                 key.hsm_key_label,
+                key.min_decryption_version,
             ],
         )
         .map_err(|err| match constraint(&err) {
@@ -522,7 +526,9 @@ impl KeyStore for SqliteStore {
         let conn = self.writer();
         let sql = format!(
             "UPDATE keys SET name = coalesce(?2, name), description = coalesce(?3, description), \
-             is_disabled = coalesce(?4, is_disabled), updated_at = ?5 WHERE id = ?1 RETURNING {KEY_COLUMNS}"
+             is_disabled = coalesce(?4, is_disabled), \
+             min_decryption_version = coalesce(?6, min_decryption_version), updated_at = ?5 \
+             WHERE id = ?1 RETURNING {KEY_COLUMNS}"
         );
         conn.query_row(
             &sql,
@@ -531,7 +537,8 @@ impl KeyStore for SqliteStore {
                 patch.name,
                 patch.description,
                 patch.is_disabled,
-                updated_at
+                updated_at,
+                patch.min_decryption_version
             ],
             key_from_row,
         )
@@ -554,6 +561,59 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
         Ok(deleted)
+    }
+
+    fn add_key_version(
+        &self,
+        record: &KeyVersionRecord,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>> {
+        let id = record.key_id.to_string();
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let current: Option<u32> = tx
+            .query_row("SELECT version FROM keys WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        if record.version != current + 1 {
+            return Err(StoreError::Conflict(format!(
+                "the key is at version {current}; version {} cannot be added (rotated meanwhile?)",
+                record.version
+            )));
+        }
+        tx.execute(
+            "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, record.version, record.wrapped_material, record.public_key, record.created_at],
+        )
+        .map_err(map_err)?;
+        let sql = format!(
+            "UPDATE keys SET version = ?2, updated_at = ?3 WHERE id = ?1 RETURNING {KEY_COLUMNS}"
+        );
+        let key = tx
+            .query_row(&sql, params![id, record.version, updated_at], key_from_row)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(Some(key))
+    }
+
+    fn key_versions(&self, key_id: Uuid) -> StoreResult<Vec<(u32, String)>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT version, created_at FROM key_versions WHERE key_id = ?1 ORDER BY version",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([key_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>> {
