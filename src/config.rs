@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub max_plaintext_bytes: usize,
     /// Requests served at once; further connections wait.
     pub max_connections: usize,
+    /// Requests one identity may have in flight at once; more get 429 with Retry-After.
+    pub max_concurrent_per_identity: usize,
 }
 
 impl Default for ServerSettings {
@@ -56,6 +58,7 @@ impl Default for ServerSettings {
             max_body_bytes: 192 * 1024,
             max_plaintext_bytes: 64 * 1024,
             max_connections: 1024,
+            max_concurrent_per_identity: 64,
         }
     }
 }

@@ -122,3 +122,54 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_identity_over_its_concurrency_bound_gets_429_with_retry_after() {
+    // One request in flight per identity; RSA generation with the HSM RNG keeps it busy.
+    let gw = Gateway::start_with(&[
+        ("HSM_USE_RAND", "true"),
+        ("KMSGW__SERVER__MAX_CONCURRENT_PER_IDENTITY", "1"),
+    ]);
+    let project = gw.project("limits").await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (client, url, bearer, project) = (
+            gw.client.clone(),
+            gw.url("/api/v1/kms/keys"),
+            gw.bearer.clone(),
+            project.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(bearer)
+                .json(&json!({"projectId": project, "name": format!("rsa-{i}"), "keyUsage": "sign-verify", "encryptionAlgorithm": "RSA_4096"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r.headers().get("retry-after").is_some();
+            let body: Value = r.json().await.unwrap();
+            (status, retry, body["code"].as_str().map(str::to_owned))
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(statuses.iter().any(|(s, _, _)| *s == 200), "{statuses:?}");
+    let limited: Vec<_> = statuses.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(!limited.is_empty(), "{statuses:?}");
+    for (_, retry, code) in limited {
+        assert!(*retry, "429 carries Retry-After");
+        assert_eq!(code.as_deref(), Some("too_many_requests"));
+    }
+    // Once the slow request is done, the identity is served again.
+    let (s, _) = gw
+        .get(&format!(
+            "/api/v1/kms/keys?projectId={}",
+            gw.project("after").await
+        ))
+        .await;
+    assert_eq!(s, 200);
+}

@@ -81,13 +81,13 @@ impl Auth {
         Ok(Self { digest })
     }
 
-    /// True if `authorization` is `Bearer <the token>`.
-    pub fn check(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
+    /// The identity of `authorization` (`Bearer <token>`), or `None` if no token matches.
+    /// Today the only identity is the bootstrap administrator.
+    pub fn identify(&self, authorization: Option<&str>) -> Option<&'static str> {
+        let token = authorization.and_then(|h| h.strip_prefix("Bearer "))?;
         aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(token.trim()), &self.digest)
-            .is_ok()
+            .ok()
+            .map(|_| "bootstrap-admin")
     }
 }
 

@@ -45,6 +45,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    pub fn too_many_requests(limit: usize) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("at most {limit} requests of one identity may be in flight; retry shortly"),
+            )
+        }
+    }
+
     fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             retry_after: Some(5),

@@ -32,6 +32,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_plaintext_bytes: usize,
     pub max_connections: usize,
+    pub max_concurrent_per_identity: usize,
 }
 
 /// What the admin API needs to re-wrap the instance root key.
@@ -49,6 +50,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub root: RootAdmin,
     request_ids: AtomicU64,
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
 
 impl AppState {
@@ -67,7 +69,24 @@ impl AppState {
             metrics: Metrics::default(),
             root,
             request_ids: AtomicU64::new(1),
+            in_flight: Default::default(),
         }
+    }
+
+    /// A slot for one more request of `identity`, or `None` when it has its maximum in flight.
+    fn admit(&self, identity: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(identity.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.limits.max_concurrent_per_identity.max(1),
+                ))
+            })
+            .clone();
+        sem.try_acquire_owned().ok()
     }
 
     fn next_request_id(&self) -> String {

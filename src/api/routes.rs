@@ -113,13 +113,19 @@ async fn route(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !state.auth.check(authorization) {
+    let Some(identity) = state.auth.identify(authorization) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid bearer token is required",
         ));
-    }
+    };
+    // Held until the response is built: bounds the requests one identity has in flight.
+    let Some(_slot) = state.admit(identity) else {
+        return Err(ApiError::too_many_requests(
+            state.limits.max_concurrent_per_identity,
+        ));
+    };
     let query: HashMap<String, String> = req
         .uri()
         .query()

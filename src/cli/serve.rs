@@ -98,6 +98,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         max_body_bytes: settings.server.max_body_bytes,
         max_plaintext_bytes: settings.server.max_plaintext_bytes,
         max_connections: settings.server.max_connections,
+        max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
     };
     let root_admin = api::RootAdmin {
         root_encryption_key: rek,
