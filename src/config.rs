@@ -49,6 +49,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Requests one identity may have in flight at once; more get 429 with Retry-After.
     pub max_concurrent_per_identity: usize,
+    /// Seconds SIGTERM waits for in-flight requests before closing.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +61,7 @@ impl Default for ServerSettings {
             max_plaintext_bytes: 64 * 1024,
             max_connections: 1024,
             max_concurrent_per_identity: 64,
+            shutdown_grace_seconds: 30,
         }
     }
 }

@@ -7,8 +7,13 @@ use tracing_subscriber::EnvFilter;
 /// (the second call does nothing).
 pub fn init(format: Option<&str>) {
     let level = std::env::var("KMSGW__LOG__LEVEL").unwrap_or_else(|_| "info".into());
+    // cryptoki logs every mechanism it has no name for at ERROR; that is noise.
+    let quiet = "cryptoki::mechanism=off"
+        .parse()
+        .expect("a valid directive");
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},cryptoki::mechanism=off")));
+        .unwrap_or_else(|_| EnvFilter::new(level))
+        .add_directive(quiet);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

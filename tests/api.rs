@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use base64::Engine;
-use common::gateway::{openssl, write, Gateway, B64};
+use common::gateway::{openssl, openssl_verifies, write, Gateway, B64};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -70,29 +70,6 @@ fn public_key_pem(gw: &Gateway, der_b64: &str, name: &str) -> String {
         pem.to_str().unwrap(),
     ]);
     pem.to_str().unwrap().to_owned()
-}
-
-fn openssl_verifies(pem: &str, alg: &str, data_file: &str, sig_file: &str) -> bool {
-    let hash = format!("-sha{}", &alg[alg.len() - 3..]);
-    let mut args = vec![
-        "dgst".to_string(),
-        hash,
-        "-verify".into(),
-        pem.into(),
-        "-signature".into(),
-        sig_file.into(),
-    ];
-    if alg.starts_with("RSASSA_PSS") {
-        args.extend([
-            "-sigopt".into(),
-            "rsa_padding_mode:pss".into(),
-            "-sigopt".into(),
-            "rsa_pss_saltlen:digest".into(),
-        ]);
-    }
-    args.push(data_file.into());
-    let out = Command::new("openssl").args(&args).output().unwrap();
-    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
 
 fn digest(alg: &str, data: &[u8]) -> Vec<u8> {

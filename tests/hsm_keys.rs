@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use base64::Engine;
-use common::gateway::{openssl, write, Gateway, B64};
+use common::gateway::{openssl, openssl_verifies, write, Gateway, B64};
 use common::Token;
 use cryptoki::object::{Attribute, KeyType};
 use kms_gateway::hsm::{Hsm, ResidentKind};
@@ -35,25 +33,7 @@ fn inspect(token: &Token) -> Hsm {
 
 fn openssl_verify(gw: &Gateway, pem: &str, alg: &str, data: &str, sig: &[u8]) -> bool {
     let sig_file = write(&gw.dir, "hsm.sig", sig);
-    let mut args = vec![
-        "dgst".to_string(),
-        format!("-sha{}", &alg[alg.len() - 3..]),
-        "-verify".into(),
-        pem.into(),
-        "-signature".into(),
-        sig_file,
-    ];
-    if alg.starts_with("RSASSA_PSS") {
-        args.extend([
-            "-sigopt".into(),
-            "rsa_padding_mode:pss".into(),
-            "-sigopt".into(),
-            "rsa_pss_saltlen:digest".into(),
-        ]);
-    }
-    args.push(data.into());
-    let out = Command::new("openssl").args(&args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+    openssl_verifies(pem, alg, data, &sig_file)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

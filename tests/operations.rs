@@ -91,7 +91,10 @@ async fn json_logs_carry_request_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     // With the HSM RNG, RSA-4096 generation takes long enough to be in flight.
-    let mut gw = Gateway::start_with(&[("HSM_USE_RAND", "true")]);
+    let mut gw = Gateway::start_with(&[
+        ("HSM_USE_RAND", "true"),
+        ("KMSGW__SERVER__SHUTDOWN_GRACE_SECONDS", "120"),
+    ]);
     let project = gw.project("shutdown").await;
     let client = gw.client.clone();
     let url = gw.url("/api/v1/kms/keys");
@@ -107,7 +110,13 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
             .unwrap();
         (r.status().as_u16(), started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Wait until the server is busy with it: RSA generation draws from the HSM RNG.
+    let baseline = gw.metric("kmsgw_hsm_random_calls_total").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.metric("kmsgw_hsm_random_calls_total").await < baseline + 50 {
+        assert!(Instant::now() < deadline, "the slow request never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     gw.signal("TERM");
     let (status, took) = slow.await.unwrap();
     assert_eq!(status, 200, "the in-flight request completed");

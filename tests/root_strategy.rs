@@ -203,6 +203,32 @@ async fn a_switch_killed_midway_leaves_a_working_root_key() {
     let (_, c) = gw.encrypt(&key, b"survives a crash", None).await;
     let c = c["ciphertext"].as_str().unwrap().to_owned();
     gw.stop();
+    // Make the HSM keys once, then snapshot the token. A killed process can leave
+    // SoftHSM2's own files half-written (it rewrites token.object at every login; a real
+    // HSM is a separate device): the snapshot is put back after each kill so that what is
+    // tested is the gateway's store, not the emulator.
+    assert!(cli(&gw, &["root-strategy", "set", "hsm"], &[], &[])
+        .status
+        .success());
+    assert!(cli(&gw, &["root-strategy", "set", "software"], &[], &[])
+        .status
+        .success());
+    let tokens = gw.token.dir.path().join("tokens");
+    let snapshot = gw.token.dir.path().join("tokens.snapshot");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(to);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap()
+            .success());
+    };
+    let softhsm = gw.token.env.contains_key("SOFTHSM2_CONF");
+    if softhsm {
+        copy(&tokens, &snapshot);
+    }
     let mut killed = 0;
     for round in 0..12u64 {
         let to = if round % 2 == 0 { "hsm" } else { "software" };
@@ -218,6 +244,9 @@ async fn a_switch_killed_midway_leaves_a_working_root_key() {
             killed += 1;
         }
         let _ = child.wait();
+        if softhsm {
+            copy(&snapshot, &tokens);
+        }
         let state = show(&gw);
         assert!(
             state.starts_with("hsm") || state.starts_with("software"),

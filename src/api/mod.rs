@@ -33,6 +33,8 @@ pub struct Limits {
     pub max_plaintext_bytes: usize,
     pub max_connections: usize,
     pub max_concurrent_per_identity: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// What the admin API needs to re-wrap the instance root key.
@@ -163,10 +165,16 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // Wait (bounded) for in-flight connections to finish.
     let all = state.limits.max_connections.max(1) as u32;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        permits.acquire_many(all),
-    )
-    .await;
+    let grace = std::time::Duration::from_secs(state.limits.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        let open = all as usize - permits.available_permits();
+        tracing::warn!(
+            open,
+            "shutdown deadline passed; dropping the connections still open"
+        );
+    }
     Ok(())
 }

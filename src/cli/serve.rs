@@ -99,6 +99,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         max_plaintext_bytes: settings.server.max_plaintext_bytes,
         max_connections: settings.server.max_connections,
         max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
+        shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
     };
     let root_admin = api::RootAdmin {
         root_encryption_key: rek,

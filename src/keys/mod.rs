@@ -481,12 +481,7 @@ impl KeyService {
         if key.is_disabled {
             return Err(KeyError::KeyDisabled);
         }
-        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
-            KeyError::Internal(format!(
-                "stored key has unknown algorithm {:?}",
-                key.algorithm
-            ))
-        })?;
+        let algorithm = stored_algorithm(&key)?;
         if algorithm.usage() == KeyUsage::SignVerify {
             // As in AWS KMS: a signature names no version, so a rotated signing key would
             // stop verifying its old signatures. Make a new key instead.
@@ -575,12 +570,7 @@ impl KeyService {
         operation: &'static str,
     ) -> Result<(KeyRecord, Algorithm), KeyError> {
         let key = self.key(id)?;
-        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
-            KeyError::Internal(format!(
-                "stored key has unknown algorithm {:?}",
-                key.algorithm
-            ))
-        })?;
+        let algorithm = stored_algorithm(&key)?;
         if algorithm.usage() != usage {
             return Err(KeyError::WrongUsage {
                 usage: algorithm.usage().as_str(),
@@ -813,12 +803,7 @@ impl KeyService {
 
     pub fn signing_algorithms(&self, id: Uuid) -> Result<&'static [&'static str], KeyError> {
         let key = self.key(id)?;
-        let algorithm = Algorithm::parse(&key.algorithm).ok_or_else(|| {
-            KeyError::Internal(format!(
-                "stored key has unknown algorithm {:?}",
-                key.algorithm
-            ))
-        })?;
+        let algorithm = stored_algorithm(&key)?;
         if algorithm.usage() != KeyUsage::SignVerify {
             return Err(KeyError::WrongUsage {
                 usage: algorithm.usage().as_str(),
@@ -827,6 +812,16 @@ impl KeyService {
         }
         Ok(algorithm.signing_algorithms())
     }
+}
+
+/// The algorithm of a stored key.
+fn stored_algorithm(key: &KeyRecord) -> Result<Algorithm, KeyError> {
+    Algorithm::parse(&key.algorithm).ok_or_else(|| {
+        KeyError::Internal(format!(
+            "stored key has unknown algorithm {:?}",
+            key.algorithm
+        ))
+    })
 }
 
 /// Errors about a key named at creation are the caller's (400), not the HSM's (503).

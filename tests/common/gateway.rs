@@ -159,7 +159,19 @@ impl Gateway {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("the gateway did not start; log:\n{}", self.log());
+                let log = self.log();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!(
+                    "the gateway did not start; end of its log:\n{}",
+                    tail.join("\n")
+                );
             }
         };
         let addr = line
@@ -353,4 +365,32 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p.to_str().unwrap().to_owned()
+}
+
+/// True if `openssl dgst` verifies `sig_file` over `data_file` with the PEM public key,
+/// for a signing algorithm name of the API (PSS with salt length = digest length).
+pub fn openssl_verifies(pem: &str, alg: &str, data_file: &str, sig_file: &str) -> bool {
+    let hash = format!("-sha{}", &alg[alg.len() - 3..]);
+    let mut args = vec![
+        "dgst".to_string(),
+        hash,
+        "-verify".into(),
+        pem.into(),
+        "-signature".into(),
+        sig_file.into(),
+    ];
+    if alg.starts_with("RSASSA_PSS") {
+        args.extend([
+            "-sigopt".into(),
+            "rsa_padding_mode:pss".into(),
+            "-sigopt".into(),
+            "rsa_pss_saltlen:digest".into(),
+        ]);
+    }
+    args.push(data_file.into());
+    let out = Command::new("openssl")
+        .args(&args)
+        .output()
+        .expect("run openssl");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
