@@ -98,9 +98,20 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         create_file(path)?;
         let mut writer = connect(path)?;
-        let mode: String = writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(map_err)?;
+        // Turning a new file to WAL needs a moment of exclusive access; another process
+        // opening the same new file at once makes SQLite answer BUSY without waiting.
+        let mut attempts = 0;
+        let mode: String = loop {
+            match writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                Err(e)
+                    if attempts < 100 && sqlite_code(&e) == Some(ffi::ErrorCode::DatabaseBusy) =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(map_err)?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Other(format!(
                 "{} cannot use WAL mode (got {mode:?})",
@@ -178,6 +189,14 @@ fn create_file(path: &Path) -> StoreResult<()> {
             "cannot create {}: {e}",
             path.display()
         ))),
+    }
+}
+
+/// The primary SQLite error code of `e`, if it is an SQLite error.
+fn sqlite_code(e: &rusqlite::Error) -> Option<ffi::ErrorCode> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
     }
 }
 
