@@ -2,6 +2,7 @@
 
 mod gen_customer_fragment;
 mod hsm;
+mod rewrap_customer_fragment;
 mod root_strategy;
 mod serve;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Make a customer fragment and append it to the fragment file.
     GenCustomerFragment(gen_customer_fragment::Args),
+    /// Re-seal the seed of an hsm_wrap_encrypt fragment under another HSM key.
+    RewrapCustomerFragment(rewrap_customer_fragment::Args),
     /// Inspect the PKCS#11 module and token.
     Hsm {
         #[command(subcommand)]
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> CliResult {
     {
         Command::Serve(args) => serve::run(load()?, args),
         Command::GenCustomerFragment(args) => gen_customer_fragment::run(load()?, args),
+        Command::RewrapCustomerFragment(args) => rewrap_customer_fragment::run(load()?, args),
         Command::Hsm { command } => hsm::run(load()?, command),
         Command::RootStrategy { command } => root_strategy::run(load()?, command),
     }

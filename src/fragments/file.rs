@@ -9,13 +9,34 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{FragmentError, FragmentRecord};
+use super::{FragmentError, FragmentId, FragmentRecord};
 
 /// The whole file.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentFile {
     pub customer_fragments: Vec<FragmentRecord>,
+}
+
+impl FragmentFile {
+    /// The index of the one entry with `id`; none, or more than one, is an error.
+    pub fn position(&self, id: &FragmentId, path: &Path) -> Result<usize, FragmentError> {
+        let mut matching = self
+            .customer_fragments
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| &r.id == id)
+            .map(|(i, _)| i);
+        match (matching.next(), matching.next()) {
+            (Some(i), None) => Ok(i),
+            (None, _) => Err(FragmentError::Invalid(format!(
+                "no fragment with id {id} in {path:?}"
+            ))),
+            (Some(_), Some(_)) => Err(FragmentError::Invalid(format!(
+                "the id {id} appears more than once in {path:?}"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -80,6 +101,34 @@ pub fn append_fragment(path: &Path, record: FragmentRecord) -> Result<(), Fragme
         )));
     }
     file.customer_fragments.push(record);
+    let json = Zeroizing::new(
+        serde_json::to_vec_pretty(&file).map_err(|e| FragmentError::Invalid(e.to_string()))?,
+    );
+    write_atomic(path, &json).map_err(|e| FragmentError::FileWrite {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Replaces the entry with `updated.id` in the file at `path`, keeping every other entry
+/// and the order. The entry on disk must still hold `expected_value` (the value the
+/// caller started from), so a concurrent change is reported rather than lost. Written
+/// like [`append_fragment`]: beside the old file, synced, renamed over it, mode 0600.
+pub fn replace_fragment(
+    path: &Path,
+    expected_value: &str,
+    updated: FragmentRecord,
+) -> Result<(), FragmentError> {
+    let mut file = read_fragment_file(path)?;
+    let index = file.position(&updated.id, path)?;
+    let slot = &mut file.customer_fragments[index];
+    if slot.value != expected_value {
+        return Err(FragmentError::Invalid(format!(
+            "fragment {} changed in {path:?} meanwhile; nothing written",
+            updated.id
+        )));
+    }
+    *slot = updated;
     let json = Zeroizing::new(
         serde_json::to_vec_pretty(&file).map_err(|e| FragmentError::Invalid(e.to_string()))?,
     );

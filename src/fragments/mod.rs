@@ -1,6 +1,7 @@
-//! Customer fragments: the `customer_fragments.json` file, the three modes and the
-//! derivation of each fragment's value (DESIGN.md section 3). The HMAC step runs in the
-//! HSM through the [`FragmentHsm`] seam; this module never opens PKCS#11 itself.
+//! Customer fragments: the `customer_fragments.json` file, the four modes and the
+//! derivation of each fragment's value (DESIGN.md section 3). The HMAC step, and for
+//! `hsm_wrap_encrypt` the seed's AES-GCM envelope, run in the HSM through the
+//! [`FragmentHsm`] seam; this module never opens PKCS#11 itself.
 
 mod file;
 
@@ -16,8 +17,11 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{self, Secret32};
 use crate::hsm::{Hsm, HsmError};
+use crate::random::RandomSource;
 
-pub use file::{append_fragment, read_fragment_file, write_secret_file, FragmentFile};
+pub use file::{
+    append_fragment, read_fragment_file, replace_fragment, write_secret_file, FragmentFile,
+};
 
 /// A fragment id such as `cf-7f3a9c2e51d04b8a`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,6 +43,9 @@ pub enum FragmentType {
     HsmWrapped,
     /// FV derived in the HSM for every operation and never kept.
     HsmSecured,
+    /// As `hsm_wrapped`, but the seed in the file is itself sealed by an HSM AES key
+    /// (`kek_label`); see [`seal_seed`]. Re-wrapping the seed leaves the FV unchanged.
+    HsmWrapEncrypt,
 }
 
 impl FragmentType {
@@ -47,6 +54,7 @@ impl FragmentType {
             "standard" => Some(Self::Standard),
             "hsm_wrapped" => Some(Self::HsmWrapped),
             "hsm_secured" => Some(Self::HsmSecured),
+            "hsm_wrap_encrypt" => Some(Self::HsmWrapEncrypt),
             _ => None,
         }
     }
@@ -56,6 +64,7 @@ impl FragmentType {
             Self::Standard => "standard",
             Self::HsmWrapped => "hsm_wrapped",
             Self::HsmSecured => "hsm_secured",
+            Self::HsmWrapEncrypt => "hsm_wrap_encrypt",
         }
     }
 
@@ -64,7 +73,8 @@ impl FragmentType {
     }
 }
 
-/// One entry of `customer_fragments.json`. `value` is the base64 seed: a secret.
+/// One entry of `customer_fragments.json`. `value` is the base64 seed: a secret (for
+/// `hsm_wrap_encrypt`, the seed sealed under `kek_label`, see [`seal_seed`]).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentRecord {
@@ -74,6 +84,9 @@ pub struct FragmentRecord {
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsm_key_label: Option<String>,
+    /// `hsm_wrap_encrypt` only: label of the HSM AES-256 key that seals the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub created_at: String,
@@ -93,6 +106,7 @@ impl fmt::Debug for FragmentRecord {
             .field("fragment_type", &self.fragment_type)
             .field("value", &"[redacted]")
             .field("hsm_key_label", &self.hsm_key_label)
+            .field("kek_label", &self.kek_label)
             .finish()
     }
 }
@@ -127,19 +141,289 @@ pub enum FragmentError {
     NotLoaded { id: FragmentId, reason: String },
     #[error("customer fragment {id}: the HSM failed: {source}")]
     Hsm { id: FragmentId, source: HsmError },
+    #[error("customer fragment {id}: {source}")]
+    Seed {
+        id: FragmentId,
+        source: SeedEnvelopeError,
+    },
     #[error("invalid fragment: {0}")]
     Invalid(String),
 }
 
-/// The one HSM operation fragments need: HMAC-SHA256 with a token key, in the HSM.
+/// Why the sealed seed of an `hsm_wrap_encrypt` fragment cannot be used. The messages
+/// name the key-encryption key, never the seed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeedEnvelopeError {
+    #[error("the sealed seed (value) is not valid base64")]
+    NotBase64,
+    #[error("the sealed seed is {0} bytes; format 0x01 needs at least {SEED_ENVELOPE_MIN_LEN}")]
+    TooShort(usize),
+    #[error(
+        "the sealed seed has format byte 0x{0:02x}; only 0x01 (AES-256-GCM in the HSM) is known"
+    )]
+    UnknownFormat(u8),
+    #[error("the key-encryption key {label:?} is not on the token")]
+    KekMissing { label: String },
+    #[error("the seed does not unseal with the key-encryption key {label:?}: it is not the key that sealed it, or the value was altered (HSM: {})", hsm_detail(.source))]
+    NotAuthentic { label: String, source: HsmError },
+    #[error("the HSM failed with the key-encryption key {label:?}: {source}")]
+    Hsm { label: String, source: HsmError },
+    #[error("the seed is {0} bytes; at least 16 are required")]
+    SeedTooShort(usize),
+}
+
+/// The PKCS#11 return value alone (`GeneralError`, `EncryptedDataInvalid`, ...): for a
+/// failed AES-GCM open, cryptoki's long description of it says nothing useful.
+fn hsm_detail(e: &HsmError) -> String {
+    match e {
+        HsmError::Pkcs11 { function, rv } => format!("{function} returned {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// What fragments need of the HSM, each with a token key named by its label: HMAC-SHA256
+/// (every HSM mode) and AES-256-GCM with a 128-bit tag (the seed envelope of
+/// `hsm_wrap_encrypt`). Small enough for an in-memory fake.
 pub trait FragmentHsm: Send + Sync {
     fn hmac_sha256(&self, key_label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>, HsmError>;
+
+    /// Returns ciphertext ‖ tag (16 bytes).
+    fn aes_gcm_encrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError>;
+
+    /// Opens ciphertext ‖ tag; any failure (wrong key, altered data) is an error.
+    fn aes_gcm_decrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError>;
 }
 
 impl FragmentHsm for Hsm {
     fn hmac_sha256(&self, key_label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>, HsmError> {
         Hsm::hmac_sha256(self, key_label, data)
     }
+
+    fn aes_gcm_encrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::aes_gcm_encrypt(self, key_label, iv, aad, data)
+    }
+
+    fn aes_gcm_decrypt(
+        &self,
+        key_label: &str,
+        iv: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        Hsm::aes_gcm_decrypt(self, key_label, iv, aad, sealed)
+    }
+}
+
+/// Format byte of the `hsm_wrap_encrypt` seed envelope: AES-256-GCM inside the HSM.
+pub const SEED_ENVELOPE_V1: u8 = 0x01;
+const SEED_IV_LEN: usize = 12;
+const SEED_TAG_LEN: usize = 16;
+/// Format byte, IV, a 16-byte seed (the minimum) and the tag.
+const SEED_ENVELOPE_MIN_LEN: usize = 1 + SEED_IV_LEN + 16 + SEED_TAG_LEN;
+const SEED_AAD_LABEL: &[u8] = b"kms-gateway/v1/fragment-seed";
+
+/// AAD of the seed envelope: `"kms-gateway/v1/fragment-seed" ‖ 0x00 ‖ fragment_id`
+/// (UTF-8 bytes), so a sealed seed cannot be moved to another fragment id.
+pub fn seed_aad(id: &FragmentId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(SEED_AAD_LABEL.len() + 1 + id.0.len());
+    aad.extend_from_slice(SEED_AAD_LABEL);
+    aad.push(0);
+    aad.extend_from_slice(id.0.as_bytes());
+    aad
+}
+
+/// Seals `seed` under the HSM AES-256 key `kek_label`, with a fresh IV from `random`
+/// (the HSM's RNG when `HSM_USE_RAND=true`). Returns the `value` of the fragment entry:
+///
+/// ```text
+/// value = base64(0x01 ‖ iv(12) ‖ C ‖ tag(16))     (standard alphabet, padded)
+/// C ‖ tag = CKM_AES_GCM(kek_label, iv, seed, AAD = seed_aad(id)), 128-bit tag,
+///           computed inside the HSM; len(C) = len(seed)
+/// ```
+pub fn seal_seed(
+    hsm: &dyn FragmentHsm,
+    kek_label: &str,
+    id: &FragmentId,
+    seed: &[u8],
+    random: &RandomSource,
+) -> Result<String, SeedEnvelopeError> {
+    if seed.len() < 16 {
+        return Err(SeedEnvelopeError::SeedTooShort(seed.len()));
+    }
+    let iv: [u8; SEED_IV_LEN] = random.array().map_err(|source| SeedEnvelopeError::Hsm {
+        label: kek_label.to_owned(),
+        source,
+    })?;
+    let sealed = hsm
+        .aes_gcm_encrypt(kek_label, &iv, &seed_aad(id), seed)
+        .map_err(|source| kek_error(kek_label, source, false))?;
+    let mut blob = Vec::with_capacity(1 + SEED_IV_LEN + sealed.len());
+    blob.push(SEED_ENVELOPE_V1);
+    blob.extend_from_slice(&iv);
+    blob.extend_from_slice(&sealed);
+    Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+}
+
+/// Opens a `value` made by [`seal_seed`] in the HSM; the seed is returned in wiped memory.
+pub fn open_seed(
+    hsm: &dyn FragmentHsm,
+    kek_label: &str,
+    id: &FragmentId,
+    value: &str,
+) -> Result<Zeroizing<Vec<u8>>, SeedEnvelopeError> {
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| SeedEnvelopeError::NotBase64)?;
+    match blob.first() {
+        Some(&SEED_ENVELOPE_V1) => {}
+        Some(&other) => return Err(SeedEnvelopeError::UnknownFormat(other)),
+        None => return Err(SeedEnvelopeError::TooShort(0)),
+    }
+    if blob.len() < SEED_ENVELOPE_MIN_LEN {
+        return Err(SeedEnvelopeError::TooShort(blob.len()));
+    }
+    let mut iv = [0u8; SEED_IV_LEN];
+    iv.copy_from_slice(&blob[1..1 + SEED_IV_LEN]);
+    let seed = hsm
+        .aes_gcm_decrypt(kek_label, &iv, &seed_aad(id), &blob[1 + SEED_IV_LEN..])
+        .map_err(|source| kek_error(kek_label, source, true))?;
+    if seed.len() < 16 {
+        return Err(SeedEnvelopeError::SeedTooShort(seed.len()));
+    }
+    Ok(seed)
+}
+
+/// [`seal_seed`], then a check in the HSM that the new value opens to the same seed.
+pub fn seal_seed_verified(
+    hsm: &dyn FragmentHsm,
+    kek_label: &str,
+    id: &FragmentId,
+    seed: &[u8],
+    random: &RandomSource,
+) -> Result<String, FragmentError> {
+    let seed_err = |source| FragmentError::Seed {
+        id: id.clone(),
+        source,
+    };
+    let value = seal_seed(hsm, kek_label, id, seed, random).map_err(seed_err)?;
+    let reopened = open_seed(hsm, kek_label, id, &value).map_err(seed_err)?;
+    if reopened.as_slice() != seed {
+        return Err(FragmentError::Invalid(format!(
+            "fragment {id}: the sealed seed does not open to the same seed; nothing written"
+        )));
+    }
+    Ok(value)
+}
+
+fn kek_error(label: &str, source: HsmError, opening: bool) -> SeedEnvelopeError {
+    let label = label.to_owned();
+    match source {
+        HsmError::KeyNotFound { .. } => SeedEnvelopeError::KekMissing { label },
+        e if opening && !e.is_unavailable() => SeedEnvelopeError::NotAuthentic { label, source: e },
+        e => SeedEnvelopeError::Hsm { label, source: e },
+    }
+}
+
+/// Refuses a re-wrap that cannot be right, before the HSM is asked: a fragment that is
+/// not `hsm_wrap_encrypt`, an entry without its labels, an empty new label or the label
+/// that already seals the seed. Returns the current key-encryption key's label.
+pub fn check_rewrap<'a>(
+    record: &'a FragmentRecord,
+    new_kek_label: &str,
+) -> Result<&'a str, FragmentError> {
+    let id = &record.id;
+    let invalid = |why: String| FragmentError::Invalid(format!("fragment {id}: {why}"));
+    if record.fragment_type != FragmentType::HsmWrapEncrypt {
+        return Err(invalid(format!(
+            "it is of type {}; only hsm_wrap_encrypt fragments have a sealed seed to re-wrap",
+            record.fragment_type.as_str()
+        )));
+    }
+    let (_, old_kek) = wrap_encrypt_labels(record).map_err(invalid)?;
+    if new_kek_label.trim().is_empty() {
+        return Err(invalid("the new key-encryption key label is empty".into()));
+    }
+    if new_kek_label == old_kek {
+        return Err(invalid(format!(
+            "its seed is already sealed by the key-encryption key {old_kek:?}"
+        )));
+    }
+    Ok(old_kek)
+}
+
+/// Re-seals the seed of the `hsm_wrap_encrypt` fragment `record` under `new_kek_label`,
+/// which must exist on the token. Opens the seed with the current key in the HSM, seals
+/// it under the new key with a fresh IV, then checks that the new value opens to the same
+/// seed and that the fragment value derived from it is unchanged. Returns the updated
+/// entry; nothing is written. No KMS key is touched: their KEKs depend on the FV only.
+pub fn rewrap_seed(
+    hsm: &dyn FragmentHsm,
+    record: &FragmentRecord,
+    new_kek_label: &str,
+    random: &RandomSource,
+) -> Result<FragmentRecord, FragmentError> {
+    let id = &record.id;
+    let old_kek = check_rewrap(record, new_kek_label)?;
+    let (hmac_label, _) = wrap_encrypt_labels(record).map_err(FragmentError::Invalid)?;
+    let seed_err = |source| FragmentError::Seed {
+        id: id.clone(),
+        source,
+    };
+    let hsm_err = |source| FragmentError::Hsm {
+        id: id.clone(),
+        source,
+    };
+    let refuse =
+        |why: &str| FragmentError::Invalid(format!("fragment {id}: {why}; nothing written"));
+    let seed = open_seed(hsm, old_kek, id, &record.value).map_err(seed_err)?;
+    let value_before = derive_hsm_value(hsm, hmac_label, &seed, id).map_err(hsm_err)?;
+    let new_value = seal_seed(hsm, new_kek_label, id, &seed, random).map_err(seed_err)?;
+    // Checked from the new value as it will be stored: it opens under the new key to
+    // the same seed, and the value derived from what it opens to is the same.
+    let reopened = open_seed(hsm, new_kek_label, id, &new_value).map_err(seed_err)?;
+    if reopened.as_slice() != seed.as_slice() {
+        return Err(refuse("the re-sealed seed does not open to the same seed"));
+    }
+    let value_after = derive_hsm_value(hsm, hmac_label, &reopened, id).map_err(hsm_err)?;
+    if *value_after != *value_before {
+        return Err(refuse("the fragment value would change"));
+    }
+    let mut updated = record.clone();
+    zeroize::Zeroize::zeroize(&mut updated.value);
+    updated.value = new_value;
+    updated.kek_label = Some(new_kek_label.to_owned());
+    Ok(updated)
+}
+
+/// The HMAC key label and the KEK label of an `hsm_wrap_encrypt` entry, both required.
+fn wrap_encrypt_labels(rec: &FragmentRecord) -> Result<(&str, &str), String> {
+    fn non_empty(l: &Option<String>) -> Option<&str> {
+        l.as_deref().filter(|l| !l.trim().is_empty())
+    }
+    let hmac = non_empty(&rec.hsm_key_label)
+        .ok_or_else(|| "type hsm_wrap_encrypt needs hsm_key_label".to_string())?;
+    let kek = non_empty(&rec.kek_label)
+        .ok_or_else(|| "type hsm_wrap_encrypt needs kek_label".to_string())?;
+    Ok((hmac, kek))
 }
 
 /// FV of an HSM fragment: PRK = HMAC_hsm(seed) in the HSM, then HKDF-Expand in software.
@@ -153,8 +437,24 @@ pub fn derive_hsm_value(
     Ok(crypto::fragment_value_from_prk(&prk, &id.0))
 }
 
+/// The seed of an entry that stores it in the clear (base64, at least 16 bytes).
+fn plain_seed(rec: &FragmentRecord) -> Result<Zeroizing<Vec<u8>>, String> {
+    let seed = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(rec.value.trim())
+            .map_err(|_| "the seed (value) is not valid base64".to_string())?,
+    );
+    if seed.len() < 16 {
+        return Err(format!(
+            "the seed is {} bytes; at least 16 are required",
+            seed.len()
+        ));
+    }
+    Ok(seed)
+}
+
 enum Entry {
-    /// `standard` and `hsm_wrapped`: the value, derived once.
+    /// `standard`, `hsm_wrapped` and `hsm_wrap_encrypt`: the value, derived once.
     Ready {
         fragment_type: FragmentType,
         value: Secret32,
@@ -214,10 +514,7 @@ impl Fragments {
         hsm: Option<Arc<dyn FragmentHsm>>,
     ) -> Result<Self, FragmentError> {
         let raw_entries = match source {
-            FragmentSource::File(path) => match file::read_raw(path)? {
-                Some(entries) => entries,
-                None => Vec::new(),
-            },
+            FragmentSource::File(path) => file::read_raw(path)?.unwrap_or_default(),
             FragmentSource::Inline(json) => file::parse_raw(json, "CUSTOMER_FRAGMENTS")?,
         };
         let mut out = Self {
@@ -279,23 +576,20 @@ impl Fragments {
         if rec.id.0.trim().is_empty() {
             return Err("the id is empty".into());
         }
-        let seed = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(rec.value.trim())
-                .map_err(|_| "the seed (value) is not valid base64".to_string())?,
-        );
-        if seed.len() < 16 {
+        if rec.kek_label.is_some() && rec.fragment_type != FragmentType::HsmWrapEncrypt {
             return Err(format!(
-                "the seed is {} bytes; at least 16 are required",
-                seed.len()
+                "kek_label applies only to hsm_wrap_encrypt, not to {}",
+                rec.fragment_type.as_str()
             ));
         }
         match rec.fragment_type {
             FragmentType::Standard => Ok(Entry::Ready {
                 fragment_type: FragmentType::Standard,
-                value: crypto::standard_fragment_value(&seed, &rec.id.0),
+                value: crypto::standard_fragment_value(&plain_seed(rec)?, &rec.id.0),
             }),
+            FragmentType::HsmWrapEncrypt => self.load_wrap_encrypt(rec),
             t @ (FragmentType::HsmWrapped | FragmentType::HsmSecured) => {
+                let seed = plain_seed(rec)?;
                 let label = rec
                     .hsm_key_label
                     .clone()
@@ -322,6 +616,24 @@ impl Fragments {
                 }
             }
         }
+    }
+
+    /// `hsm_wrap_encrypt`: the seed is unsealed in the HSM, the FV derived exactly as for
+    /// `hsm_wrapped` and cached; the seed itself is not kept.
+    fn load_wrap_encrypt(&self, rec: &FragmentRecord) -> Result<Entry, String> {
+        let (hmac_label, kek_label) = wrap_encrypt_labels(rec)?;
+        let hsm = self.hsm.as_ref().ok_or_else(|| {
+            "type hsm_wrap_encrypt needs an HSM, and none is configured".to_string()
+        })?;
+        let seed =
+            open_seed(hsm.as_ref(), kek_label, &rec.id, &rec.value).map_err(|e| e.to_string())?;
+        let value = derive_hsm_value(hsm.as_ref(), hmac_label, &seed, &rec.id)
+            .map_err(|e| e.to_string())?;
+        self.derivations.fetch_add(1, Ordering::Relaxed);
+        Ok(Entry::Ready {
+            fragment_type: FragmentType::HsmWrapEncrypt,
+            value,
+        })
     }
 
     /// The fragment value for `id`. For `hsm_secured` this runs one HMAC in the HSM.
