@@ -15,7 +15,7 @@ deps:
 	scripts/install-deps.sh
 
 ## test: the whole suite on a throw-away SoftHSM2 token, then on a Kryoptic token.
-test: deps test-softhsm test-kryoptic
+test: deps test-softhsm test-kryoptic test-deploy test-docker
 
 test-softhsm:
 	KMSGW_TEST_PKCS11=softhsm $(NEXTEST)
@@ -25,6 +25,15 @@ kryoptic:
 
 test-kryoptic: kryoptic
 	KMSGW_TEST_PKCS11=kryoptic $(NEXTEST)
+
+## test-deploy: the Kubernetes manifests in deploy/kubernetes, checked without a cluster.
+## test-docker: the image built and driven end to end (skipped without a Docker engine).
+.PHONY: test-deploy test-docker
+test-deploy:
+	python3 scripts/check-k8s.py
+
+test-docker:
+	scripts/docker-e2e.sh
 
 ## run: a dev gateway on https://127.0.0.1:8000 with its state under var/.
 run: deps
