@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `make bench`: the HTTP load benchmark (docs/BENCHMARKS.md). Builds the release gateway
+# and examples/bench.rs, starts the gateway on 127.0.0.1 with everything throw-away in a
+# temporary directory (a SoftHSM2 token, a dev CA and server certificate, a software root
+# key, an hsm_wrapped customer fragment as the default for new keys, a SQLite store),
+# runs the benchmark against it, and removes it all on exit.
+#
+#   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS and BENCH_HTTP are passed on
+#                         # to the benchmark (see examples/bench.rs)
+#
+# Exit status: 0 if every request succeeded, non-zero if the build, the gateway's start
+# or any request failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+echo "building the gateway and the benchmark (release)..." >&2
+cargo build --release --bin kms-gateway --example bench >&2
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=$target/release/kms-gateway
+bench=$target/release/examples/bench
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmsgw-bench.XXXXXX")
+gw_pid=""
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then
+    kill -TERM "$gw_pid" 2>/dev/null || true
+    wait "$gw_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Nothing from the caller's gateway settings may leak in: the run is self-contained.
+for v in $(compgen -e); do
+  case "$v" in KMSGW__*|HSM_*|PKCS11_LIB_PATH|CUSTOMER_FRAGMENTS*|ROOT_ENCRYPTION_KEY*) unset "$v" ;; esac
+done
+# The token (SoftHSM2), selected by label only; the SO PIN is not the gateway's business.
+eval "$(TOKEN_LABEL=kmsgw-bench scripts/hsm-token.sh softhsm "$tmp/hsm")"
+unset HSM_SLOT HSM_SO_PIN
+export HSM_KEY_LABEL=kmsgw-bench-root
+scripts/dev-cert.sh "$tmp/tls"
+(umask 077; head -c 32 /dev/urandom | base64 > "$tmp/root.key")
+mkdir -p "$tmp/data"
+export CUSTOMER_FRAGMENTS_FILE=$tmp/customer_fragments.json
+# Both commands run in $tmp, so that no kms-gateway.toml of the caller's directory is read.
+fragment=$(cd "$tmp" && "$bin" gen-customer-fragment --name bench --type hsm_wrapped \
+  --hsm-key-label kmsgw-bench-fragment --output "$CUSTOMER_FRAGMENTS_FILE" 2>"$tmp/cli.log") || {
+  echo "bench: gen-customer-fragment failed:" >&2; cat "$tmp/cli.log" >&2; exit 1; }
+export KMSGW__FRAGMENTS__DEFAULT=$fragment
+export ROOT_ENCRYPTION_KEY_FILE=$tmp/root.key
+export KMSGW__TLS__CERT_FILE=$tmp/tls/cert.pem
+export KMSGW__TLS__KEY_FILE=$tmp/tls/key.pem
+export KMSGW__STORE__URL=sqlite://$tmp/data/kms-gateway.db
+export KMSGW__SERVER__LISTEN=127.0.0.1:0
+
+# Start the gateway; warnings and errors only, so that logging does not dominate.
+(cd "$tmp" && RUST_LOG=warn exec "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
+gw_pid=$!
+base=""
+for _ in $(seq 1 600); do   # up to 60 s
+  line=$(grep -m1 '^listening on https://' "$tmp/stdout" 2>/dev/null || true)
+  if [ -n "$line" ]; then base=${line#listening on }; break; fi
+  if ! kill -0 "$gw_pid" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [ -z "$base" ]; then
+  echo "bench: the gateway did not start; its log:" >&2
+  cat "$tmp/gateway.log" >&2
+  exit 1
+fi
+echo "gateway listening on $base (pid $gw_pid, log $tmp/gateway.log)" >&2
+
+model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+echo "machine: $(nproc) cores (nproc), ${model:-unknown CPU}, $mem RAM, $(uname -sr);" \
+  "client and gateway share these cores"
+echo "gateway: $(git -C "$root" describe --always --dirty 2>/dev/null || echo 'unknown commit'), release build, RUST_LOG=warn, SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?')"
+
+set +e
+BENCH_GATEWAY_PID=$gw_pid "$bench" "$base" "$tmp/tls/ca.pem" "$tmp/data/bootstrap-token"
+rc=$?
+set -e
+if ! kill -0 "$gw_pid" 2>/dev/null; then
+  echo "bench: the gateway exited during the run; its log:" >&2
+  cat "$tmp/gateway.log" >&2
+  rc=1
+elif [ "$rc" -ne 0 ] && [ -s "$tmp/gateway.log" ]; then
+  echo "bench: the gateway's log (last 40 lines):" >&2
+  tail -n 40 "$tmp/gateway.log" >&2
+fi
+exit "$rc"
