@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Kryoptic PKCS#11 module (crates.io crate `kryoptic` 1.5.4) once and cache it.
+# Build the Kryoptic PKCS#11 module (Rust crate `kryoptic` 1.5.4) once and cache it.
 #
 #   scripts/kryoptic-build.sh
 #
@@ -7,7 +7,7 @@
 #   ${KMSGW_CACHE_DIR:-$HOME/.cache/kms-gateway}/kryoptic-1.5.4/libkryoptic_pkcs11.so
 # If that file already exists nothing is built. Kryoptic's default features want
 # OpenSSL >= 3.2 (Debian 12 has 3.0), so it is built without them, linking the system
-# libssl (`dynamic`). Only crates.io is used; as root, missing Debian packages are installed.
+# libssl (`dynamic`). Only cargo's registry is used; as root, missing Debian packages are installed.
 set -euo pipefail
 
 version=1.5.4
@@ -47,7 +47,7 @@ publish = false
 kryoptic = { version = "=$version", default-features = false }
 EOF
 : > "$cache/fetch/src/lib.rs"
-echo "fetching kryoptic $version from crates.io" >&2
+echo "fetching kryoptic $version with cargo" >&2
 (cd "$cache/fetch" && cargo fetch >&2)
 src=$(cd "$cache/fetch" && cargo metadata --format-version 1 |
   grep -o "\"manifest_path\":\"[^\"]*/kryoptic-$version/Cargo.toml\"" | head -n1 | cut -d'"' -f4)

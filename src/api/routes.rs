@@ -768,17 +768,14 @@ async fn readyz(state: &Arc<AppState>) -> Response<Full<Bytes>> {
     let hsm = state.hsm.clone();
     let keys = state.keys.clone();
     let checks = tokio::task::spawn_blocking(move || {
-        let hsm_ok = match &hsm {
-            None => None,
-            // The RNG answers, and the root HMAC key (when configured) can be found.
-            Some(h) => Some(
-                h.generate_random(&mut [0u8; 1]).is_ok()
-                    && h.config()
-                        .key_label
-                        .as_ref()
-                        .is_none_or(|l| h.key_attributes(&format!("{l}_HMAC")).is_ok()),
-            ),
-        };
+        // The RNG answers, and the root HMAC key (when configured) can be found.
+        let hsm_ok = hsm.as_ref().map(|h| {
+            h.generate_random(&mut [0u8; 1]).is_ok()
+                && h.config()
+                    .key_label
+                    .as_ref()
+                    .is_none_or(|l| h.key_attributes(&format!("{l}_HMAC")).is_ok())
+        });
         let store_ok = keys.store().check_writable().is_ok();
         let fragments_ok = keys
             .fragments()

@@ -14,11 +14,14 @@ use crate::random::RandomSource;
 
 use super::{Algorithm, KeyError};
 
+/// Secret material (AES bytes or PKCS#8 DER) and, for asymmetric keys, the public key DER.
+pub(super) type NewMaterial = (Zeroizing<Vec<u8>>, Option<Vec<u8>>);
+
 /// Generates new material: AES bytes, or a PKCS#8 DER private key with its public key.
 pub(super) fn generate(
     algorithm: Algorithm,
     random: &RandomSource,
-) -> Result<(Zeroizing<Vec<u8>>, Option<Vec<u8>>), KeyError> {
+) -> Result<NewMaterial, KeyError> {
     let fail = |e: signing::SigningError| KeyError::Internal(format!("key generation: {e}"));
     match algorithm {
         Algorithm::Aes256Gcm => Ok((Zeroizing::new(random.secret::<32>()?.to_vec()), None)),
@@ -117,17 +120,20 @@ impl Loaded {
 const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_MAX: usize = 4096;
 
+/// (key, version) -> (loaded at, material).
+type CacheMap = HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>;
+
 /// Unwrapped material by (key, version); bounded and expiring. Never holds material of
 /// keys bound to an `hsm_secured` fragment (the caller decides).
 #[derive(Default)]
 pub struct MaterialCache {
-    entries: Mutex<HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>>,
+    entries: Mutex<CacheMap>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
 
 impl MaterialCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheMap> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
