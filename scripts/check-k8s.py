@@ -23,7 +23,7 @@ Two layers:
    KMSGW_K8S_SCHEMA=0 to skip this layer (it is then reported as skipped).
 
 PyYAML comes from Debian (python3-yaml); as root on Debian it is installed when missing.
-Prints one line per check and ends with `k8s manifests: N passed, M failed`; exits 1 on
+Prints one line per check and ends with `k8s-manifests: N passed, M failed`; exits 1 on
 any failure.
 """
 
@@ -578,7 +578,7 @@ def main():
         docs = load(directory)
     except yaml.YAMLError as e:
         r.check(False, f"{directory}: every file parses as YAML", str(e))
-        print(f"k8s manifests: {r.passed} passed, {r.failed} failed")
+        print(f"k8s-manifests: {r.passed} passed, {r.failed} failed")
         return 1
     r.check(bool(docs), f"{directory}: manifests found", "no *.yaml files")
     env_names = known_env_names()
@@ -591,7 +591,7 @@ def main():
         print("\nfailures:")
         for f in r.failures:
             print(f"  - {f}")
-    print(f"k8s manifests: {r.passed} passed, {r.failed} failed")
+    print(f"k8s-manifests: {r.passed} passed, {r.failed} failed")
     return 1 if r.failed else 0
 
 

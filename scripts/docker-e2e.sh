@@ -19,7 +19,7 @@
 #    and the API is driven with curl over HTTPS; signatures are checked with openssl.
 #
 # Without a Docker engine it prints `SKIPPED: no Docker engine` and exits 0.
-# The last line is `docker e2e: N passed, M failed`; any failure exits non-zero.
+# The last line is `docker-e2e: N passed, M failed`; any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -152,7 +152,7 @@ frag_vol=$run_id-fragments
 image_built=0
 
 ok() { pass=$((pass + 1)); echo "ok   $pass - $*"; }
-summary() { echo "docker e2e: $pass passed, $fail failed"; }
+summary() { echo "docker-e2e: $pass passed, $fail failed"; }
 die() {
   fail=$((fail + 1))
   echo "FAIL - $*"

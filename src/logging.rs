@@ -16,7 +16,9 @@ pub fn init(format: Option<&str>) {
         .add_directive(quiet);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: files, journald and containers get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if format.is_some_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().with_current_span(false).try_init()
     } else {
