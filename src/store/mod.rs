@@ -163,8 +163,45 @@ pub trait KeyStore: Send + Sync + 'static {
     /// `(version, created_at)` of every version of a key, oldest first.
     fn key_versions(&self, key_id: Uuid) -> StoreResult<Vec<(u32, String)>>;
 
+    /// Conflict if the token hash is already used.
+    fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()>;
+    /// The identity whose token has this SHA-256, revoked or not.
+    fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>>;
+    fn identities(&self) -> StoreResult<Vec<IdentityRecord>>;
+    /// Sets `revoked_at` (once); returns the identity, `None` if absent.
+    fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>>;
+
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
+}
+
+/// A machine identity: a bearer token (stored only as its SHA-256) bound to one project
+/// with a role.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: Uuid,
+    /// `admin`, `keys:manage`, `encrypt`, `decrypt`, `sign`, `verify` or `read`.
+    pub role: String,
+    pub token_sha256: [u8; 32],
+    pub created_at: String,
+    /// RFC 3339; after it the token is refused.
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl std::fmt::Debug for IdentityRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("project_id", &self.project_id)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`).

@@ -14,8 +14,8 @@ use rusqlite::{
 use uuid::Uuid;
 
 use super::{
-    Direction, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord,
-    StoreError, StoreResult,
+    Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy,
+    ProjectRecord, StoreError, StoreResult,
 };
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -68,6 +68,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX keys_by_hsm_label ON keys (hsm_key_label);",
     // 3: key rotation's lower bound for decryption.
     "ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1;",
+    // 4: machine identities (tokens stored as SHA-256 only).
+    "CREATE TABLE identities (
+         id           TEXT PRIMARY KEY,
+         name         TEXT NOT NULL,
+         project_id   TEXT NOT NULL REFERENCES projects (id),
+         role         TEXT NOT NULL,
+         token_sha256 BLOB NOT NULL UNIQUE,
+         created_at   TEXT NOT NULL,
+         expires_at   TEXT,
+         revoked_at   TEXT
+     );",
 ];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
@@ -353,7 +364,91 @@ fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreErr
     }
 }
 
+const IDENTITY_COLUMNS: &str =
+    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at";
+
+fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
+    let hash: Vec<u8> = row.get(4)?;
+    let token_sha256: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            4,
+            Type::Blob,
+            "token hash is not 32 bytes".into(),
+        )
+    })?;
+    Ok(IdentityRecord {
+        id: uuid_at(row, 0)?,
+        name: row.get(1)?,
+        project_id: uuid_at(row, 2)?,
+        role: row.get(3)?,
+        token_sha256,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
+    })
+}
+
 impl KeyStore for SqliteStore {
+    fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.execute(
+            &format!("INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                identity.id.to_string(),
+                identity.name,
+                identity.project_id.to_string(),
+                identity.role,
+                identity.token_sha256.to_vec(),
+                identity.created_at,
+                identity.expires_at,
+                identity.revoked_at,
+            ],
+        )
+        .map_err(|err| match sqlite_code(&err) {
+            Some(ffi::ErrorCode::ConstraintViolation) => {
+                StoreError::Conflict("the identity's token or project is not acceptable".into())
+            }
+            _ => map_err(err),
+        })?;
+        Ok(())
+    }
+
+    fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE token_sha256 = ?1"
+            ))
+            .map_err(map_err)?;
+        stmt.query_row([token_sha256.to_vec()], identity_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities ORDER BY created_at, id"
+            ))
+            .map_err(map_err)?;
+        let rows = stmt.query_map([], identity_from_row).map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>> {
+        let conn = self.writer();
+        conn.query_row(
+            &format!(
+                "UPDATE identities SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 RETURNING {IDENTITY_COLUMNS}"
+            ),
+            params![id.to_string(), revoked_at],
+            identity_from_row,
+        )
+        .optional()
+        .map_err(map_err)
+    }
+
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let conn = self.reader();
         let mut stmt = conn
