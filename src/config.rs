@@ -35,6 +35,30 @@ pub struct Settings {
     pub hsm: HsmSettings,
     pub root: RootSettings,
     pub log: LogSettings,
+    pub audit: AuditSettings,
+    pub lifecycle: LifecycleSettings,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Also write each committed audit record as a JSON line: `stdout` or a file path.
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// How often keys due for destruction or automatic rotation are looked for.
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            sweep_interval_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

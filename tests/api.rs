@@ -375,8 +375,13 @@ async fn key_metadata_endpoints() {
         )
         .await;
     assert_eq!((s, d["key"]["id"].as_str()), (200, Some(k1.as_str())));
+    // Deletion is scheduled (default window 30 days); the key is visible but unusable.
+    assert_eq!(d["key"]["keyState"], "PendingDeletion");
     let (s, e) = gw.get(&format!("/api/v1/kms/keys/{k1}")).await;
-    assert_eq!((s, e["code"].as_str()), (404, Some("key_not_found")));
+    assert_eq!(
+        (s, e["key"]["keyState"].as_str()),
+        (200, Some("PendingDeletion"))
+    );
 }
 
 /// Asserts a request is refused with `status` and problem `code`.

@@ -115,6 +115,20 @@ async fn hsm_aes_key_encrypts_in_the_hsm_and_is_destroyed_on_delete() {
         )
         .await;
     assert_eq!(s, 200);
+    // The deletion is scheduled; make its date pass, and the sweeper destroys the key.
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    assert!(hsm.resident_exists(&label).unwrap(), "kept while pending");
+    hsm.shutdown();
+    assert_eq!(
+        gw.sql(&format!(
+            "UPDATE keys SET deletion_date = '2020-01-01T00:00:00Z' WHERE id = '{id}'"
+        )),
+        1
+    );
+    gw.launch();
+    gw.wait_for_status(&format!("/api/v1/kms/keys/{id}"), 404, 20)
+        .await;
     gw.stop();
     let hsm = inspect(&gw.token);
     assert!(

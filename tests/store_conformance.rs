@@ -44,6 +44,12 @@ conformance!(
     versions_are_added_one_at_a_time,
     check_writable_succeeds,
     concurrent_writers_all_succeed,
+    nullable_patch_fields_are_set_and_cleared,
+    lifecycle_candidates_are_pending_or_rotating_keys,
+    identities_round_trip_and_revoke_once,
+    identity_token_is_unique_and_replaced_only_while_active,
+    audit_appends_chain_in_order_and_move_the_head,
+    audit_appends_under_contention_keep_one_chain,
 );
 
 pub fn project(name: &str) -> ProjectRecord {
@@ -68,6 +74,8 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         customer_fragment_id: None,
         hsm_key_label: None,
         min_decryption_version: 1,
+        deletion_date: None,
+        rotation_period_days: None,
         created_at: "2024-05-01T10:00:00Z".into(),
         updated_at: "2024-05-01T10:00:00Z".into(),
     }
@@ -106,6 +114,264 @@ fn names(keys: &[KeyRecord]) -> Vec<&str> {
 
 mod suite {
     use super::*;
+    use kms_gateway::store::{AuditChain, IdentityRecord};
+
+    /// A chain that is easy to check by hand: the hash is SHA-256 of prev ‖ seq ‖ record.
+    struct TestChain;
+    impl AuditChain for TestChain {
+        fn link(&self, previous: &[u8; 32], seq: u64, record: &str) -> [u8; 32] {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(previous);
+            h.update(seq.to_be_bytes());
+            h.update(record.as_bytes());
+            h.finalize().into()
+        }
+        fn seal(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+            let mut v = seq.to_be_bytes().to_vec();
+            v.extend_from_slice(&hash[..4]);
+            v
+        }
+    }
+
+    fn identity(project: Option<Uuid>, name: &str, hash: u8) -> IdentityRecord {
+        IdentityRecord {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            project_id: project,
+            role: "encrypt,decrypt".into(),
+            token_sha256: [hash; 32],
+            created_at: "2024-05-01T10:00:00Z".into(),
+            expires_at: Some("2030-01-01T00:00:00Z".into()),
+            revoked_at: None,
+        }
+    }
+
+    pub fn nullable_patch_fields_are_set_and_cleared(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let k = add_key(store, key(p.id, "k"));
+        let set = KeyPatch {
+            rotation_period_days: Some(Some(30)),
+            deletion_date: Some(Some("2031-01-01T00:00:00Z".into())),
+            ..KeyPatch::default()
+        };
+        let got = store
+            .update_key(k.id, &set, "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.rotation_period_days, got.deletion_date.as_deref()),
+            (Some(30), Some("2031-01-01T00:00:00Z"))
+        );
+        // Leaving them out keeps them.
+        let got = store
+            .update_key(k.id, &KeyPatch::default(), "2025-01-02T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.rotation_period_days, got.deletion_date.as_deref()),
+            (Some(30), Some("2031-01-01T00:00:00Z"))
+        );
+        let clear = KeyPatch {
+            rotation_period_days: Some(None),
+            deletion_date: Some(None),
+            ..KeyPatch::default()
+        };
+        let got = store
+            .update_key(k.id, &clear, "2025-01-03T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.rotation_period_days, got.deletion_date.clone()),
+            (None, None)
+        );
+        assert_eq!(store.key(k.id).unwrap(), Some(got));
+    }
+
+    pub fn lifecycle_candidates_are_pending_or_rotating_keys(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let _plain = add_key(store, key(p.id, "plain"));
+        let pending = add_key(
+            store,
+            KeyRecord {
+                deletion_date: Some("2030-01-01T00:00:00Z".into()),
+                ..key(p.id, "pending")
+            },
+        );
+        let rotating = add_key(
+            store,
+            KeyRecord {
+                rotation_period_days: Some(7),
+                ..key(p.id, "rotating")
+            },
+        );
+        let v2 = KeyVersionRecord {
+            version: 2,
+            created_at: "2024-06-01T00:00:00Z".into(),
+            ..first_version(&rotating)
+        };
+        store
+            .add_key_version(&v2, "2024-06-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        let mut got = store.lifecycle_candidates().unwrap();
+        got.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let summary: Vec<(&str, u32, &str)> = got
+            .iter()
+            .map(|(k, at)| (k.name.as_str(), k.version, at.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("pending", 1, pending.created_at.as_str()),
+                ("rotating", 2, "2024-06-01T00:00:00Z")
+            ]
+        );
+    }
+
+    pub fn identities_round_trip_and_revoke_once(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let a = identity(Some(p.id), "app", 1);
+        let admin = IdentityRecord {
+            role: "admin".into(),
+            expires_at: None,
+            ..identity(None, "root", 2)
+        };
+        store.create_identity(&a).unwrap();
+        store.create_identity(&admin).unwrap();
+        assert_eq!(store.identity(a.id).unwrap(), Some(a.clone()));
+        assert_eq!(store.identity(Uuid::new_v4()).unwrap(), None);
+        assert_eq!(store.identity_by_token(&[1; 32]).unwrap(), Some(a.clone()));
+        assert_eq!(
+            store.identity_by_token(&[2; 32]).unwrap(),
+            Some(admin.clone())
+        );
+        assert_eq!(store.identity_by_token(&[3; 32]).unwrap(), None);
+        let mut all = store.identities().unwrap();
+        all.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(all, vec![a.clone(), admin.clone()]);
+        let revoked = store
+            .revoke_identity(a.id, "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at.as_deref(), Some("2025-01-01T00:00:00Z"));
+        // A second revocation keeps the first time.
+        let again = store
+            .revoke_identity(a.id, "2026-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.revoked_at.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert_eq!(
+            store
+                .identity_by_token(&[1; 32])
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            again.revoked_at
+        );
+        assert_eq!(
+            store
+                .revoke_identity(Uuid::new_v4(), "2025-01-01T00:00:00Z")
+                .unwrap(),
+            None
+        );
+        // An identity in a project that does not exist is refused.
+        assert!(store
+            .create_identity(&identity(Some(Uuid::new_v4()), "ghost", 9))
+            .is_err());
+    }
+
+    pub fn identity_token_is_unique_and_replaced_only_while_active(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let a = identity(Some(p.id), "a", 1);
+        let b = identity(Some(p.id), "b", 2);
+        store.create_identity(&a).unwrap();
+        store.create_identity(&b).unwrap();
+        let dup = identity(Some(p.id), "dup", 1);
+        assert!(matches!(
+            store.create_identity(&dup),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.set_identity_token(a.id, &[2; 32]),
+            Err(StoreError::Conflict(_))
+        ));
+        let got = store.set_identity_token(a.id, &[5; 32]).unwrap().unwrap();
+        assert_eq!(got.token_sha256, [5; 32]);
+        assert_eq!(store.identity_by_token(&[1; 32]).unwrap(), None);
+        assert_eq!(
+            store.identity_by_token(&[5; 32]).unwrap().map(|r| r.id),
+            Some(a.id)
+        );
+        store.revoke_identity(b.id, "2025-01-01T00:00:00Z").unwrap();
+        assert_eq!(store.set_identity_token(b.id, &[6; 32]).unwrap(), None);
+        assert_eq!(
+            store.identity_by_token(&[2; 32]).unwrap().map(|r| r.id),
+            Some(b.id)
+        );
+    }
+
+    pub fn audit_appends_chain_in_order_and_move_the_head(store: &dyn KeyStore) {
+        assert_eq!(store.audit_head().unwrap(), None);
+        assert!(store.audit_records(0, 10).unwrap().is_empty());
+        let first: Vec<String> = (1..=3).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(store.append_audit(&first, &TestChain).unwrap(), 3);
+        assert_eq!(
+            store
+                .append_audit(&["{\"n\":4}".to_string()], &TestChain)
+                .unwrap(),
+            4
+        );
+        let rows = store.audit_records(0, 10).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        let mut prev = [0u8; 32];
+        for r in &rows {
+            assert_eq!(r.record, format!("{{\"n\":{}}}", r.seq));
+            assert_eq!(r.hash, TestChain.link(&prev, r.seq, &r.record));
+            prev = r.hash;
+        }
+        let head = store.audit_head().unwrap().unwrap();
+        assert_eq!(
+            (head.seq, head.hash, head.mac.clone()),
+            (4, prev, TestChain.seal(4, &prev))
+        );
+        assert_eq!(
+            store
+                .audit_records(2, 1)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(store.audit_records(4, 10).unwrap().is_empty());
+    }
+
+    pub fn audit_appends_under_contention_keep_one_chain(store: &dyn KeyStore) {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for i in 0..10 {
+                        store
+                            .append_audit(&[format!("{{\"t\":{t},\"i\":{i}}}")], &TestChain)
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let rows = store.audit_records(0, 100).unwrap();
+        assert_eq!(rows.len(), 40);
+        let mut prev = [0u8; 32];
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1);
+            assert_eq!(r.hash, TestChain.link(&prev, r.seq, &r.record));
+            prev = r.hash;
+        }
+        assert_eq!(store.audit_head().unwrap().unwrap().hash, prev);
+    }
 
     fn add_project(store: &dyn KeyStore, name: &str) -> ProjectRecord {
         let p = project(name);
@@ -486,6 +752,8 @@ mod suite {
             is_disabled: Some(true),
             description: None,
             min_decryption_version: Some(2),
+            rotation_period_days: Some(Some(90)),
+            deletion_date: Some(Some("2025-02-01T00:00:00Z".into())),
         };
         let updated = store
             .update_key(k.id, &patch, "2025-01-02T00:00:00Z")
@@ -495,6 +763,8 @@ mod suite {
             name: "renamed".into(),
             is_disabled: true,
             min_decryption_version: 2,
+            rotation_period_days: Some(90),
+            deletion_date: Some("2025-02-01T00:00:00Z".into()),
             updated_at: "2025-01-02T00:00:00Z".into(),
             ..expected
         };

@@ -56,7 +56,7 @@ impl ApiError {
         }
     }
 
-    fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             retry_after: Some(5),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -134,6 +134,10 @@ impl From<KeyError> for ApiError {
             KeyError::UnknownAlgorithm(_) => ApiError::bad_request("invalid_algorithm", msg),
             KeyError::UnknownUsage(_) => ApiError::bad_request("invalid_key_usage", msg),
             KeyError::KeyDisabled => ApiError::new(S::CONFLICT, "key_disabled", msg),
+            KeyError::PendingDeletion => ApiError::new(S::CONFLICT, "key_pending_deletion", msg),
+            KeyError::NotPendingDeletion => {
+                ApiError::new(S::CONFLICT, "key_not_pending_deletion", msg)
+            }
             KeyError::WrongUsage { .. } => ApiError::bad_request("wrong_key_usage", msg),
             KeyError::SigningAlgorithmNotValid(_) => {
                 ApiError::bad_request("invalid_signing_algorithm", msg)

@@ -18,7 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-pub use auth::{default_token_path, Auth};
+pub use auth::{
+    default_token_path, new_token, parse_permissions, permissions_string, token_sha256, Auth,
+    Permission,
+};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use tls::{server_config, ReloadableCert};
@@ -51,6 +54,7 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Metrics,
     pub root: RootAdmin,
+    pub audit: crate::audit::AuditLog,
     request_ids: AtomicU64,
     in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
@@ -62,6 +66,7 @@ impl AppState {
         hsm: Option<Hsm>,
         limits: Limits,
         root: RootAdmin,
+        audit: crate::audit::AuditLog,
     ) -> Self {
         Self {
             keys,
@@ -70,6 +75,7 @@ impl AppState {
             limits,
             metrics: Metrics::default(),
             root,
+            audit,
             request_ids: AtomicU64::new(1),
             in_flight: Default::default(),
         }

@@ -18,11 +18,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::auth::{parse_permissions, permissions_string, AuthFailure, Permission, Principal};
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, Auth};
+use crate::audit::AuditEvent;
 use crate::keys::root::{RootContext, RootStrategy};
 use crate::keys::{Algorithm, KeyError, KeyService, KeyUsage, NewKey, Protection, SignRequest};
-use crate::store::{Direction, KeyPatch, KeyRecord, ListQuery, OrderBy};
+use crate::store::{Direction, IdentityRecord, KeyPatch, KeyRecord, ListQuery, OrderBy};
 
 type Reply = Result<(StatusCode, Value), ApiError>;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -40,10 +42,40 @@ pub(super) async fn handle(
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         super::metrics::route_template(&segments)
     };
-    let response = match route(&state, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e, &request_id),
+    let mut ctx = Ctx::default();
+    let (mut response, outcome) = match route(&state, req, &mut ctx).await {
+        Ok(r) => (r, "ok"),
+        Err(e) => (error_response(&e, &request_id), e.code),
     };
+    if path.starts_with("/api/") {
+        let principal = ctx.principal.as_deref();
+        let event = AuditEvent {
+            time: crate::keys::now_rfc3339(),
+            source: "api".into(),
+            identity_id: principal.map(|p| p.id.to_string()),
+            identity_name: principal.map(|p| p.name.clone()),
+            project_id: ctx.project.map(|p| p.to_string()),
+            key_id: ctx.key_id.map(|k| k.to_string()),
+            key_version: ctx.key_version,
+            operation: format!("{method} {template}"),
+            outcome: outcome.into(),
+            status: Some(response.status().as_u16()),
+            request_id: Some(request_id.clone()),
+            client: Some(peer.to_string()),
+            target: ctx.target.take(),
+        };
+        // The record is part of the operation: without it, the caller gets no result.
+        if let Err(e) = state.audit.record(&event).await {
+            tracing::error!(request_id, error = %e, "audit record not written; answering 503");
+            response = error_response(
+                &ApiError::unavailable(
+                    "audit_unavailable",
+                    "the audit log cannot be written; the operation's result is withheld",
+                ),
+                &request_id,
+            );
+        }
+    }
     let status = response.status();
     state
         .metrics
@@ -58,6 +90,92 @@ pub(super) async fn handle(
         "request"
     );
     response
+}
+
+/// Who is calling and what the audit record of the request names; filled in as the
+/// request is handled.
+#[derive(Default)]
+struct Ctx {
+    principal: Option<Arc<Principal>>,
+    project: Option<Uuid>,
+    key_id: Option<Uuid>,
+    key_version: Option<u32>,
+    target: Option<String>,
+}
+
+impl Ctx {
+    /// The authenticated caller (set before any handler runs).
+    fn principal(&self) -> Arc<Principal> {
+        self.principal
+            .clone()
+            .expect("handlers run after authentication")
+    }
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+fn require(p: &Principal, perm: Permission) -> Result<(), ApiError> {
+    if p.has(perm) {
+        Ok(())
+    } else {
+        Err(forbidden(format!(
+            "identity {:?} lacks the {} permission",
+            p.name,
+            perm.as_str()
+        )))
+    }
+}
+
+fn require_global_admin(p: &Principal) -> Result<(), ApiError> {
+    if p.is_global_admin() {
+        Ok(())
+    } else {
+        Err(forbidden(format!(
+            "identity {:?} is not an administrator of every project",
+            p.name
+        )))
+    }
+}
+
+/// The key `id`, if the caller may see it (else 404, as for a key that does not exist),
+/// checked for `perm`; records the key in the audit context.
+async fn key_for(
+    state: &Arc<AppState>,
+    ctx: &mut Ctx,
+    id: &str,
+    perm: Permission,
+) -> Result<Uuid, ApiError> {
+    let id = parse_id(id, "keyId")?;
+    let key = blocking(state, move |k| k.key(id)).await?;
+    let p = ctx.principal();
+    if !p.sees(key.project_id) {
+        return Err(KeyError::KeyNotFound.into());
+    }
+    ctx.project = Some(key.project_id);
+    ctx.key_id = Some(id);
+    ctx.key_version = Some(key.version);
+    require(&p, perm)?;
+    Ok(id)
+}
+
+/// The project `id`, if the caller may see it (else 404), checked for `perm`.
+fn project_for(ctx: &mut Ctx, id: &str, perm: Permission) -> Result<Uuid, ApiError> {
+    let id = parse_id(id, "projectId")?;
+    let p = ctx.principal();
+    if !p.sees(id) {
+        return Err(KeyError::ProjectNotFound.into());
+    }
+    ctx.project = Some(id);
+    require(&p, perm)?;
+    Ok(id)
+}
+
+/// The key version a ciphertext names (bytes 17..21 of the format of DESIGN.md §4).
+fn ct_version(ct: &[u8]) -> Option<u32> {
+    ct.get(17..21)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
@@ -90,6 +208,7 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
 async fn route(
     state: &Arc<AppState>,
     req: Request<Incoming>,
+    ctx: &mut Ctx,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -113,15 +232,29 @@ async fn route(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(identity) = state.auth.identify(authorization) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        ));
+    let found = match Auth::bearer_digest(authorization) {
+        None => Err(AuthFailure::Invalid),
+        Some(digest) => match state.auth.cached(&digest) {
+            Some(found) => found,
+            None => {
+                let st = state.clone();
+                tokio::task::spawn_blocking(move || st.auth.lookup(&digest))
+                    .await
+                    .map_err(|_| ApiError::from(KeyError::Internal("task failed".into())))??
+            }
+        },
     };
+    let principal = found.map_err(|f| {
+        let (code, message) = match f {
+            AuthFailure::Invalid => ("unauthorized", "a valid bearer token is required"),
+            AuthFailure::Expired => ("token_expired", "the bearer token has expired"),
+            AuthFailure::Revoked => ("token_revoked", "the bearer token was revoked"),
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    })?;
+    ctx.principal = Some(principal.clone());
     // Held until the response is built: bounds the requests one identity has in flight.
-    let Some(_slot) = state.admit(identity) else {
+    let Some(_slot) = state.admit(&principal.id.to_string()) else {
         return Err(ApiError::too_many_requests(
             state.limits.max_concurrent_per_identity,
         ));
@@ -133,50 +266,68 @@ async fn route(
         .unwrap_or_default();
     let body = read_body(state, req).await?;
     let (status, value) = match (&method, segments.as_slice()) {
-        (&Method::POST, ["api", "v1", "projects"]) => create_project(state, &body).await,
+        (&Method::POST, ["api", "v1", "projects"]) => create_project(state, ctx, &body).await,
         (&Method::GET, ["api", "v1", "admin", "encryption-strategy"]) => {
-            encryption_strategy(state, None).await
+            encryption_strategy(state, ctx, None).await
         }
         (&Method::PATCH, ["api", "v1", "admin", "encryption-strategy"]) => {
-            encryption_strategy(state, Some(&body)).await
+            encryption_strategy(state, ctx, Some(&body)).await
         }
-        (&Method::POST, ["api", "v1", "kms", "keys"]) => create_key(state, &body).await,
-        (&Method::GET, ["api", "v1", "kms", "keys"]) => list_keys(state, &query).await,
+        (&Method::GET, ["api", "v1", "audit"]) => audit_page(state, ctx, &query).await,
+        (&Method::POST, ["api", "v1", "identities"]) => create_identity(state, ctx, &body).await,
+        (&Method::GET, ["api", "v1", "identities"]) => list_identities(state, ctx).await,
+        (&Method::DELETE, ["api", "v1", "identities", id]) => revoke_identity(state, ctx, id).await,
+        (&Method::POST, ["api", "v1", "identities", id, "rotate-token"]) => {
+            rotate_identity_token(state, ctx, id).await
+        }
+        (&Method::POST, ["api", "v1", "kms", "keys"]) => create_key(state, ctx, &body).await,
+        (&Method::GET, ["api", "v1", "kms", "keys"]) => list_keys(state, ctx, &query).await,
         (&Method::GET, ["api", "v1", "kms", "keys", "key-name", name]) => {
-            key_by_name(state, name, &query).await
+            key_by_name(state, ctx, name, &query).await
         }
-        (&Method::GET, ["api", "v1", "kms", "keys", id]) => get_key(state, id).await,
-        (&Method::PATCH, ["api", "v1", "kms", "keys", id]) => update_key(state, id, &body).await,
-        (&Method::DELETE, ["api", "v1", "kms", "keys", id]) => delete_key(state, id).await,
+        (&Method::GET, ["api", "v1", "kms", "keys", id]) => get_key(state, ctx, id).await,
+        (&Method::PATCH, ["api", "v1", "kms", "keys", id]) => {
+            update_key(state, ctx, id, &body).await
+        }
+        (&Method::DELETE, ["api", "v1", "kms", "keys", id]) => {
+            delete_key(state, ctx, id, &query).await
+        }
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "cancel-deletion"]) => {
+            cancel_deletion(state, ctx, id).await
+        }
         (&Method::POST, ["api", "v1", "kms", "keys", id, "encrypt"]) => {
-            encrypt(state, id, &body).await
+            encrypt(state, ctx, id, &body).await
         }
         (&Method::POST, ["api", "v1", "kms", "keys", id, "decrypt"]) => {
-            decrypt(state, id, &body).await
+            decrypt(state, ctx, id, &body).await
         }
-        (&Method::POST, ["api", "v1", "kms", "keys", id, "sign"]) => sign(state, id, &body).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "sign"]) => {
+            sign(state, ctx, id, &body).await
+        }
         (&Method::POST, ["api", "v1", "kms", "keys", id, "verify"]) => {
-            verify(state, id, &body).await
+            verify(state, ctx, id, &body).await
         }
         (&Method::GET, ["api", "v1", "kms", "keys", id, "public-key"]) => {
-            public_key(state, id).await
+            public_key(state, ctx, id).await
         }
         (&Method::GET, ["api", "v1", "kms", "keys", id, "signing-algorithms"]) => {
-            signing_algorithms(state, id).await
+            signing_algorithms(state, ctx, id).await
         }
-        (&Method::POST, ["api", "v1", "kms", "keys", id, "rotate"]) => rotate(state, id).await,
+        (&Method::POST, ["api", "v1", "kms", "keys", id, "rotate"]) => rotate(state, ctx, id).await,
         (&Method::POST, ["api", "v1", "kms", "keys", id, "generate-data-key"]) => {
-            generate_data_key(state, id, &body, false).await
+            generate_data_key(state, ctx, id, &body, false).await
         }
         (
             &Method::POST,
             ["api", "v1", "kms", "keys", id, "generate-data-key-without-plaintext"],
-        ) => generate_data_key(state, id, &body, true).await,
+        ) => generate_data_key(state, ctx, id, &body, true).await,
         (&Method::POST, ["api", "v1", "kms", "keys", id, "re-encrypt"]) => {
-            re_encrypt(state, id, &body).await
+            re_encrypt(state, ctx, id, &body).await
         }
         (_, ["api", "v1", "projects"])
         | (_, ["api", "v1", "admin", "encryption-strategy"])
+        | (_, ["api", "v1", "audit"])
+        | (_, ["api", "v1", "identities", ..])
         | (_, ["api", "v1", "kms", "keys", ..]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -291,6 +442,9 @@ fn key_json(k: &KeyRecord) -> Value {
         "protection": if k.hsm_key_label.is_some() { "hsm" } else { "software" },
         "hsmKeyLabel": k.hsm_key_label,
         "minDecryptionVersion": k.min_decryption_version,
+        "keyState": if k.deletion_date.is_some() { "PendingDeletion" } else if k.is_disabled { "Disabled" } else { "Enabled" },
+        "deletionDate": k.deletion_date,
+        "rotationPeriodDays": k.rotation_period_days,
         "createdAt": k.created_at,
         "updatedAt": k.updated_at,
     })
@@ -302,9 +456,11 @@ struct CreateProject {
     name: String,
 }
 
-async fn create_project(state: &Arc<AppState>, body: &[u8]) -> Reply {
+async fn create_project(state: &Arc<AppState>, ctx: &mut Ctx, body: &[u8]) -> Reply {
+    require_global_admin(&ctx.principal())?;
     let req: CreateProject = parse_json(body)?;
     let p = blocking(state, move |k| k.create_project(&req.name)).await?;
+    ctx.project = Some(p.id);
     Ok((
         StatusCode::OK,
         json!({"project": {"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}}),
@@ -333,11 +489,13 @@ struct CreateKey {
     /// With `hsmKeyLabel`: generate the key under that label if it does not exist.
     #[serde(default)]
     create_if_missing: bool,
+    #[serde(default)]
+    rotation_period_days: Option<u32>,
 }
 
-async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
+async fn create_key(state: &Arc<AppState>, ctx: &mut Ctx, body: &[u8]) -> Reply {
     let req: CreateKey = parse_json(body)?;
-    let project_id = parse_id(&req.project_id, "projectId")?;
+    let project_id = project_for(ctx, &req.project_id, Permission::KeysManage)?;
     let usage_name = req.key_usage.as_deref().unwrap_or("encrypt-decrypt");
     let usage =
         KeyUsage::parse(usage_name).ok_or_else(|| KeyError::UnknownUsage(usage_name.to_owned()))?;
@@ -355,6 +513,7 @@ async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
         usage,
         algorithm,
         customer_fragment_id: req.customer_fragment_id.filter(|s| !s.is_empty()),
+        rotation_period_days: req.rotation_period_days,
         protection: match req.protection.as_deref() {
             None | Some("software") => {
                 if req.hsm_key_label.is_some() || req.create_if_missing {
@@ -378,14 +537,17 @@ async fn create_key(state: &Arc<AppState>, body: &[u8]) -> Reply {
         },
     };
     let key = blocking(state, move |k| k.create_key(new)).await?;
+    ctx.key_id = Some(key.id);
+    ctx.key_version = Some(key.version);
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
 }
 
-async fn list_keys(state: &Arc<AppState>, q: &HashMap<String, String>) -> Reply {
-    let project_id = parse_id(
+async fn list_keys(state: &Arc<AppState>, ctx: &mut Ctx, q: &HashMap<String, String>) -> Reply {
+    let project_id = project_for(
+        ctx,
         q.get("projectId")
             .ok_or_else(|| ApiError::bad_request("invalid_request", "projectId is required"))?,
-        "projectId",
+        Permission::Read,
     )?;
     let number = |name: &str, default: u64| -> Result<u64, ApiError> {
         match q.get(name) {
@@ -442,8 +604,8 @@ async fn list_keys(state: &Arc<AppState>, q: &HashMap<String, String>) -> Reply 
     ))
 }
 
-async fn get_key(state: &Arc<AppState>, id: &str) -> Reply {
-    let id = parse_id(id, "keyId")?;
+async fn get_key(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let id = key_for(state, ctx, id, Permission::Read).await?;
     let (key, versions) = blocking(state, move |k| Ok((k.key(id)?, k.versions(id)?))).await?;
     let mut body = key_json(&key);
     body["versions"] = versions
@@ -453,17 +615,24 @@ async fn get_key(state: &Arc<AppState>, id: &str) -> Reply {
     Ok((StatusCode::OK, json!({"key": body})))
 }
 
-async fn key_by_name(state: &Arc<AppState>, name: &str, q: &HashMap<String, String>) -> Reply {
-    let project_id = parse_id(
+async fn key_by_name(
+    state: &Arc<AppState>,
+    ctx: &mut Ctx,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Reply {
+    let project_id = project_for(
+        ctx,
         q.get("projectId")
             .ok_or_else(|| ApiError::bad_request("invalid_request", "projectId is required"))?,
-        "projectId",
+        Permission::Read,
     )?;
     let name: String = form_urlencoded::parse(format!("n={name}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     let key = blocking(state, move |k| k.key_by_name(project_id, &name)).await?;
+    ctx.key_id = Some(key.id);
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
 }
 
@@ -478,24 +647,59 @@ struct PatchKey {
     is_disabled: Option<bool>,
     #[serde(default)]
     min_decryption_version: Option<u32>,
+    /// A number sets the period; `null` turns automatic rotation off.
+    #[serde(default, deserialize_with = "some_option")]
+    rotation_period_days: Option<Option<u32>>,
 }
 
-async fn update_key(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let id = parse_id(id, "keyId")?;
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn some_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn update_key(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let id = key_for(state, ctx, id, Permission::KeysManage).await?;
     let req: PatchKey = parse_json(body)?;
     let patch = KeyPatch {
         name: req.name,
         description: req.description,
         is_disabled: req.is_disabled,
         min_decryption_version: req.min_decryption_version,
+        rotation_period_days: req.rotation_period_days,
+        deletion_date: None,
     };
     let key = blocking(state, move |k| k.update_key(id, patch)).await?;
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
 }
 
-async fn delete_key(state: &Arc<AppState>, id: &str) -> Reply {
-    let id = parse_id(id, "keyId")?;
-    let key = blocking(state, move |k| k.delete_key(id)).await?;
+/// Schedules the key's destruction after `pendingWindowDays` (7 to 30, default 30).
+async fn delete_key(
+    state: &Arc<AppState>,
+    ctx: &mut Ctx,
+    id: &str,
+    q: &HashMap<String, String>,
+) -> Reply {
+    let id = key_for(state, ctx, id, Permission::KeysManage).await?;
+    let days = match q.get("pendingWindowDays") {
+        None => crate::keys::DELETION_WINDOW_DAYS.2,
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                "pendingWindowDays must be a whole number of days",
+            )
+        })?,
+    };
+    let key = blocking(state, move |k| k.schedule_deletion(id, days)).await?;
+    Ok((StatusCode::OK, json!({"key": key_json(&key)})))
+}
+
+async fn cancel_deletion(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let id = key_for(state, ctx, id, Permission::KeysManage).await?;
+    let key = blocking(state, move |k| k.cancel_deletion(id)).await?;
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
 }
 
@@ -507,8 +711,8 @@ struct Encrypt {
     encryption_context: Option<BTreeMap<String, String>>,
 }
 
-async fn encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let id = parse_id(id, "keyId")?;
+async fn encrypt(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let id = key_for(state, ctx, id, Permission::Encrypt).await?;
     let req: Encrypt = parse_json(body)?;
     let max = state.limits.max_plaintext_bytes;
     if req.plaintext.len() > max.div_ceil(3) * 4 + 4 {
@@ -526,6 +730,7 @@ async fn encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
     }
     let context = req.encryption_context.unwrap_or_default();
     let ct = blocking(state, move |k| k.encrypt(id, &plaintext, &context)).await?;
+    ctx.key_version = ct_version(&ct);
     Ok((StatusCode::OK, json!({"ciphertext": B64.encode(ct)})))
 }
 
@@ -545,10 +750,11 @@ struct Decrypt {
     encryption_context: Option<BTreeMap<String, String>>,
 }
 
-async fn decrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let id = parse_id(id, "keyId")?;
+async fn decrypt(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let id = key_for(state, ctx, id, Permission::Decrypt).await?;
     let req: Decrypt = parse_json(body)?;
     let ct = decode_b64("ciphertext", &req.ciphertext)?;
+    ctx.key_version = ct_version(&ct);
     let context = req.encryption_context.unwrap_or_default();
     let pt = blocking(state, move |k| k.decrypt(id, &ct, &context)).await?;
     Ok((
@@ -566,8 +772,8 @@ struct Sign {
     is_digest: bool,
 }
 
-async fn sign(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let key_id = parse_id(id, "keyId")?;
+async fn sign(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let key_id = key_for(state, ctx, id, Permission::Sign).await?;
     let req: Sign = parse_json(body)?;
     let data = decode_b64("data", &req.data)?;
     let alg = req.signing_algorithm.clone();
@@ -599,8 +805,8 @@ struct Verify {
     is_digest: bool,
 }
 
-async fn verify(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let key_id = parse_id(id, "keyId")?;
+async fn verify(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let key_id = key_for(state, ctx, id, Permission::Verify).await?;
     let req: Verify = parse_json(body)?;
     let data = decode_b64("data", &req.data)?;
     let sig = decode_b64("signature", &req.signature)?;
@@ -624,9 +830,10 @@ async fn verify(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
     ))
 }
 
-async fn rotate(state: &Arc<AppState>, id: &str) -> Reply {
-    let id = parse_id(id, "keyId")?;
+async fn rotate(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let id = key_for(state, ctx, id, Permission::KeysManage).await?;
     let key = blocking(state, move |k| k.rotate(id)).await?;
+    ctx.key_version = Some(key.version);
     Ok((StatusCode::OK, json!({"key": key_json(&key)})))
 }
 
@@ -642,11 +849,12 @@ struct DataKey {
 
 async fn generate_data_key(
     state: &Arc<AppState>,
+    ctx: &mut Ctx,
     id: &str,
     body: &[u8],
     without_plaintext: bool,
 ) -> Reply {
-    let key_id = parse_id(id, "keyId")?;
+    let key_id = key_for(state, ctx, id, Permission::Encrypt).await?;
     let req: DataKey = parse_json(body)?;
     let len = match req.key_spec.as_str() {
         "AES_256" => 32,
@@ -661,6 +869,7 @@ async fn generate_data_key(
     let context = req.encryption_context.unwrap_or_default();
     let (plaintext, blob) =
         blocking(state, move |k| k.generate_data_key(key_id, len, &context)).await?;
+    ctx.key_version = ct_version(&blob);
     let mut out = json!({"ciphertextBlob": B64.encode(blob), "keyId": key_id.to_string(), "keySpec": req.key_spec});
     if !(without_plaintext || req.without_plaintext) {
         out["plaintext"] = B64.encode(plaintext.as_slice()).into();
@@ -682,13 +891,26 @@ struct ReEncrypt {
 
 /// Moves a ciphertext to the newest version of its key (or to another key) without
 /// returning the plaintext.
-async fn re_encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
-    let source = parse_id(id, "keyId")?;
+async fn re_encrypt(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Reply {
+    let source = key_for(state, ctx, id, Permission::Decrypt).await?;
     let req: ReEncrypt = parse_json(body)?;
     let ct = decode_b64("ciphertext", &req.ciphertext)?;
+    ctx.key_version = ct_version(&ct);
     let destination = match &req.destination_key_id {
-        Some(d) => parse_id(d, "destinationKeyId")?,
-        None => source,
+        Some(d) => {
+            // Checked with a scratch context: the record names the source key.
+            let mut dest = Ctx {
+                principal: ctx.principal.clone(),
+                ..Ctx::default()
+            };
+            let d = key_for(state, &mut dest, d, Permission::Encrypt).await?;
+            ctx.target = Some(format!("destination key {d}"));
+            d
+        }
+        None => {
+            require(&ctx.principal(), Permission::Encrypt)?;
+            source
+        }
     };
     let context = req.encryption_context.unwrap_or_default();
     let dest_context = req
@@ -705,14 +927,14 @@ async fn re_encrypt(state: &Arc<AppState>, id: &str, body: &[u8]) -> Reply {
     ))
 }
 
-async fn public_key(state: &Arc<AppState>, id: &str) -> Reply {
-    let key_id = parse_id(id, "keyId")?;
+async fn public_key(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let key_id = key_for(state, ctx, id, Permission::Read).await?;
     let der = blocking(state, move |k| k.public_key(key_id)).await?;
     Ok((StatusCode::OK, json!({"publicKey": B64.encode(der)})))
 }
 
-async fn signing_algorithms(state: &Arc<AppState>, id: &str) -> Reply {
-    let key_id = parse_id(id, "keyId")?;
+async fn signing_algorithms(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let key_id = key_for(state, ctx, id, Permission::Read).await?;
     let algs = blocking(state, move |k| k.signing_algorithms(key_id)).await?;
     Ok((StatusCode::OK, json!({"signingAlgorithms": algs})))
 }
@@ -725,7 +947,8 @@ struct SetStrategy {
 
 /// GET shows the root encryption strategy; PATCH `{strategy}` switches it (admin only:
 /// today every token is the bootstrap admin token).
-async fn encryption_strategy(state: &Arc<AppState>, body: Option<&[u8]>) -> Reply {
+async fn encryption_strategy(state: &Arc<AppState>, ctx: &mut Ctx, body: Option<&[u8]>) -> Reply {
+    require_global_admin(&ctx.principal())?;
     let to = match body {
         None => None,
         Some(b) => {
@@ -760,6 +983,272 @@ async fn encryption_strategy(state: &Arc<AppState>, body: Option<&[u8]>) -> Repl
     Ok((
         StatusCode::OK,
         json!({"strategy": status.strategy.as_str(), "wrapping": status.detail, "changed": changed.unwrap_or(false)}),
+    ))
+}
+
+fn identity_json(r: &IdentityRecord) -> Value {
+    let permissions: Vec<&str> = r.role.split(',').collect();
+    json!({
+        "id": r.id.to_string(),
+        "name": r.name,
+        "projectId": r.project_id.map(|p| p.to_string()),
+        "role": if permissions.len() == 1 { Some(permissions[0]) } else { None },
+        "permissions": permissions,
+        "createdAt": r.created_at,
+        "expiresAt": r.expires_at,
+        "revokedAt": r.revoked_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateIdentity {
+    name: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    /// RFC 3339; the token is refused from then on.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// `POST /api/v1/identities`: a new identity and its token, shown only in this answer.
+async fn create_identity(state: &Arc<AppState>, ctx: &mut Ctx, body: &[u8]) -> Reply {
+    let caller = ctx.principal();
+    require(&caller, Permission::Admin)?;
+    let req: CreateIdentity = parse_json(body)?;
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    let mut names: Vec<&str> = req
+        .permissions
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    names.extend(req.role.as_deref());
+    let permissions =
+        parse_permissions(&names).map_err(|m| ApiError::bad_request("invalid_role", m))?;
+    let project_id = match &req.project_id {
+        Some(p) => {
+            let id = project_for(ctx, p, Permission::Admin)?;
+            blocking(state, move |k| {
+                k.store().project(id).map_err(KeyError::from)
+            })
+            .await?
+            .ok_or(KeyError::ProjectNotFound)?;
+            Some(id)
+        }
+        None => {
+            require_global_admin(&caller)?;
+            if permissions.iter().any(|p| *p != Permission::Admin) {
+                return Err(ApiError::bad_request(
+                    "invalid_role",
+                    "an identity without projectId is an administrator of every project: its role must be admin",
+                ));
+            }
+            None
+        }
+    };
+    if let Some(e) = &req.expires_at {
+        match crate::keys::parse_time(e) {
+            Some(t) if t > crate::keys::parse_time(&crate::keys::now_rfc3339()).unwrap_or(0) => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "expiresAt must be in the future",
+                ))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "expiresAt must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z",
+                ))
+            }
+        }
+    }
+    let random = state.keys.random().clone();
+    let token =
+        super::auth::new_token(&random).map_err(|e| ApiError::from(KeyError::Internal(e)))?;
+    let id = uuid::Builder::from_random_bytes(random.array().map_err(KeyError::from)?).into_uuid();
+    let record = IdentityRecord {
+        id,
+        name,
+        project_id,
+        role: permissions_string(&permissions),
+        token_sha256: super::auth::token_sha256(&token),
+        created_at: crate::keys::now_rfc3339(),
+        expires_at: req.expires_at,
+        revoked_at: None,
+    };
+    let stored = record.clone();
+    blocking(state, move |k| {
+        k.store().create_identity(&stored).map_err(KeyError::from)
+    })
+    .await?;
+    ctx.target = Some(format!("identity {id}"));
+    Ok((
+        StatusCode::OK,
+        json!({"identity": identity_json(&record), "token": token.as_str()}),
+    ))
+}
+
+/// The identities the caller administers.
+async fn list_identities(state: &Arc<AppState>, ctx: &mut Ctx) -> Reply {
+    let caller = ctx.principal();
+    require(&caller, Permission::Admin)?;
+    let all = blocking(state, |k| k.store().identities().map_err(KeyError::from)).await?;
+    let visible: Vec<Value> = all
+        .iter()
+        .filter(|r| {
+            caller.is_global_admin() || (r.project_id.is_some() && r.project_id == caller.project)
+        })
+        .map(identity_json)
+        .collect();
+    Ok((StatusCode::OK, json!({"identities": visible})))
+}
+
+/// An identity the caller administers, else 404.
+async fn administered_identity(
+    state: &Arc<AppState>,
+    ctx: &mut Ctx,
+    id: &str,
+) -> Result<IdentityRecord, ApiError> {
+    let caller = ctx.principal();
+    let id = parse_id(id, "identityId")?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "identity_not_found",
+            "identity not found",
+        )
+    };
+    let record = blocking(state, move |k| {
+        k.store().identity(id).map_err(KeyError::from)
+    })
+    .await?
+    .ok_or_else(not_found)?;
+    let own = caller.id == record.id;
+    let administered = caller.is_global_admin()
+        || (caller.has(Permission::Admin)
+            && record.project_id.is_some()
+            && record.project_id == caller.project);
+    if !own && !administered {
+        return Err(if caller.has(Permission::Admin) {
+            not_found()
+        } else {
+            require(&caller, Permission::Admin).unwrap_err()
+        });
+    }
+    ctx.project = record.project_id;
+    ctx.target = Some(format!("identity {id}"));
+    Ok(record)
+}
+
+/// `DELETE /api/v1/identities/{id}`: revokes the identity's token (at once on this
+/// gateway; within the identity cache's 5 s on others).
+async fn revoke_identity(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let record = administered_identity(state, ctx, id).await?;
+    require(&ctx.principal(), Permission::Admin)?;
+    let id = record.id;
+    let revoked = blocking(state, move |k| {
+        k.store()
+            .revoke_identity(id, &crate::keys::now_rfc3339())
+            .map_err(KeyError::from)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "identity_not_found",
+            "identity not found",
+        )
+    })?;
+    state.auth.forget();
+    Ok((StatusCode::OK, json!({"identity": identity_json(&revoked)})))
+}
+
+/// `POST /api/v1/identities/{id}/rotate-token`: a new token for the identity (its own,
+/// or one the caller administers); the old one stops working.
+async fn rotate_identity_token(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Reply {
+    let record = administered_identity(state, ctx, id).await?;
+    if record.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "identity_revoked",
+            "a revoked identity gets no new token",
+        ));
+    }
+    let token = super::auth::new_token(state.keys.random())
+        .map_err(|e| ApiError::from(KeyError::Internal(e)))?;
+    let digest = super::auth::token_sha256(&token);
+    let id = record.id;
+    let updated = blocking(state, move |k| {
+        k.store()
+            .set_identity_token(id, &digest)
+            .map_err(KeyError::from)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "identity_revoked",
+            "a revoked identity gets no new token",
+        )
+    })?;
+    state.auth.forget();
+    Ok((
+        StatusCode::OK,
+        json!({"identity": identity_json(&updated), "token": token.as_str()}),
+    ))
+}
+
+/// `GET /api/v1/audit?after=N&limit=M`: committed audit records in order.
+async fn audit_page(state: &Arc<AppState>, ctx: &mut Ctx, q: &HashMap<String, String>) -> Reply {
+    require_global_admin(&ctx.principal())?;
+    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+    };
+    let after = number("after", 0)?;
+    let limit = number("limit", 100)?;
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let rows = blocking(state, move |k| {
+        k.store()
+            .audit_records(after, limit as u32)
+            .map_err(KeyError::from)
+    })
+    .await?;
+    let next = rows.last().map_or(after, |r| r.seq);
+    let records = rows
+        .iter()
+        .map(|r| {
+            crate::audit::AuditEntry::from_row(r)
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(KeyError::from)?;
+    Ok((
+        StatusCode::OK,
+        json!({"records": records, "nextAfter": next}),
     ))
 }
 

@@ -86,6 +86,11 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &api::default_token_path(&settings.store.url),
         &random,
     )?;
+    let audit = crate::audit::AuditLog::start(
+        store.clone(),
+        &irk,
+        crate::audit::Stream::parse(settings.audit.stream.as_deref()),
+    );
     let keys = Arc::new(KeyService::new(
         store,
         fragments,
@@ -105,7 +110,23 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         root_encryption_key: rek,
         mechanism: settings.root.mechanism(),
     };
-    let state = Arc::new(AppState::new(keys, auth, hsm.clone(), limits, root_admin));
+    let sweeper_keys = keys.clone();
+    let sweeper_audit = audit.clone();
+    let state = Arc::new(AppState::new(
+        keys,
+        auth,
+        hsm.clone(),
+        limits,
+        root_admin,
+        audit,
+    ));
+    let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
+    std::thread::Builder::new()
+        .name("lifecycle".into())
+        .spawn(move || loop {
+            sweep(&sweeper_keys, &sweeper_audit);
+            std::thread::sleep(interval);
+        })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -126,6 +147,39 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         h.shutdown();
     }
     result
+}
+
+/// One pass of the lifecycle sweeper: destroys keys whose deletion date passed and
+/// rotates keys whose rotation period elapsed, each with an audit record.
+fn sweep(keys: &KeyService, audit: &crate::audit::AuditLog) {
+    let actions = match keys.sweep() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "lifecycle sweep failed; next pass retries");
+            return;
+        }
+    };
+    for a in actions {
+        let event = crate::audit::AuditEvent {
+            time: crate::keys::now_rfc3339(),
+            source: "system".into(),
+            project_id: Some(a.key.project_id.to_string()),
+            key_id: Some(a.key.id.to_string()),
+            key_version: a.result.as_ref().ok().copied(),
+            operation: format!("lifecycle {}", a.operation),
+            outcome: match &a.result {
+                Ok(_) => "ok".into(),
+                Err(e) => {
+                    tracing::warn!(key_id = %a.key.id, operation = a.operation, error = %e, "lifecycle action failed");
+                    "failed".into()
+                }
+            },
+            ..Default::default()
+        };
+        if let Err(e) = audit.record_blocking(&event) {
+            tracing::error!(error = %e, "audit record of a lifecycle action not written");
+        }
+    }
 }
 
 /// SIGHUP reloads the TLS certificate and key from their files (the old pair stays in use

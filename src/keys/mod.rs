@@ -117,6 +117,10 @@ pub enum KeyError {
     UnknownUsage(String),
     #[error("the key is disabled")]
     KeyDisabled,
+    #[error("the key is pending deletion; cancel the deletion to use it")]
+    PendingDeletion,
+    #[error("the key is not pending deletion")]
+    NotPendingDeletion,
     #[error("this key's usage is {usage}; it cannot {operation}")]
     WrongUsage {
         usage: &'static str,
@@ -180,6 +184,8 @@ pub struct NewKey {
     pub algorithm: Algorithm,
     pub customer_fragment_id: Option<String>,
     pub protection: Protection,
+    /// Automatic rotation period in days (software encrypt-decrypt keys only).
+    pub rotation_period_days: Option<u32>,
 }
 
 /// Where a key's material lives.
@@ -212,6 +218,48 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// Shortest and longest pending window of a scheduled deletion, and the default.
+pub const DELETION_WINDOW_DAYS: (u32, u32, u32) = (7, 30, 30);
+/// Longest automatic rotation period (ten years).
+const MAX_ROTATION_DAYS: u32 = 3650;
+
+fn check_rotation_period(days: u32, algorithm: Algorithm, hsm: bool) -> Result<(), KeyError> {
+    if algorithm.usage() != KeyUsage::EncryptDecrypt || hsm {
+        return Err(KeyError::NotSupported(
+            "automatic rotation is for software encrypt-decrypt keys only".into(),
+        ));
+    }
+    if days == 0 || days > MAX_ROTATION_DAYS {
+        return Err(KeyError::InvalidInput(format!(
+            "rotationPeriodDays must be between 1 and {MAX_ROTATION_DAYS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+pub fn parse_time(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|d| d.unix_timestamp())
+}
+
+/// RFC 3339 (UTC) of now plus `seconds`.
+pub fn rfc3339_in(seconds: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// What the lifecycle sweeper did to one key.
+#[derive(Debug)]
+pub struct SweepAction {
+    pub key: KeyRecord,
+    /// `destroy` or `rotate`.
+    pub operation: &'static str,
+    pub result: Result<u32, String>,
 }
 
 fn check_name(name: &str) -> Result<(), KeyError> {
@@ -313,6 +361,9 @@ impl KeyService {
     pub fn create_key(&self, req: NewKey) -> Result<KeyRecord, KeyError> {
         check_name(&req.name)?;
         check_description(&req.description)?;
+        if let Some(days) = req.rotation_period_days {
+            check_rotation_period(days, req.algorithm, req.protection != Protection::Software)?;
+        }
         if req.algorithm.usage() != req.usage {
             return Err(KeyError::InvalidInput(format!(
                 "algorithm {} is for {} keys, not {}",
@@ -392,6 +443,8 @@ impl KeyService {
             customer_fragment_id: fragment,
             hsm_key_label,
             min_decryption_version: 1,
+            deletion_date: None,
+            rotation_period_days: req.rotation_period_days,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -439,6 +492,13 @@ impl KeyService {
         if let Some(d) = &patch.description {
             check_description(d)?;
         }
+        if let Some(Some(days)) = patch.rotation_period_days {
+            let key = self.key(id)?;
+            check_rotation_period(days, stored_algorithm(&key)?, key.hsm_key_label.is_some())?;
+        }
+        if patch.is_disabled == Some(false) && self.key(id)?.deletion_date.is_some() {
+            return Err(KeyError::PendingDeletion);
+        }
         if let Some(min) = patch.min_decryption_version {
             let key = self.key(id)?;
             if min == 0 || min > key.version {
@@ -458,14 +518,94 @@ impl KeyService {
             .ok_or(KeyError::KeyNotFound)
     }
 
-    pub fn delete_key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+    /// Schedules the destruction of a key in `days` (7 to 30); meanwhile it refuses use.
+    pub fn schedule_deletion(&self, id: Uuid, days: u32) -> Result<KeyRecord, KeyError> {
+        let (min, max, _) = DELETION_WINDOW_DAYS;
+        if !(min..=max).contains(&days) {
+            return Err(KeyError::InvalidInput(format!(
+                "pendingWindowDays must be between {min} and {max}"
+            )));
+        }
+        if self.key(id)?.deletion_date.is_some() {
+            return Err(KeyError::PendingDeletion);
+        }
+        let patch = KeyPatch {
+            deletion_date: Some(Some(rfc3339_in(i64::from(days) * 86_400))),
+            ..KeyPatch::default()
+        };
+        let key = self
+            .store
+            .update_key(id, &patch, &now_rfc3339())?
+            .ok_or(KeyError::KeyNotFound)?;
+        self.cache.forget_key(id);
+        tracing::info!(key_id = %id, days, "scheduled key deletion");
+        Ok(key)
+    }
+
+    pub fn cancel_deletion(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+        if self.key(id)?.deletion_date.is_none() {
+            return Err(KeyError::NotPendingDeletion);
+        }
+        let patch = KeyPatch {
+            deletion_date: Some(None),
+            ..KeyPatch::default()
+        };
+        let key = self
+            .store
+            .update_key(id, &patch, &now_rfc3339())?
+            .ok_or(KeyError::KeyNotFound)?;
+        tracing::info!(key_id = %id, "cancelled key deletion");
+        Ok(key)
+    }
+
+    /// Destroys keys whose deletion date has passed and rotates keys whose rotation
+    /// period has elapsed. Several gateways may sweep at once: a rotation another one
+    /// made first is a conflict here and is skipped.
+    pub fn sweep(&self) -> Result<Vec<SweepAction>, KeyError> {
+        let now = parse_time(&now_rfc3339()).unwrap_or_default();
+        let mut actions = Vec::new();
+        for (key, newest_at) in self.store.lifecycle_candidates()? {
+            if let Some(date) = &key.deletion_date {
+                if parse_time(date).is_some_and(|d| d <= now) {
+                    let result = self
+                        .destroy_key(key.id)
+                        .map(|k| k.version)
+                        .map_err(|e| e.to_string());
+                    actions.push(SweepAction {
+                        key,
+                        operation: "destroy",
+                        result,
+                    });
+                }
+                continue;
+            }
+            let (Some(days), false) = (key.rotation_period_days, key.is_disabled) else {
+                continue;
+            };
+            let due = parse_time(&newest_at).is_some_and(|at| now - at >= i64::from(days) * 86_400);
+            if due {
+                match self.rotate(key.id) {
+                    Err(KeyError::Conflict(_)) => {} // rotated by another gateway meanwhile
+                    r => actions.push(SweepAction {
+                        key,
+                        operation: "rotate",
+                        result: r.map(|k| k.version).map_err(|e| e.to_string()),
+                    }),
+                }
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Removes a key and its wrapped material for good (and its HSM object).
+    pub fn destroy_key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
         let key = self.store.delete_key(id)?.ok_or(KeyError::KeyNotFound)?;
         self.cache.forget_key(id);
         if let Some(label) = &key.hsm_key_label {
             let destroyed = self.hsm()?.destroy_resident(label)?;
             tracing::info!(key_id = %id, label = %label, objects = destroyed, "destroyed the HSM-resident key");
         }
-        tracing::info!(key_id = %id, "deleted key");
+        tracing::info!(key_id = %id, "destroyed key");
         Ok(key)
     }
 
@@ -477,6 +617,9 @@ impl KeyService {
             return Err(KeyError::NotSupported(
                 "HSM-resident keys cannot be rotated yet; create a new key".into(),
             ));
+        }
+        if key.deletion_date.is_some() {
+            return Err(KeyError::PendingDeletion);
         }
         if key.is_disabled {
             return Err(KeyError::KeyDisabled);
@@ -576,6 +719,9 @@ impl KeyService {
                 usage: algorithm.usage().as_str(),
                 operation,
             });
+        }
+        if key.deletion_date.is_some() {
+            return Err(KeyError::PendingDeletion);
         }
         if key.is_disabled {
             return Err(KeyError::KeyDisabled);

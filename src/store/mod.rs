@@ -58,6 +58,10 @@ pub struct KeyRecord {
     pub hsm_key_label: Option<String>,
     /// Ciphertexts of versions below this are refused (1 = all versions decrypt).
     pub min_decryption_version: u32,
+    /// RFC 3339: when set, the key is pending deletion and is destroyed at that time.
+    pub deletion_date: Option<String>,
+    /// Automatic rotation: a new version when the newest is this many days old.
+    pub rotation_period_days: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -117,6 +121,10 @@ pub struct KeyPatch {
     pub description: Option<String>,
     pub is_disabled: Option<bool>,
     pub min_decryption_version: Option<u32>,
+    /// `Some(None)` clears the rotation period.
+    pub rotation_period_days: Option<Option<u32>>,
+    /// `Some(Some(date))` schedules deletion, `Some(None)` cancels it.
+    pub deletion_date: Option<Option<String>>,
 }
 
 /// Persistence of the gateway. Implementations must make each call atomic: a crash at
@@ -163,26 +171,69 @@ pub trait KeyStore: Send + Sync + 'static {
     /// `(version, created_at)` of every version of a key, oldest first.
     fn key_versions(&self, key_id: Uuid) -> StoreResult<Vec<(u32, String)>>;
 
+    /// Every key pending deletion or with a rotation period, with the creation time of
+    /// its newest version (for the lifecycle sweeper).
+    fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>>;
+
     /// Conflict if the token hash is already used.
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()>;
+    fn identity(&self, id: Uuid) -> StoreResult<Option<IdentityRecord>>;
     /// The identity whose token has this SHA-256, revoked or not.
     fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>>;
     fn identities(&self) -> StoreResult<Vec<IdentityRecord>>;
     /// Sets `revoked_at` (once); returns the identity, `None` if absent.
     fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>>;
+    /// Replaces the token hash of an identity that is not revoked; `None` if there is no
+    /// such identity (or it is revoked).
+    fn set_identity_token(
+        &self,
+        id: Uuid,
+        token_sha256: &[u8; 32],
+    ) -> StoreResult<Option<IdentityRecord>>;
+
+    /// Appends `records` (canonical JSON) to the audit chain in one transaction: each
+    /// gets the next sequence number and `chain.link` of the previous hash; the head is
+    /// then replaced by the last one with `chain.seal`. Returns the last sequence number.
+    fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64>;
+    /// Up to `limit` records with `seq > after`, in order.
+    fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
 
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
 }
 
+/// How the audit chain links and seals records (the store only persists them).
+pub trait AuditChain {
+    /// The hash of record `seq` given the previous record's hash (zeros for the first).
+    fn link(&self, previous: &[u8; 32], seq: u64, record: &str) -> [u8; 32];
+    /// The MAC of the chain head.
+    fn seal(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: u64,
+    pub record: String,
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub mac: Vec<u8>,
+}
+
 /// A machine identity: a bearer token (stored only as its SHA-256) bound to one project
-/// with a role.
+/// (or, for an administrator, to all: `None`) with permissions.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IdentityRecord {
     pub id: Uuid,
     pub name: String,
-    pub project_id: Uuid,
-    /// `admin`, `keys:manage`, `encrypt`, `decrypt`, `sign`, `verify` or `read`.
+    pub project_id: Option<Uuid>,
+    /// Comma-separated permissions: `admin`, `keys:manage`, `encrypt`, `decrypt`,
+    /// `sign`, `verify`, `read`.
     pub role: String,
     pub token_sha256: [u8; 32],
     pub created_at: String,

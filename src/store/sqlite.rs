@@ -14,8 +14,8 @@ use rusqlite::{
 use uuid::Uuid;
 
 use super::{
-    Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy,
-    ProjectRecord, StoreError, StoreResult,
+    AuditChain, AuditHead, AuditRow, Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore,
+    KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreResult,
 };
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -68,22 +68,37 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX keys_by_hsm_label ON keys (hsm_key_label);",
     // 3: key rotation's lower bound for decryption.
     "ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1;",
-    // 4: machine identities (tokens stored as SHA-256 only).
+    // 4: machine identities (tokens stored as SHA-256 only); no project = all projects.
     "CREATE TABLE identities (
          id           TEXT PRIMARY KEY,
          name         TEXT NOT NULL,
-         project_id   TEXT NOT NULL REFERENCES projects (id),
+         project_id   TEXT REFERENCES projects (id),
          role         TEXT NOT NULL,
          token_sha256 BLOB NOT NULL UNIQUE,
          created_at   TEXT NOT NULL,
          expires_at   TEXT,
          revoked_at   TEXT
      );",
+    // 5: the hash-chained audit log and its MACed head (one row).
+    "CREATE TABLE audit (
+         seq    INTEGER PRIMARY KEY,
+         record TEXT NOT NULL,
+         hash   BLOB NOT NULL
+     );
+     CREATE TABLE audit_head (
+         one  INTEGER PRIMARY KEY CHECK (one = 1),
+         seq  INTEGER NOT NULL,
+         hash BLOB NOT NULL,
+         mac  BLOB NOT NULL
+     );",
+    // 6: key lifecycle: scheduled deletion and automatic rotation.
+    "ALTER TABLE keys ADD COLUMN deletion_date TEXT;
+     ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;",
 ];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label, min_decryption_version";
+                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days";
 
 /// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
 /// reads use a few others and see the last committed state.
@@ -317,6 +332,8 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         updated_at: row.get(11)?,
         hsm_key_label: row.get(12)?,
         min_decryption_version: row.get(13)?,
+        deletion_date: row.get(14)?,
+        rotation_period_days: row.get(15)?,
     })
 }
 
@@ -379,7 +396,11 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
     Ok(IdentityRecord {
         id: uuid_at(row, 0)?,
         name: row.get(1)?,
-        project_id: uuid_at(row, 2)?,
+        project_id: row
+            .get::<_, Option<String>>(2)?
+            .map(|t| Uuid::parse_str(&t))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?,
         role: row.get(3)?,
         token_sha256,
         created_at: row.get(5)?,
@@ -396,7 +417,7 @@ impl KeyStore for SqliteStore {
             params![
                 identity.id.to_string(),
                 identity.name,
-                identity.project_id.to_string(),
+                identity.project_id.map(|p| p.to_string()),
                 identity.role,
                 identity.token_sha256.to_vec(),
                 identity.created_at,
@@ -423,6 +444,146 @@ impl KeyStore for SqliteStore {
         stmt.query_row([token_sha256.to_vec()], identity_from_row)
             .optional()
             .map_err(map_err)
+    }
+
+    fn identity(&self, id: Uuid) -> StoreResult<Option<IdentityRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?1"
+            ))
+            .map_err(map_err)?;
+        stmt.query_row([id.to_string()], identity_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn set_identity_token(
+        &self,
+        id: Uuid,
+        token_sha256: &[u8; 32],
+    ) -> StoreResult<Option<IdentityRecord>> {
+        let conn = self.writer();
+        conn.query_row(
+            &format!(
+                "UPDATE identities SET token_sha256 = ?2 WHERE id = ?1 AND revoked_at IS NULL \
+                 RETURNING {IDENTITY_COLUMNS}"
+            ),
+            params![id.to_string(), token_sha256.to_vec()],
+            identity_from_row,
+        )
+        .optional()
+        .map_err(|err| match sqlite_code(&err) {
+            Some(ffi::ErrorCode::ConstraintViolation) => {
+                StoreError::Conflict("the new token is already in use".into())
+            }
+            _ => map_err(err),
+        })
+    }
+
+    fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let head: Option<(u64, Vec<u8>)> = tx
+            .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(map_err)?;
+        let (mut seq, mut hash) = match head {
+            None => (0u64, [0u8; 32]),
+            Some((seq, h)) => (
+                seq,
+                h.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("audit head hash is not 32 bytes".into()))?,
+            ),
+        };
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO audit (seq, record, hash) VALUES (?1, ?2, ?3)")
+                .map_err(map_err)?;
+            for record in records {
+                seq += 1;
+                hash = chain.link(&hash, seq, record);
+                insert
+                    .execute(params![seq, record, hash.to_vec()])
+                    .map_err(map_err)?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO audit_head (one, seq, hash, mac) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+            params![seq, hash.to_vec(), chain.seal(seq, &hash)],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(seq)
+    }
+
+    fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, record, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                let hash: Vec<u8> = r.get(2)?;
+                Ok(AuditRow {
+                    seq: r.get(0)?,
+                    record: r.get(1)?,
+                    hash: hash.as_slice().try_into().unwrap_or([0u8; 32]),
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
+        let conn = self.reader();
+        let head: Option<(u64, Vec<u8>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT seq, hash, mac FROM audit_head WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(map_err)?;
+        head.map(|(seq, hash, mac)| {
+            Ok(AuditHead {
+                seq,
+                hash: hash
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("audit head hash is not 32 bytes".into()))?,
+                mac,
+            })
+        })
+        .transpose()
+    }
+
+    fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {
+        let conn = self.reader();
+        let cols = KEY_COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {cols}, v.created_at FROM keys k \
+                 JOIN key_versions v ON v.key_id = k.id AND v.version = k.version \
+                 WHERE k.deletion_date IS NOT NULL OR k.rotation_period_days IS NOT NULL"
+            ))
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((key_from_row(r)?, r.get(16)?)))
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
@@ -532,7 +693,7 @@ impl KeyStore for SqliteStore {
             }
         }
         tx.execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 key.id.to_string(),
                 key.project_id.to_string(),
@@ -548,6 +709,8 @@ impl KeyStore for SqliteStore {
                 key.updated_at,
                 key.hsm_key_label,
                 key.min_decryption_version,
+                key.deletion_date,
+                key.rotation_period_days,
             ],
         )
         .map_err(|err| match constraint(&err) {
@@ -641,7 +804,9 @@ impl KeyStore for SqliteStore {
         let sql = format!(
             "UPDATE keys SET name = coalesce(?2, name), description = coalesce(?3, description), \
              is_disabled = coalesce(?4, is_disabled), \
-             min_decryption_version = coalesce(?6, min_decryption_version), updated_at = ?5 \
+             min_decryption_version = coalesce(?6, min_decryption_version), updated_at = ?5, \
+             rotation_period_days = CASE WHEN ?7 THEN ?8 ELSE rotation_period_days END, \
+             deletion_date = CASE WHEN ?9 THEN ?10 ELSE deletion_date END \
              WHERE id = ?1 RETURNING {KEY_COLUMNS}"
         );
         conn.query_row(
@@ -652,7 +817,11 @@ impl KeyStore for SqliteStore {
                 patch.description,
                 patch.is_disabled,
                 updated_at,
-                patch.min_decryption_version
+                patch.min_decryption_version,
+                patch.rotation_period_days.is_some(),
+                patch.rotation_period_days.flatten(),
+                patch.deletion_date.is_some(),
+                patch.deletion_date.clone().flatten(),
             ],
             key_from_row,
         )

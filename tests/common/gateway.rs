@@ -277,6 +277,60 @@ impl Gateway {
         )
     }
 
+    /// Sends a request with another bearer token (`None`: no Authorization header).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The bootstrap admin token this harness uses.
+    pub fn bootstrap_token(&self) -> &str {
+        &self.bearer
+    }
+
+    /// Runs SQL on the gateway's SQLite store (to make time pass, or to tamper with it as
+    /// an attacker with access to the database would). Returns the rows changed.
+    pub fn sql(&self, sql: &str) -> usize {
+        let conn = rusqlite::Connection::open(self.dir.join("data/kms-gateway.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute(sql, []).unwrap()
+    }
+
+    /// Polls `GET path` until it answers `status` (at most `secs` seconds).
+    pub async fn wait_for_status(&self, path: &str, status: u16, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (s, b) = self.get(path).await;
+            if s == status {
+                return b;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} still answers {s} after {secs} s: {b}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }

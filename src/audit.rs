@@ -1,0 +1,327 @@
+//! The tamper-evident audit log (docs/SECURITY.md). Every API call and admin command
+//! appends one record to the key store. Records are hash-chained:
+//! `hash(n) = SHA-256("kms-gateway/v1/audit" ‖ hash(n-1) ‖ be64(n) ‖ record)` with 32
+//! zero bytes before the first, and the head `(n, hash(n))` carries
+//! `HMAC-SHA256(K_audit, "kms-gateway/v1/audit-head" ‖ be64(n) ‖ hash(n))`, where
+//! `K_audit = HKDF-SHA256(IRK, info "kms-gateway/v1/audit-mac")`. Whoever edits, drops or
+//! reorders records must recompute the chain, and cannot MAC the new head without the
+//! instance root key (which, with the `hsm` root strategy, only the HSM unwraps).
+//!
+//! Appends go through one writer thread that commits what has queued up in one
+//! transaction (group commit), so that a busy gateway pays one disk sync per batch.
+//! A caller waits for its record to be committed; if it cannot be, the caller fails.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::store::{AuditChain, AuditHead, AuditRow, KeyStore, StoreError};
+
+const LINK_DOMAIN: &[u8] = b"kms-gateway/v1/audit";
+const HEAD_DOMAIN: &[u8] = b"kms-gateway/v1/audit-head";
+const KEY_INFO: &[u8] = b"kms-gateway/v1/audit-mac";
+/// Most records one transaction takes.
+const BATCH: usize = 512;
+
+/// One audited event. Never holds plaintext, ciphertext, signatures or secrets: only
+/// who, what, on which key, and how it ended. Field order is the canonical JSON order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `api`, `cli` or `system` (the lifecycle sweeper).
+    pub source: String,
+    pub identity_id: Option<String>,
+    pub identity_name: Option<String>,
+    pub project_id: Option<String>,
+    pub key_id: Option<String>,
+    pub key_version: Option<u32>,
+    /// For the API, `METHOD /route/template`; for the CLI, the command.
+    pub operation: String,
+    /// `ok`, or the error code.
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub request_id: Option<String>,
+    pub client: Option<String>,
+    /// Non-secret detail (e.g. the identity a command created).
+    pub target: Option<String>,
+}
+
+/// A committed record as `GET /api/v1/audit` and the stream show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    pub fn from_row(row: &AuditRow) -> Result<Self, StoreError> {
+        let event = serde_json::from_str(&row.record)
+            .map_err(|e| StoreError::Corrupt(format!("audit record {}: {e}", row.seq)))?;
+        Ok(Self {
+            seq: row.seq,
+            event,
+            hash: hex::encode(row.hash),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit record could not be written: {0}")]
+    Unavailable(String),
+}
+
+/// Links and seals with the key derived from the IRK.
+pub struct Chain {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl Chain {
+    pub fn new(irk: &[u8; 32]) -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, irk)
+            .expand(KEY_INFO, key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        Self { key }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref()).expect("any key length")
+    }
+}
+
+impl AuditChain for Chain {
+    fn link(&self, previous: &[u8; 32], seq: u64, record: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(LINK_DOMAIN);
+        h.update(previous);
+        h.update(seq.to_be_bytes());
+        h.update(record.as_bytes());
+        h.finalize().into()
+    }
+
+    fn seal(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let mut m = self.mac();
+        m.update(HEAD_DOMAIN);
+        m.update(&seq.to_be_bytes());
+        m.update(hash);
+        m.finalize().into_bytes().to_vec()
+    }
+}
+
+impl Chain {
+    fn head_is_authentic(&self, head: &AuditHead) -> bool {
+        let mut m = self.mac();
+        m.update(HEAD_DOMAIN);
+        m.update(&head.seq.to_be_bytes());
+        m.update(&head.hash);
+        m.verify_slice(&head.mac).is_ok()
+    }
+}
+
+/// Where committed records are also written, one JSON object per line (for a SIEM).
+pub enum Stream {
+    None,
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+impl Stream {
+    /// `""` → none, `stdout`, or a file path (appended to).
+    pub fn parse(s: Option<&str>) -> Self {
+        match s.map(str::trim) {
+            None | Some("") => Stream::None,
+            Some("stdout") | Some("-") => Stream::Stdout,
+            Some(p) => Stream::File(p.into()),
+        }
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
+
+/// The audit log: a queue in front of one writer thread.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<(String, Reply)>,
+    store: Arc<dyn KeyStore>,
+}
+
+impl AuditLog {
+    /// Starts the writer thread.
+    pub fn start(store: Arc<dyn KeyStore>, irk: &[u8; 32], stream: Stream) -> Self {
+        let (tx, rx) = mpsc::channel::<(String, Reply)>();
+        let chain = Chain::new(irk);
+        let writer_store = store.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(rx, writer_store, chain, stream))
+            .expect("spawn the audit writer thread");
+        Self { tx, store }
+    }
+
+    /// Appends one record and waits until it is committed.
+    pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((json, reply))
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    /// The same, for callers outside the async runtime (the CLI, the sweeper thread).
+    pub fn record_blocking(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((json, reply))
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        wait.blocking_recv()
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+}
+
+fn writer(
+    rx: mpsc::Receiver<(String, Reply)>,
+    store: Arc<dyn KeyStore>,
+    chain: Chain,
+    stream: Stream,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<String> = batch.iter().map(|(r, _)| r.clone()).collect();
+        match store.append_audit(&records, &chain) {
+            Ok(last) => {
+                let first_seq = last + 1 - records.len() as u64;
+                emit(&stream, first_seq, &records);
+                for (i, (_, reply)) in batch.into_iter().enumerate() {
+                    let _ = reply.send(Ok(first_seq + i as u64));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "audit records could not be written; the operations fail");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn emit(stream: &Stream, first_seq: u64, records: &[String]) {
+    let mut out = String::new();
+    for (i, r) in records.iter().enumerate() {
+        // `{"seq":N,` + the record without its opening brace.
+        out.push_str(&format!("{{\"seq\":{},{}\n", first_seq + i as u64, &r[1..]));
+    }
+    let result = match stream {
+        Stream::None => return,
+        Stream::Stdout => std::io::stdout().lock().write_all(out.as_bytes()),
+        Stream::File(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(out.as_bytes())),
+    };
+    if let Err(e) = result {
+        // The store holds the record; the stream is a copy.
+        tracing::warn!(error = %e, "could not write audit records to the stream");
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// A record whose hash does not follow from its content and predecessor: edited,
+    /// or moved (reordered).
+    Altered { seq: u64 },
+    /// Sequence numbers skip: records before `seq` were removed.
+    Missing { after: u64, next: u64 },
+    /// The last record is not the head: records at the end were removed or added.
+    HeadMismatch { head_seq: u64, last_seq: u64 },
+    /// The head's MAC is wrong: the head was forged, or another root key is in use.
+    HeadNotAuthentic,
+    /// Records exist but the head is gone.
+    HeadMissing,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Altered { seq } => write!(f, "record {seq} was altered or moved (its hash does not follow from its content and the record before it)"),
+            Finding::Missing { after, next } => write!(f, "records {} to {} were removed (record {after} is followed by {next})", after + 1, next - 1),
+            Finding::HeadMismatch { head_seq, last_seq } => write!(f, "the chain head names record {head_seq} but the last record is {last_seq}: records at the end were removed or added"),
+            Finding::HeadNotAuthentic => write!(f, "the chain head's MAC is not valid: the head was rewritten, or this is not the instance root key that wrote it"),
+            Finding::HeadMissing => write!(f, "records exist but the chain head is missing"),
+        }
+    }
+}
+
+/// Checks the whole chain; returns the number of records and what is wrong (empty when
+/// intact). Stops linking at the first altered record but reports gaps and the head.
+pub fn verify(store: &dyn KeyStore, irk: &[u8; 32]) -> Result<(u64, Vec<Finding>), StoreError> {
+    let chain = Chain::new(irk);
+    let mut findings = Vec::new();
+    let mut previous = [0u8; 32];
+    let mut last_seq = 0u64;
+    let mut count = 0u64;
+    loop {
+        let rows = store.audit_records(last_seq, 1000)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            if row.seq != last_seq + 1 {
+                findings.push(Finding::Missing {
+                    after: last_seq,
+                    next: row.seq,
+                });
+            }
+            if chain.link(&previous, row.seq, &row.record) != row.hash {
+                findings.push(Finding::Altered { seq: row.seq });
+            }
+            // Continue from the stored hash, so one edit is reported once.
+            previous = row.hash;
+            last_seq = row.seq;
+            count += 1;
+        }
+    }
+    match store.audit_head()? {
+        None if count > 0 => findings.push(Finding::HeadMissing),
+        None => {}
+        Some(head) => {
+            if head.seq != last_seq || head.hash != previous {
+                findings.push(Finding::HeadMismatch {
+                    head_seq: head.seq,
+                    last_seq,
+                });
+            }
+            if !chain.head_is_authentic(&head) {
+                findings.push(Finding::HeadNotAuthentic);
+            }
+        }
+    }
+    Ok((count, findings))
+}
