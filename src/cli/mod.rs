@@ -1,7 +1,10 @@
 //! The `kms-gateway` command line: one file per subcommand behind one dispatcher.
 
+mod admin;
+mod audit;
 mod gen_customer_fragment;
 mod hsm;
+mod identity;
 mod rewrap_customer_fragment;
 mod root_strategy;
 mod serve;
@@ -48,6 +51,16 @@ pub enum Command {
         #[command(subcommand)]
         command: root_strategy::Command,
     },
+    /// Machine identities and their tokens.
+    Identity {
+        #[command(subcommand)]
+        command: identity::Command,
+    },
+    /// Verify or export the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::Command,
+    },
 }
 
 /// An error of a command: printed as one line, exit status 1.
@@ -68,5 +81,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::RewrapCustomerFragment(args) => rewrap_customer_fragment::run(load()?, args),
         Command::Hsm { command } => hsm::run(load()?, command),
         Command::RootStrategy { command } => root_strategy::run(load()?, command),
+        Command::Identity { command } => identity::run(load()?, command),
+        Command::Audit { command } => audit::run(load()?, command),
     }
 }

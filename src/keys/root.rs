@@ -118,6 +118,14 @@ impl RootContext<'_> {
         ))
     }
 
+    /// The IRK, if one was created (admin commands must not create it).
+    pub fn load(&self) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
+        match self.store.meta(ROOT_META)? {
+            Some(blob) => self.open(&blob).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The strategy and mechanism of the stored IRK, without unwrapping it.
     pub fn describe(&self) -> Result<Option<RootStatus>, KeyError> {
         let Some(blob) = self.store.meta(ROOT_META)? else {

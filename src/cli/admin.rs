@@ -1,0 +1,85 @@
+//! What admin commands share: the store, the HSM (when configured), the instance root
+//! key and the audit log, so that each command is recorded like an API call.
+
+use std::sync::Arc;
+
+use crate::audit::{AuditEvent, AuditLog, Stream};
+use crate::config::Settings;
+use crate::hsm::Hsm;
+use crate::keys::root::RootContext;
+use crate::random::RandomSource;
+use crate::store::KeyStore;
+
+pub struct Admin {
+    pub store: Arc<dyn KeyStore>,
+    pub hsm: Option<Hsm>,
+    pub random: RandomSource,
+    pub irk: zeroize::Zeroizing<[u8; 32]>,
+    pub audit: AuditLog,
+}
+
+impl Admin {
+    /// Opens the store and unwraps the IRK (with ROOT_ENCRYPTION_KEY or the HSM, as the
+    /// gateway does). Fails when the gateway has never started on this store.
+    pub fn open(settings: &Settings) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let store = crate::store::open(&settings.store.url)?;
+        let hsm = match settings.hsm_config()? {
+            Some(cfg) => Some(Hsm::connect(cfg)?),
+            None => None,
+        };
+        let random = match &hsm {
+            Some(h) if h.config().use_rand => RandomSource::Hsm(h.clone()),
+            _ => RandomSource::Os,
+        };
+        let rek = settings.root_encryption_key()?;
+        let irk = RootContext {
+            store: &store,
+            root_encryption_key: rek.as_deref(),
+            hsm: hsm.as_ref(),
+            random: &random,
+            mechanism: settings.root.mechanism(),
+        }
+        .load()?
+        .ok_or("this store has no instance root key yet: start the gateway once first")?;
+        let audit = AuditLog::start(
+            store.clone(),
+            &irk,
+            Stream::parse(settings.audit.stream.as_deref()),
+        );
+        Ok(Self {
+            store,
+            hsm,
+            random,
+            irk,
+            audit,
+        })
+    }
+
+    /// Appends the record of an admin command; the command fails if it cannot.
+    pub fn record(
+        &self,
+        operation: &str,
+        outcome: &str,
+        project: Option<uuid::Uuid>,
+        target: Option<String>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let event = AuditEvent {
+            time: crate::keys::now_rfc3339(),
+            source: "cli".into(),
+            identity_name: std::env::var("USER").ok().map(|u| format!("os-user:{u}")),
+            project_id: project.map(|p| p.to_string()),
+            operation: operation.into(),
+            outcome: outcome.into(),
+            target,
+            ..Default::default()
+        };
+        self.audit.record_blocking(&event)?;
+        Ok(())
+    }
+
+    pub fn shutdown(self) {
+        if let Some(h) = self.hsm {
+            h.shutdown();
+        }
+    }
+}

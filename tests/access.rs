@@ -1,0 +1,582 @@
+//! Identities and permissions over real TLS: every route for every role (allowed works,
+//! not allowed is 403), projects are walls (another project's keys answer 404), and
+//! missing, unknown, expired and revoked tokens are 401.
+
+mod common;
+
+use base64::Engine;
+use common::gateway::{Gateway, B64};
+use reqwest::Method as M;
+use serde_json::{json, Value};
+
+const ROLES: [&str; 7] = [
+    "admin",
+    "keys:manage",
+    "encrypt",
+    "decrypt",
+    "sign",
+    "verify",
+    "read",
+];
+
+/// Creates an identity with the bootstrap token; returns (id, token).
+async fn identity(gw: &Gateway, name: &str, project: Option<&str>, role: &str) -> (String, String) {
+    let mut body = json!({"name": name, "role": role});
+    if let Some(p) = project {
+        body["projectId"] = p.into();
+    }
+    let (s, b) = gw.post("/api/v1/identities", body).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["identity"]["name"], name);
+    assert!(b["identity"].get("tokenSha256").is_none());
+    (
+        b["identity"]["id"].as_str().unwrap().to_owned(),
+        b["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+struct Route {
+    method: M,
+    path: String,
+    body: Option<Value>,
+    /// The permission it needs; `None`: only an administrator of every project.
+    needs: Option<&'static str>,
+}
+
+fn route(method: M, path: String, body: Option<Value>, needs: Option<&'static str>) -> Route {
+    Route {
+        method,
+        path,
+        body,
+        needs,
+    }
+}
+
+fn allowed(role: &str, needs: Option<&str>) -> bool {
+    match needs {
+        None => false,
+        Some(n) => role == "admin" || n == "read" || n == role,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_for_every_role() {
+    let gw = Gateway::start_with(&[("KMSGW__SERVER__MAX_CONCURRENT_PER_IDENTITY", "64")]);
+    let a = gw.project("team-a").await;
+    let aes = gw
+        .key(&a, "aes", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let ec = gw.key(&a, "ec", "sign-verify", "ECC_NIST_P256", None).await;
+    let (_, enc) = gw.encrypt(&aes, b"matrix", None).await;
+    let ct = enc["ciphertext"].as_str().unwrap().to_owned();
+    let data = B64.encode(b"signed message");
+    let (_, sig) = gw
+        .post(
+            &format!("/api/v1/kms/keys/{ec}/sign"),
+            json!({"data": data, "signingAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await;
+    let sig = sig["signature"].as_str().unwrap().to_owned();
+
+    let mut wrong = Vec::new();
+    for (i, role) in ROLES.iter().enumerate() {
+        let (_, token) = identity(&gw, &format!("id-{i}"), Some(&a), role).await;
+        // A key of its own for the deletion routes, so that one role's success does not
+        // change what the next one sees.
+        let doomed = gw
+            .key(
+                &a,
+                &format!("doomed-{i}"),
+                "encrypt-decrypt",
+                "aes-256-gcm",
+                None,
+            )
+            .await;
+        let k = |suffix: &str| format!("/api/v1/kms/keys/{aes}{suffix}");
+        let e = |suffix: &str| format!("/api/v1/kms/keys/{ec}{suffix}");
+        let routes = [
+            route(
+                M::GET,
+                format!("/api/v1/kms/keys?projectId={a}"),
+                None,
+                Some("read"),
+            ),
+            route(M::GET, k(""), None, Some("read")),
+            route(
+                M::GET,
+                format!("/api/v1/kms/keys/key-name/aes?projectId={a}"),
+                None,
+                Some("read"),
+            ),
+            route(M::GET, e("/public-key"), None, Some("read")),
+            route(M::GET, e("/signing-algorithms"), None, Some("read")),
+            route(
+                M::POST,
+                "/api/v1/kms/keys".into(),
+                Some(json!({"projectId": a, "name": format!("made-by-{i}")})),
+                Some("keys:manage"),
+            ),
+            route(
+                M::PATCH,
+                k(""),
+                Some(json!({"description": format!("by {role}")})),
+                Some("keys:manage"),
+            ),
+            route(M::POST, k("/rotate"), Some(json!({})), Some("keys:manage")),
+            route(
+                M::DELETE,
+                format!("/api/v1/kms/keys/{doomed}"),
+                None,
+                Some("keys:manage"),
+            ),
+            route(
+                M::POST,
+                format!("/api/v1/kms/keys/{doomed}/cancel-deletion"),
+                Some(json!({})),
+                Some("keys:manage"),
+            ),
+            route(
+                M::POST,
+                k("/encrypt"),
+                Some(json!({"plaintext": B64.encode(b"x")})),
+                Some("encrypt"),
+            ),
+            route(
+                M::POST,
+                k("/decrypt"),
+                Some(json!({"ciphertext": ct})),
+                Some("decrypt"),
+            ),
+            route(
+                M::POST,
+                k("/generate-data-key"),
+                Some(json!({"keySpec": "AES_256"})),
+                Some("encrypt"),
+            ),
+            route(
+                M::POST,
+                k("/generate-data-key-without-plaintext"),
+                Some(json!({"keySpec": "AES_128"})),
+                Some("encrypt"),
+            ),
+            route(
+                M::POST,
+                e("/sign"),
+                Some(json!({"data": data, "signingAlgorithm": "ECDSA_SHA_256"})),
+                Some("sign"),
+            ),
+            route(
+                M::POST,
+                e("/verify"),
+                Some(json!({"data": data, "signature": sig, "signingAlgorithm": "ECDSA_SHA_256"})),
+                Some("verify"),
+            ),
+            route(M::GET, "/api/v1/identities".into(), None, Some("admin")),
+            route(
+                M::POST,
+                "/api/v1/identities".into(),
+                Some(json!({"name": format!("child-of-{i}"), "projectId": a, "role": "read"})),
+                Some("admin"),
+            ),
+            route(
+                M::POST,
+                "/api/v1/projects".into(),
+                Some(json!({"name": format!("p-{i}")})),
+                None,
+            ),
+            route(
+                M::GET,
+                "/api/v1/admin/encryption-strategy".into(),
+                None,
+                None,
+            ),
+            route(M::GET, "/api/v1/audit".into(), None, None),
+        ];
+        for r in routes {
+            let (s, b) = gw
+                .call_as(Some(&token), r.method.clone(), &r.path, r.body.clone())
+                .await;
+            let expect_ok = allowed(role, r.needs);
+            let ok = if expect_ok {
+                s == 200
+            } else {
+                s == 403 && b["code"] == "forbidden"
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{role:12} {} {} -> {s} {b} (expected {})",
+                    r.method,
+                    r.path,
+                    if expect_ok { "200" } else { "403 forbidden" }
+                ));
+            }
+        }
+        // re-encrypt needs decrypt on the source and encrypt on the destination.
+        let (s, _) = gw
+            .call_as(
+                Some(&token),
+                M::POST,
+                &k("/re-encrypt"),
+                Some(json!({"ciphertext": ct})),
+            )
+            .await;
+        let expected = if *role == "admin" { 200 } else { 403 };
+        if s != expected {
+            wrong.push(format!("{role:12} re-encrypt -> {s} (expected {expected})"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "permission matrix mismatches:\n{}",
+        wrong.join("\n")
+    );
+
+    // The global administrator (the bootstrap token) may do the admin-only routes.
+    for path in [
+        "/api/v1/admin/encryption-strategy",
+        "/api/v1/audit",
+        "/api/v1/identities",
+    ] {
+        let (s, b) = gw.get(path).await;
+        assert_eq!(s, 200, "{path}: {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_projects_keys_do_not_exist_for_a_token() {
+    let gw = Gateway::start();
+    let a = gw.project("a").await;
+    let b = gw.project("b").await;
+    let key_b = gw
+        .key(&b, "secret-b", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let sign_b = gw.key(&b, "sign-b", "sign-verify", "RSA_4096", None).await;
+    let (_, enc) = gw.encrypt(&key_b, b"project b data", None).await;
+    let ct = enc["ciphertext"].as_str().unwrap().to_owned();
+    let (_, admin_a) = identity(&gw, "admin-a", Some(&a), "admin").await;
+    let unknown = uuid::Uuid::new_v4();
+    for (method, path, body) in [
+        (M::GET, format!("/api/v1/kms/keys/{key_b}"), None),
+        (
+            M::PATCH,
+            format!("/api/v1/kms/keys/{key_b}"),
+            Some(json!({"isDisabled": true})),
+        ),
+        (M::DELETE, format!("/api/v1/kms/keys/{key_b}"), None),
+        (
+            M::POST,
+            format!("/api/v1/kms/keys/{key_b}/rotate"),
+            Some(json!({})),
+        ),
+        (
+            M::POST,
+            format!("/api/v1/kms/keys/{key_b}/encrypt"),
+            Some(json!({"plaintext": B64.encode(b"x")})),
+        ),
+        (
+            M::POST,
+            format!("/api/v1/kms/keys/{key_b}/decrypt"),
+            Some(json!({"ciphertext": ct})),
+        ),
+        (
+            M::GET,
+            format!("/api/v1/kms/keys/{sign_b}/public-key"),
+            None,
+        ),
+        (
+            M::POST,
+            format!("/api/v1/kms/keys/{sign_b}/sign"),
+            Some(json!({"data": B64.encode(b"x"), "signingAlgorithm": "RSASSA_PSS_SHA_256"})),
+        ),
+        // The same answer as for a key that does not exist anywhere.
+        (M::GET, format!("/api/v1/kms/keys/{unknown}"), None),
+    ] {
+        let (s, e) = gw
+            .call_as(Some(&admin_a), method.clone(), &path, body)
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (404, Some("key_not_found")),
+            "{method} {path}: {e}"
+        );
+        assert!(!e.to_string().contains("secret-b"), "{e}");
+    }
+    for path in [
+        format!("/api/v1/kms/keys?projectId={b}"),
+        format!("/api/v1/kms/keys/key-name/secret-b?projectId={b}"),
+    ] {
+        let (s, e) = gw.call_as(Some(&admin_a), M::GET, &path, None).await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (404, Some("project_not_found")),
+            "{path}: {e}"
+        );
+    }
+    let (s, e) = gw
+        .call_as(
+            Some(&admin_a),
+            M::POST,
+            "/api/v1/kms/keys",
+            Some(json!({"projectId": b, "name": "intruder"})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("project_not_found")));
+    // Re-encrypting into another project's key is refused the same way.
+    let key_a = gw
+        .key(&a, "mine", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (_, enc_a) = gw.encrypt(&key_a, b"a data", None).await;
+    let (s, e) = gw
+        .call_as(
+            Some(&admin_a),
+            M::POST,
+            &format!("/api/v1/kms/keys/{key_a}/re-encrypt"),
+            Some(json!({"ciphertext": enc_a["ciphertext"], "destinationKeyId": key_b})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("key_not_found")));
+    // A project admin sees only its project's identities, and cannot make a global one.
+    let (_, _) = identity(&gw, "reader-b", Some(&b), "read").await;
+    let (s, list) = gw
+        .call_as(Some(&admin_a), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = list["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin-a"]);
+    let (s, e) = gw
+        .call_as(
+            Some(&admin_a),
+            M::POST,
+            "/api/v1/identities",
+            Some(json!({"name": "root2", "role": "admin"})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("forbidden")));
+    // Project b's key is untouched by all of this.
+    let (s, k) = gw.get(&format!("/api/v1/kms/keys/{key_b}")).await;
+    assert_eq!(
+        (
+            s,
+            k["key"]["keyState"].as_str(),
+            k["key"]["version"].as_u64()
+        ),
+        (200, Some("Enabled"), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_unknown_expired_and_revoked_tokens_are_401() {
+    let gw = Gateway::start();
+    let p = gw.project("p").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let path = format!("/api/v1/kms/keys/{key}");
+    let check = |token: Option<String>, code: &'static str| {
+        let gw = &gw;
+        let path = path.clone();
+        async move {
+            let (s, e) = gw.call_as(token.as_deref(), M::GET, &path, None).await;
+            assert_eq!((s, e["code"].as_str()), (401, Some(code)), "{e}");
+        }
+    };
+    check(None, "unauthorized").await;
+    check(Some("kmsgw_not-a-real-token".into()), "unauthorized").await;
+
+    // Expiry: a token valid for two seconds.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (s, b) = gw
+        .post(
+            "/api/v1/identities",
+            json!({"name": "short", "projectId": p, "role": "read", "expiresAt": soon}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let short = b["token"].as_str().unwrap().to_owned();
+    let (s, _) = gw.call_as(Some(&short), M::GET, &path, None).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    check(Some(short), "token_expired").await;
+    let (s, e) = gw
+        .post("/api/v1/identities", json!({"name": "past", "projectId": p, "role": "read", "expiresAt": "2020-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
+
+    // Revocation takes effect at once on this gateway.
+    let (id, token) = identity(&gw, "app", Some(&p), "encrypt").await;
+    let (s, _) = gw.call_as(Some(&token), M::GET, &path, None).await;
+    assert_eq!(s, 200);
+    let (s, r) = gw
+        .call(M::DELETE, &format!("/api/v1/identities/{id}"), None)
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r["identity"]["revokedAt"].is_string());
+    check(Some(token), "token_revoked").await;
+
+    // Bad role names and unknown fields are refused.
+    let (s, e) = gw
+        .post(
+            "/api/v1/identities",
+            json!({"name": "x", "projectId": p, "role": "superuser"}),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_role")));
+    let (s, e) = gw
+        .post(
+            "/api/v1/identities",
+            json!({"name": "x", "projectId": p, "role": "read", "extra": 1}),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_token_is_rotated_then_revoked() {
+    let mut gw = Gateway::start();
+    let old = gw.bootstrap_token().to_owned();
+    // A second global administrator first, so that revoking the bootstrap loses nothing.
+    let (_, ops) = identity(&gw, "ops", None, "admin").await;
+    let (s, list) = gw.get("/api/v1/identities").await;
+    assert_eq!(s, 200);
+    let boot = list["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "bootstrap-admin")
+        .expect("the bootstrap token is an identity")
+        .clone();
+    assert_eq!(boot["projectId"], Value::Null);
+    let boot_id = boot["id"].as_str().unwrap().to_owned();
+
+    let (s, r) = gw
+        .call_as(
+            Some(&old),
+            M::POST,
+            &format!("/api/v1/identities/{boot_id}/rotate-token"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let new = r["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let (s, _) = gw
+        .call_as(Some(&old), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 401, "the old bootstrap token stopped working");
+    let (s, _) = gw
+        .call_as(Some(&new), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 200);
+
+    // The rotation survives a restart (the token file still holds the old token).
+    gw.restart();
+    let (s, _) = gw
+        .call_as(Some(&old), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = gw
+        .call_as(Some(&new), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 200);
+
+    let (s, _) = gw
+        .call_as(
+            Some(&ops),
+            M::DELETE,
+            &format!("/api/v1/identities/{boot_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, e) = gw
+        .call_as(Some(&new), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("token_revoked")));
+    // Not resurrected by a restart.
+    gw.restart();
+    let (s, _) = gw
+        .call_as(Some(&new), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = gw
+        .call_as(Some(&ops), M::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_lists_and_revokes_identities() {
+    let gw = Gateway::start();
+    let p = gw.project("cli").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::gateway_bin())
+            .args(args)
+            .envs(gw.env())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, token, err) = run(&[
+        "identity",
+        "create",
+        "--name",
+        "batch",
+        "--project-id",
+        &p,
+        "--role",
+        "encrypt,decrypt",
+    ]);
+    assert!(ok, "{err}");
+    assert!(token.starts_with("kmsgw_"), "{token}");
+    let (s, _) = gw
+        .call_as(
+            Some(&token),
+            M::POST,
+            &format!("/api/v1/kms/keys/{key}/encrypt"),
+            Some(json!({"plaintext": B64.encode(b"x")})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (ok, list, _) = run(&["identity", "list"]);
+    assert!(ok);
+    let line = list
+        .lines()
+        .find(|l| l.contains("\tbatch\t"))
+        .expect("listed");
+    assert!(
+        line.contains("encrypt,decrypt") && line.contains("active"),
+        "{line}"
+    );
+    assert!(!list.contains(&token), "tokens are never listed");
+    let id = line.split('\t').next().unwrap();
+    let (ok, _, err) = run(&["identity", "create", "--name", "bad", "--role", "encrypt"]);
+    assert!(!ok && err.contains("must be admin"), "{err}");
+    let (ok, _, err) = run(&["identity", "revoke", id]);
+    assert!(ok, "{err}");
+    // The gateway's identity cache trusts a lookup for at most 5 s.
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    let (s, e) = gw
+        .call_as(
+            Some(&token),
+            M::POST,
+            &format!("/api/v1/kms/keys/{key}/encrypt"),
+            Some(json!({"plaintext": B64.encode(b"x")})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("token_revoked")));
+}
