@@ -234,3 +234,198 @@ async fn data_keys_for_envelope_encryption() {
         .await;
     assert_eq!((s, e["code"].as_str()), (400, Some("wrong_key_usage")));
 }
+
+fn days_from_now(rfc3339: &str) -> f64 {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    (t - time::OffsetDateTime::now_utc()).as_seconds_f64() / 86_400.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_deletion_refuses_use_can_be_cancelled_then_destroys() {
+    use reqwest::Method as M;
+    let gw = Gateway::start_with(&[("KMSGW__LIFECYCLE__SWEEP_INTERVAL_SECONDS", "1")]);
+    let project = gw.project("deletion").await;
+    let key = gw
+        .key(&project, "doomed", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let keep = gw
+        .key(&project, "kept", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (_, enc) = gw.encrypt(&key, b"before deletion", None).await;
+    let ct = enc["ciphertext"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/kms/keys/{key}");
+    for days in ["6", "31", "x"] {
+        let (s, e) = gw
+            .call(M::DELETE, &format!("{path}?pendingWindowDays={days}"), None)
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{days}: {e}"
+        );
+    }
+    let (s, d) = gw.call(M::DELETE, &path, None).await;
+    assert_eq!(
+        (s, d["key"]["keyState"].as_str()),
+        (200, Some("PendingDeletion")),
+        "{d}"
+    );
+    let window = days_from_now(d["key"]["deletionDate"].as_str().unwrap());
+    assert!(
+        (29.9..=30.0).contains(&window),
+        "default window is 30 days: {window}"
+    );
+
+    // Pending: every use is refused with its own code; metadata stays readable.
+    let (s, e) = gw.encrypt(&key, b"x", None).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, e) = gw.decrypt(&key, &ct, None).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, e) = gw.post(&format!("{path}/rotate"), json!({})).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, e) = gw
+        .call(M::PATCH, &path, Some(json!({"isDisabled": false})))
+        .await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, e) = gw.call(M::DELETE, &path, None).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, _) = gw.get(&path).await;
+    assert_eq!(s, 200);
+
+    // Cancelled: usable again, old ciphertexts decrypt.
+    let (s, c) = gw.post(&format!("{path}/cancel-deletion"), json!({})).await;
+    assert_eq!(
+        (s, c["key"]["keyState"].as_str()),
+        (200, Some("Enabled")),
+        "{c}"
+    );
+    assert!(c["key"]["deletionDate"].is_null());
+    let (s, d) = gw.decrypt(&key, &ct, None).await;
+    assert_eq!(
+        (s, B64.decode(d["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"before deletion".to_vec())
+    );
+    let (s, e) = gw.post(&format!("{path}/cancel-deletion"), json!({})).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("key_not_pending_deletion"))
+    );
+
+    // Scheduled again with the shortest window; when the date passes, the sweeper
+    // destroys the key and its wrapped material, and records it.
+    let (s, d) = gw
+        .call(M::DELETE, &format!("{path}?pendingWindowDays=7"), None)
+        .await;
+    assert_eq!(s, 200);
+    let window = days_from_now(d["key"]["deletionDate"].as_str().unwrap());
+    assert!((6.9..=7.0).contains(&window), "{window}");
+    let (s, _) = gw.get(&path).await;
+    assert_eq!(s, 200, "not destroyed before its date");
+    assert_eq!(
+        gw.sql(&format!(
+            "UPDATE keys SET deletion_date = '2020-01-01T00:00:00Z' WHERE id = '{key}'"
+        )),
+        1
+    );
+    let e = gw.wait_for_status(&path, 404, 20).await;
+    assert_eq!(e["code"], "key_not_found");
+    assert_eq!(
+        gw.sql(&format!("DELETE FROM key_versions WHERE key_id = '{key}'")),
+        0,
+        "no wrapped material is left"
+    );
+    let (s, _) = gw.encrypt(&keep, b"unaffected", None).await;
+    assert_eq!(s, 200, "other keys are untouched");
+    let (_, page) = gw.get("/api/v1/audit?limit=1000").await;
+    let destroyed = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["operation"] == "lifecycle destroy")
+        .expect("the destruction is audited")
+        .clone();
+    assert_eq!(
+        (
+            destroyed["source"].as_str(),
+            destroyed["keyId"].as_str(),
+            destroyed["outcome"].as_str()
+        ),
+        (Some("system"), Some(key.as_str()), Some("ok"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_automatically_when_their_period_elapses() {
+    use reqwest::Method as M;
+    let gw = Gateway::start_with(&[("KMSGW__LIFECYCLE__SWEEP_INTERVAL_SECONDS", "1")]);
+    let project = gw.project("auto").await;
+    let (s, k) = gw
+        .post(
+            "/api/v1/kms/keys",
+            json!({"projectId": project, "name": "monthly", "rotationPeriodDays": 30}),
+        )
+        .await;
+    assert_eq!(
+        (s, k["key"]["rotationPeriodDays"].as_u64()),
+        (200, Some(30)),
+        "{k}"
+    );
+    let key = k["key"]["id"].as_str().unwrap().to_owned();
+    let (_, enc) = gw.encrypt(&key, b"v1 data", None).await;
+    let path = format!("/api/v1/kms/keys/{key}");
+    // Not due yet: several sweeps pass without a rotation.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, k) = gw.get(&path).await;
+    assert_eq!(k["key"]["version"], 1);
+    // 31 days later (the version's creation time moved back).
+    assert_eq!(
+        gw.sql(&format!(
+            "UPDATE key_versions SET created_at = '2020-01-01T00:00:00Z' WHERE key_id = '{key}'"
+        )),
+        1
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, k) = gw.get(&path).await;
+        if k["key"]["version"] == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not rotated: {k}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Exactly one rotation: the new version is fresh.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, k) = gw.get(&path).await;
+    assert_eq!(k["key"]["version"], 2);
+    let (s, d) = gw
+        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        (s, B64.decode(d["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"v1 data".to_vec())
+    );
+    let (_, enc2) = gw.encrypt(&key, b"v2 data", None).await;
+    let ct2 = B64.decode(enc2["ciphertext"].as_str().unwrap()).unwrap();
+    assert_eq!(&ct2[17..21], &2u32.to_be_bytes());
+
+    // Turned off with null; invalid periods and signing keys are refused.
+    let (s, k) = gw
+        .call(M::PATCH, &path, Some(json!({"rotationPeriodDays": null})))
+        .await;
+    assert_eq!(
+        (s, k["key"]["rotationPeriodDays"].clone()),
+        (200, serde_json::Value::Null)
+    );
+    let (s, e) = gw
+        .call(M::PATCH, &path, Some(json!({"rotationPeriodDays": 0})))
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
+    let (s, e) = gw
+        .post(
+            "/api/v1/kms/keys",
+            json!({"projectId": project, "name": "signer", "keyUsage": "sign-verify", "encryptionAlgorithm": "ECC_NIST_P256", "rotationPeriodDays": 30}),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("not_supported")));
+}

@@ -1,0 +1,304 @@
+//! The tamper-evident audit log: what API calls and admin commands record (and never
+//! record), the JSON-lines stream, paging, `audit verify` against edited, removed,
+//! reordered and truncated records, and operations failing when no record can be written.
+
+mod common;
+
+use base64::Engine;
+use common::gateway::{Gateway, B64};
+use reqwest::Method as M;
+use serde_json::{json, Value};
+
+fn cli(gw: &Gateway, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(common::gateway_bin())
+        .args(args)
+        .envs(gw.env())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Pages through the log (7 at a time). Each page request is itself recorded, so the
+/// log grows by one per page: a short page is the end.
+async fn all_records(gw: &Gateway) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let (s, page) = gw
+            .get(&format!("/api/v1/audit?after={after}&limit=7"))
+            .await;
+        assert_eq!(s, 200, "{page}");
+        let records = page["records"].as_array().unwrap().clone();
+        let short = records.len() < 7;
+        if let Some(last) = records.last() {
+            after = last["seq"].as_u64().unwrap();
+            assert_eq!(page["nextAfter"].as_u64(), Some(after));
+        }
+        out.extend(records);
+        if short {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_recorded_without_secrets_and_streamed() {
+    let out = tempfile::tempdir().unwrap();
+    let stream = out.path().join("audit.jsonl");
+    let mut gw = Gateway::start_with(&[("KMSGW__AUDIT__STREAM", stream.to_str().unwrap())]);
+    let gw = &mut gw;
+    let p = gw.project("audited").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let secret = b"the audit log must never see this";
+    let (_, enc) = gw.encrypt(&key, secret, None).await;
+    let ct = enc["ciphertext"].as_str().unwrap().to_owned();
+    let (s, _) = gw.decrypt(&key, &ct, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = gw
+        .call_as(None, M::GET, &format!("/api/v1/kms/keys/{key}"), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = gw
+        .get(&format!("/api/v1/kms/keys/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(s, 404);
+
+    let records = all_records(gw).await;
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "paging is gapless"
+    );
+    let find = |op: &str| {
+        records
+            .iter()
+            .find(|r| r["operation"].as_str().unwrap().ends_with(op))
+            .unwrap_or_else(|| panic!("no record of {op}: {records:?}"))
+            .clone()
+    };
+    let e = find("/encrypt");
+    assert_eq!(e["operation"], "POST /api/v1/kms/keys/{keyId}/encrypt");
+    assert_eq!(
+        (e["outcome"].as_str(), e["status"].as_u64()),
+        (Some("ok"), Some(200))
+    );
+    assert_eq!(
+        (e["keyId"].as_str(), e["keyVersion"].as_u64()),
+        (Some(key.as_str()), Some(1))
+    );
+    assert_eq!(e["projectId"].as_str(), Some(p.as_str()));
+    assert_eq!(
+        (e["identityName"].as_str(), e["source"].as_str()),
+        (Some("bootstrap-admin"), Some("api"))
+    );
+    assert!(e["requestId"].as_str().unwrap().starts_with("req-"));
+    assert!(e["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(e["hash"].as_str().unwrap().len(), 64);
+    let unauth = records
+        .iter()
+        .find(|r| r["status"] == 401)
+        .expect("a 401 is recorded");
+    assert_eq!(
+        (unauth["outcome"].as_str(), unauth["identityId"].as_str()),
+        (Some("unauthorized"), None)
+    );
+    let missing = records
+        .iter()
+        .find(|r| r["status"] == 404)
+        .expect("a 404 is recorded");
+    assert_eq!(missing["outcome"], "key_not_found");
+
+    // No plaintext, ciphertext or token anywhere: not in the API's pages, the stream or
+    // the database file.
+    gw.stop();
+    let db = std::fs::read(gw.dir.join("data/kms-gateway.db")).unwrap();
+    let streamed = std::fs::read_to_string(&stream).unwrap();
+    let pages = serde_json::to_string(&records).unwrap();
+    let token = std::fs::read_to_string(gw.dir.join("data/bootstrap-token")).unwrap();
+    for (what, needle) in [
+        ("plaintext", secret.to_vec()),
+        ("plaintext b64", B64.encode(secret).into_bytes()),
+        ("ciphertext", ct.clone().into_bytes()),
+        ("token", token.trim().as_bytes().to_vec()),
+    ] {
+        for (place, hay) in [
+            ("db", &db),
+            ("stream", &streamed.as_bytes().to_vec()),
+            ("pages", &pages.as_bytes().to_vec()),
+        ] {
+            assert!(
+                !hay.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in {place}"
+            );
+        }
+    }
+    // The stream has one JSON line per committed record, in order, the same records.
+    let lines: Vec<Value> = streamed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.len() >= records.len(),
+        "{} lines, {} records",
+        lines.len(),
+        records.len()
+    );
+    for (l, r) in lines.iter().zip(&records) {
+        assert_eq!(
+            (
+                l["seq"].clone(),
+                l["operation"].clone(),
+                l["status"].clone()
+            ),
+            (
+                r["seq"].clone(),
+                r["operation"].clone(),
+                r["status"].clone()
+            )
+        );
+    }
+
+    // Admin commands are recorded too.
+    let (ok, out) = cli(
+        gw,
+        &[
+            "identity", "create", "--name", "from-cli", "--role", "admin",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(gw, &["audit", "export"]);
+    assert!(ok, "{out}");
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            last["source"].as_str(),
+            last["operation"].as_str(),
+            last["outcome"].as_str()
+        ),
+        (Some("cli"), Some("identity create"), Some("ok"))
+    );
+    let (ok, out) = cli(gw, &["audit", "verify"]);
+    assert!(ok && out.contains("audit log intact"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_edited_removed_reordered_and_truncated_records() {
+    let mut gw = Gateway::start();
+    let p = gw.project("tamper").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    for i in 0..6 {
+        let (s, _) = gw.encrypt(&key, format!("m{i}").as_bytes(), None).await;
+        assert_eq!(s, 200);
+    }
+    gw.stop();
+    let (ok, out) = cli(&gw, &["audit", "verify"]);
+    assert!(ok, "{out}");
+    let db = gw.dir.join("data/kms-gateway.db");
+    let pristine = std::fs::read(&db).unwrap();
+    let count: usize = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(count >= 8, "{count}");
+    let last = count;
+
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "edited",
+            "UPDATE audit SET record = replace(record, '\"status\":200', '\"status\":403') WHERE seq = 5".into(),
+            vec!["record 5 was altered".into()],
+        ),
+        ("removed", "DELETE FROM audit WHERE seq = 4".into(), vec!["records 4 to 4 were removed".into()]),
+        (
+            "reordered",
+            "UPDATE audit SET record = CASE seq WHEN 2 THEN (SELECT record FROM audit WHERE seq = 3) ELSE (SELECT record FROM audit WHERE seq = 2) END, \
+             hash = CASE seq WHEN 2 THEN (SELECT hash FROM audit WHERE seq = 3) ELSE (SELECT hash FROM audit WHERE seq = 2) END WHERE seq IN (2, 3)".into(),
+            vec!["record 2 was altered or moved".into()],
+        ),
+        (
+            "tail removed",
+            format!("DELETE FROM audit WHERE seq = {last}"),
+            vec![format!("names record {last} but the last record is {}", last - 1)],
+        ),
+        (
+            "tail removed and head rewritten",
+            format!(
+                "DELETE FROM audit WHERE seq = {last}; \
+                 UPDATE audit_head SET seq = {prev}, hash = (SELECT hash FROM audit WHERE seq = {prev})",
+                prev = last - 1
+            ),
+            vec!["MAC is not valid".into()],
+        ),
+        ("head removed", "DELETE FROM audit_head".into(), vec!["chain head is missing".into()]),
+    ];
+    for (name, sql, expected) in cases {
+        std::fs::write(&db, &pristine).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(&sql).unwrap();
+        drop(conn);
+        let (ok, out) = cli(&gw, &["audit", "verify"]);
+        assert!(!ok, "{name}: verify passed a tampered log:\n{out}");
+        for e in expected {
+            assert!(out.contains(&e), "{name}: expected {e:?} in:\n{out}");
+        }
+        assert!(out.contains("TAMPERED"), "{name}: {out}");
+    }
+    // The untouched log still verifies, and the gateway starts on it and keeps appending.
+    std::fs::write(&db, &pristine).unwrap();
+    gw.launch();
+    let (s, _) = gw.encrypt(&key, b"after", None).await;
+    assert_eq!(s, 200);
+    gw.stop();
+    let (ok, out) = cli(&gw, &["audit", "verify"]);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_fails_when_its_record_cannot_be_written() {
+    let gw = Gateway::start();
+    let p = gw.project("no-audit").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    // The database refuses audit rows from now on (as a full disk or a broken store would).
+    gw.sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END");
+    let (s, e) = gw.encrypt(&key, b"withheld", None).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{e}"
+    );
+    assert!(e.get("ciphertext").is_none());
+    let (s, e) = gw
+        .post(
+            "/api/v1/kms/keys",
+            json!({"projectId": p, "name": "during-outage"}),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (503, Some("audit_unavailable")));
+    gw.sql("DROP TRIGGER refuse_audit");
+    let (s, enc) = gw.encrypt(&key, b"recorded", None).await;
+    assert_eq!(s, 200, "{enc}");
+    let (s, _) = gw
+        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(s, 200);
+    let records = all_records(&gw).await;
+    assert!(
+        records.iter().all(|r| r["status"] != 503),
+        "refused records were not written"
+    );
+}
