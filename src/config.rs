@@ -95,6 +95,9 @@ impl Default for ServerSettings {
 pub struct TlsSettings {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// PEM CA certificates for client certificates (mutual TLS). When set, a client may
+    /// present a certificate signed by one of them; its subject maps to an identity.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

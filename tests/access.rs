@@ -580,3 +580,219 @@ async fn cli_creates_lists_and_revokes_identities() {
         .await;
     assert_eq!((s, e["code"].as_str()), (401, Some("token_revoked")));
 }
+
+/// A CA (`{name}-ca.pem`) and a client certificate with `subject` signed by it
+/// (`{name}.pem` with its key appended, as reqwest's `Identity::from_pem` takes it).
+fn client_cert(dir: &std::path::Path, name: &str, subject: &str) -> std::path::PathBuf {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+    let ok = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={name} client CA"),
+        "-keyout",
+        &p(&format!("{name}-ca.key")),
+        "-out",
+        &p(&format!("{name}-ca.pem")),
+    ]);
+    ok(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        &p(&format!("{name}.key")),
+        "-out",
+        &p(&format!("{name}.csr")),
+    ]);
+    std::fs::write(dir.join(format!("{name}.ext")), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
+    ok(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&format!("{name}.csr")),
+        "-CA",
+        &p(&format!("{name}-ca.pem")),
+        "-CAkey",
+        &p(&format!("{name}-ca.key")),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        &p(&format!("{name}.ext")),
+        "-out",
+        &p(&format!("{name}.crt")),
+    ]);
+    // PKCS#8 key, as rustls reads it.
+    ok(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &p(&format!("{name}.key")),
+        "-out",
+        &p(&format!("{name}.p8")),
+    ]);
+    let mut pem = std::fs::read(dir.join(format!("{name}.crt"))).unwrap();
+    pem.extend(std::fs::read(dir.join(format!("{name}.p8"))).unwrap());
+    let out = dir.join(format!("{name}.pem"));
+    std::fs::write(&out, pem).unwrap();
+    out
+}
+
+fn mtls_client(gw: &Gateway, identity_pem: &std::path::Path) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(gw.dir.join("ca.pem")).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&std::fs::read(identity_pem).unwrap()).unwrap())
+        .use_rustls_tls()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_map_to_identities() {
+    let certs = tempfile::tempdir().unwrap();
+    let good = client_cert(certs.path(), "billing", "/CN=billing-svc/O=Acme");
+    let other_ca = client_cert(certs.path(), "rogue", "/CN=billing-svc/O=Acme");
+    let unmapped = {
+        // Same CA as `billing`, another subject.
+        let d = certs.path();
+        let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
+        let run = |args: &[&str]| {
+            assert!(std::process::Command::new("openssl")
+                .args(args)
+                .status()
+                .unwrap()
+                .success())
+        };
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=stranger/O=Acme",
+            "-keyout",
+            &p("stranger.key"),
+            "-out",
+            &p("stranger.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("stranger.csr"),
+            "-CA",
+            &p("billing-ca.pem"),
+            "-CAkey",
+            &p("billing-ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &p("billing.ext"),
+            "-out",
+            &p("stranger.crt"),
+        ]);
+        run(&[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &p("stranger.key"),
+            "-out",
+            &p("stranger.p8"),
+        ]);
+        let mut pem = std::fs::read(d.join("stranger.crt")).unwrap();
+        pem.extend(std::fs::read(d.join("stranger.p8")).unwrap());
+        std::fs::write(d.join("stranger.pem"), pem).unwrap();
+        d.join("stranger.pem")
+    };
+    let ca_file = certs.path().join("billing-ca.pem");
+    let gw = Gateway::start_with(&[("KMSGW__TLS__CLIENT_CA_FILE", ca_file.to_str().unwrap())]);
+    let p = gw.project("mtls").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (s, b) = gw
+        .post("/api/v1/identities", json!({"name": "billing", "projectId": p, "role": "encrypt", "tlsSubject": "CN=billing-svc, O=Acme"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["identity"]["tlsSubject"], "CN=billing-svc, O=Acme");
+    let encrypt = |client: reqwest::Client| {
+        let url = gw.url(&format!("/api/v1/kms/keys/{key}/encrypt"));
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"plaintext": B64.encode(b"over mTLS")}))
+                .send()
+                .await?;
+            let s = r.status().as_u16();
+            let b: Value = r.json().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((s, b))
+        }
+    };
+    // The certificate alone authenticates, with the identity's permissions.
+    let (s, b) = encrypt(mtls_client(&gw, &good)).await.unwrap();
+    assert_eq!(s, 200, "{b}");
+    let r = mtls_client(&gw, &good)
+        .get(gw.url(&format!("/api/v1/kms/keys/{key}/public-key")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        400,
+        "read is allowed; an AES key has no public key"
+    );
+    let r = mtls_client(&gw, &good)
+        .post(gw.url(&format!("/api/v1/kms/keys/{key}/decrypt")))
+        .json(&json!({"ciphertext": b["ciphertext"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "decrypt is not this identity's");
+    // A subject no identity has: 401; a certificate of another CA: no TLS session at all.
+    let (s, b) = encrypt(mtls_client(&gw, &unmapped)).await.unwrap();
+    assert_eq!((s, b["code"].as_str()), (401, Some("unauthorized")));
+    assert!(
+        encrypt(mtls_client(&gw, &other_ca)).await.is_err(),
+        "a certificate of another CA is refused in the handshake"
+    );
+    // Without a certificate, bearer tokens still work.
+    let (s, _) = gw.encrypt(&key, b"bearer", None).await;
+    assert_eq!(s, 200);
+    // The audit record names the identity the certificate mapped to.
+    let (_, page) = gw.get("/api/v1/audit?limit=1000").await;
+    assert!(page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["identityName"] == "billing" && r["status"] == 200));
+}

@@ -144,6 +144,7 @@ mod suite {
             created_at: "2024-05-01T10:00:00Z".into(),
             expires_at: Some("2030-01-01T00:00:00Z".into()),
             revoked_at: None,
+            tls_subject: Some(format!("CN={name}")),
         }
     }
 
@@ -247,6 +248,11 @@ mod suite {
             Some(admin.clone())
         );
         assert_eq!(store.identity_by_token(&[3; 32]).unwrap(), None);
+        assert_eq!(
+            store.identity_by_tls_subject("CN=app").unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(store.identity_by_tls_subject("CN=nobody").unwrap(), None);
         let mut all = store.identities().unwrap();
         all.sort_by(|x, y| x.name.cmp(&y.name));
         assert_eq!(all, vec![a.clone(), admin.clone()]);

@@ -248,12 +248,38 @@ impl Auth {
         Some(check_expiry(found))
     }
 
+    /// The cache key of a client certificate subject (never equal to a token's).
+    pub fn subject_digest(subject: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"kms-gateway/v1/tls-subject\0");
+        h.update(subject.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The identity of a verified client certificate's subject, from the store (blocks).
+    pub fn lookup_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Result<Arc<Principal>, AuthFailure>, StoreError> {
+        let record = self.store.identity_by_tls_subject(subject)?;
+        Ok(self.remember(&Self::subject_digest(subject), record))
+    }
+
     /// The identity of a token, from the store (blocks).
     pub fn lookup(
         &self,
         digest: &[u8; 32],
     ) -> Result<Result<Arc<Principal>, AuthFailure>, StoreError> {
-        let found = match self.store.identity_by_token(digest)? {
+        let record = self.store.identity_by_token(digest)?;
+        Ok(self.remember(digest, record))
+    }
+
+    fn remember(
+        &self,
+        digest: &[u8; 32],
+        record: Option<IdentityRecord>,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let found = match record {
             None => Err(AuthFailure::Invalid),
             Some(r) if r.revoked_at.is_some() => Err(AuthFailure::Revoked),
             Some(r) => Ok(Arc::new(Principal::from_record(&r))),
@@ -266,7 +292,7 @@ impl Auth {
             }
             cache.insert(*digest, (Instant::now(), found.clone()));
         }
-        Ok(check_expiry(found))
+        check_expiry(found)
     }
 
     /// Drops cached identities (after a revocation or a token rotation here).
@@ -318,6 +344,7 @@ fn create_bootstrap(
         created_at: now_rfc3339(),
         expires_at: None,
         revoked_at: None,
+        tls_subject: None,
     };
     // Two gateways starting together on one database: only one id is recorded.
     if !store

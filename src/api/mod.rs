@@ -152,9 +152,22 @@ pub async fn run(
                 }
                 Err(_) => return,
             };
+            // Verified by rustls against the client CAs when mutual TLS is configured.
+            let subject: Option<Arc<str>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(tls::client_subject)
+                .map(Arc::from);
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(state, req, peer).await) }
+                let subject = subject.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        routes::handle(state, req, peer, subject).await,
+                    )
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);

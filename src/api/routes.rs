@@ -33,6 +33,7 @@ pub(super) async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    tls_subject: Option<Arc<str>>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let request_id = state.next_request_id();
@@ -43,7 +44,7 @@ pub(super) async fn handle(
         super::metrics::route_template(&segments)
     };
     let mut ctx = Ctx::default();
-    let (mut response, outcome) = match route(&state, req, &mut ctx).await {
+    let (mut response, outcome) = match route(&state, req, tls_subject, &mut ctx).await {
         Ok(r) => (r, "ok"),
         Err(e) => (error_response(&e, &request_id), e.code),
     };
@@ -208,6 +209,7 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
 async fn route(
     state: &Arc<AppState>,
     req: Request<Incoming>,
+    tls_subject: Option<Arc<str>>,
     ctx: &mut Ctx,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
@@ -232,9 +234,19 @@ async fn route(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let found = match Auth::bearer_digest(authorization) {
-        None => Err(AuthFailure::Invalid),
-        Some(digest) => match state.auth.cached(&digest) {
+    // A bearer token wins; without one, a verified client certificate (mutual TLS).
+    let found = match (Auth::bearer_digest(authorization), tls_subject) {
+        (None, None) => Err(AuthFailure::Invalid),
+        (None, Some(subject)) => match state.auth.cached(&Auth::subject_digest(&subject)) {
+            Some(found) => found,
+            None => {
+                let st = state.clone();
+                tokio::task::spawn_blocking(move || st.auth.lookup_subject(&subject))
+                    .await
+                    .map_err(|_| ApiError::from(KeyError::Internal("task failed".into())))??
+            }
+        },
+        (Some(digest), _) => match state.auth.cached(&digest) {
             Some(found) => found,
             None => {
                 let st = state.clone();
@@ -997,6 +1009,7 @@ fn identity_json(r: &IdentityRecord) -> Value {
         "createdAt": r.created_at,
         "expiresAt": r.expires_at,
         "revokedAt": r.revoked_at,
+        "tlsSubject": r.tls_subject,
     })
 }
 
@@ -1013,6 +1026,10 @@ struct CreateIdentity {
     /// RFC 3339; the token is refused from then on.
     #[serde(default)]
     expires_at: Option<String>,
+    /// Mutual TLS: the subject of the client certificate that authenticates as this
+    /// identity, e.g. `CN=billing, O=Acme`.
+    #[serde(default)]
+    tls_subject: Option<String>,
 }
 
 /// `POST /api/v1/identities`: a new identity and its token, shown only in this answer.
@@ -1087,6 +1104,10 @@ async fn create_identity(state: &Arc<AppState>, ctx: &mut Ctx, body: &[u8]) -> R
         created_at: crate::keys::now_rfc3339(),
         expires_at: req.expires_at,
         revoked_at: None,
+        tls_subject: req
+            .tls_subject
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
     };
     let stored = record.clone();
     blocking(state, move |k| {

@@ -68,6 +68,7 @@ impl ResolvesServerCert for ReloadableCert {
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
+    client_ca_file: Option<&Path>,
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let initial = load(cert_file, key_file, &provider)?;
@@ -77,11 +78,45 @@ pub fn server_config(
         provider: provider.clone(),
         current: RwLock::new(Arc::new(initial)),
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?
+            {
+                let cert =
+                    cert.map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a certificate in {ca:?} is not a usable CA: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("no certificate in the client CA file {ca:?}"));
+            }
+            // Bearer tokens keep working: a client certificate is optional, but one that
+            // is presented must chain to these CAs.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("client certificate verifier: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(config), resolver))
+}
+
+/// The subject of a client certificate, as identities name it: the RDNs in certificate
+/// order, `CN=billing, O=Acme` (x509-parser's form).
+pub fn client_subject(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.subject().to_string())
 }

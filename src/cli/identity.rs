@@ -29,6 +29,10 @@ pub enum Command {
         /// Refuse the token after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// Mutual TLS: a client certificate with this subject (as `CN=app, O=Acme`)
+        /// authenticates as the identity.
+        #[arg(long)]
+        tls_subject: Option<String>,
     },
     /// List identities (never their tokens).
     #[command(after_help = "Example:\n  kms-gateway identity list")]
@@ -56,6 +60,7 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
             project_id,
             role,
             expires_in_days,
+            tls_subject,
         } => {
             let names: Vec<&str> = role.iter().map(String::as_str).collect();
             let permissions = parse_permissions(&names)?;
@@ -81,6 +86,7 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
                 created_at: crate::keys::now_rfc3339(),
                 expires_at: expires_in_days.map(|d| crate::keys::rfc3339_in(i64::from(d) * 86_400)),
                 revoked_at: None,
+                tls_subject,
             };
             admin.record(
                 "identity create",

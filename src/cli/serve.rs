@@ -31,7 +31,8 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         .key_file
         .clone()
         .ok_or("KMSGW__TLS__KEY_FILE is required by serve")?;
-    let (tls, cert_reloader) = api::server_config(&cert, &key)?;
+    let (tls, cert_reloader) =
+        api::server_config(&cert, &key, settings.tls.client_ca_file.as_deref())?;
 
     let hsm = match settings.hsm_config()? {
         Some(cfg) => {

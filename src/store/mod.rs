@@ -180,6 +180,8 @@ pub trait KeyStore: Send + Sync + 'static {
     fn identity(&self, id: Uuid) -> StoreResult<Option<IdentityRecord>>;
     /// The identity whose token has this SHA-256, revoked or not.
     fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>>;
+    /// The identity a client certificate with this subject maps to, revoked or not.
+    fn identity_by_tls_subject(&self, subject: &str) -> StoreResult<Option<IdentityRecord>>;
     fn identities(&self) -> StoreResult<Vec<IdentityRecord>>;
     /// Sets `revoked_at` (once); returns the identity, `None` if absent.
     fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>>;
@@ -240,6 +242,9 @@ pub struct IdentityRecord {
     /// RFC 3339; after it the token is refused.
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// Mutual TLS: a client certificate with exactly this subject authenticates as this
+    /// identity (unique).
+    pub tls_subject: Option<String>,
 }
 
 impl std::fmt::Debug for IdentityRecord {
@@ -251,6 +256,7 @@ impl std::fmt::Debug for IdentityRecord {
             .field("role", &self.role)
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
+            .field("tls_subject", &self.tls_subject)
             .finish_non_exhaustive()
     }
 }

@@ -77,7 +77,8 @@ const MIGRATIONS: &[&str] = &[
          token_sha256 BLOB NOT NULL UNIQUE,
          created_at   TEXT NOT NULL,
          expires_at   TEXT,
-         revoked_at   TEXT
+         revoked_at   TEXT,
+         tls_subject  TEXT UNIQUE
      );",
     // 5: the hash-chained audit log and its MACed head (one row).
     "CREATE TABLE audit (
@@ -382,7 +383,7 @@ fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreErr
 }
 
 const IDENTITY_COLUMNS: &str =
-    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at";
+    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
 
 fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
     let hash: Vec<u8> = row.get(4)?;
@@ -406,6 +407,7 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
         created_at: row.get(5)?,
         expires_at: row.get(6)?,
         revoked_at: row.get(7)?,
+        tls_subject: row.get(8)?,
     })
 }
 
@@ -413,7 +415,7 @@ impl KeyStore for SqliteStore {
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
         let conn = self.writer();
         conn.execute(
-            &format!("INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!("INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 identity.id.to_string(),
                 identity.name,
@@ -423,11 +425,15 @@ impl KeyStore for SqliteStore {
                 identity.created_at,
                 identity.expires_at,
                 identity.revoked_at,
+                identity.tls_subject,
             ],
         )
         .map_err(|err| match sqlite_code(&err) {
             Some(ffi::ErrorCode::ConstraintViolation) => {
-                StoreError::Conflict("the identity's token or project is not acceptable".into())
+                StoreError::Conflict(
+                    "the identity's token or TLS subject is taken, or its project does not exist"
+                        .into(),
+                )
             }
             _ => map_err(err),
         })?;
@@ -584,6 +590,18 @@ impl KeyStore for SqliteStore {
             .query_map([], |r| Ok((key_from_row(r)?, r.get(16)?)))
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn identity_by_tls_subject(&self, subject: &str) -> StoreResult<Option<IdentityRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE tls_subject = ?1"
+            ))
+            .map_err(map_err)?;
+        stmt.query_row([subject], identity_from_row)
+            .optional()
+            .map_err(map_err)
     }
 
     fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
