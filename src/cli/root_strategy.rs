@@ -66,7 +66,30 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
                 None => println!("no instance root key yet (it is made at the first start)"),
             },
             Command::Set { strategy } => {
-                if ctx.switch(strategy)? {
+                let changed = ctx.switch(strategy)?;
+                // Recorded in the audit log like an API call (after the switch: the
+                // record's MAC key comes from the IRK, which the switch leaves unchanged).
+                if let Some(irk) = ctx.load()? {
+                    let audit = crate::audit::AuditLog::start(
+                        store.clone(),
+                        &irk,
+                        crate::audit::Stream::parse(settings.audit.stream.as_deref()),
+                    );
+                    audit.record_blocking(&crate::audit::AuditEvent {
+                        time: crate::keys::now_rfc3339(),
+                        source: "cli".into(),
+                        identity_name: std::env::var("USER").ok().map(|u| format!("os-user:{u}")),
+                        operation: "root-strategy set".into(),
+                        outcome: "ok".into(),
+                        target: Some(format!(
+                            "{}{}",
+                            strategy.as_str(),
+                            if changed { "" } else { " (unchanged)" }
+                        )),
+                        ..Default::default()
+                    })?;
+                }
+                if changed {
                     let s = ctx.describe()?.ok_or("the root key vanished")?;
                     println!("switched to {} ({})", s.strategy.as_str(), s.detail);
                 } else {
