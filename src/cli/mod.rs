@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod gen_customer_fragment;
 mod hsm;
 mod identity;
@@ -56,6 +57,10 @@ pub enum Command {
         #[command(subcommand)]
         command: identity::Command,
     },
+    /// Write an online, consistent copy of the SQLite key store.
+    Backup(backup::BackupArgs),
+    /// Put back a SQLite backup, after checking this configuration can use it.
+    Restore(backup::RestoreArgs),
     /// Verify or export the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -83,5 +88,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::RootStrategy { command } => root_strategy::run(load()?, command),
         Command::Identity { command } => identity::run(load()?, command),
         Command::Audit { command } => audit::run(load()?, command),
+        Command::Backup(args) => backup::backup(load()?, args),
+        Command::Restore(args) => backup::restore(load()?, args),
     }
 }

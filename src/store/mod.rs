@@ -201,6 +201,13 @@ pub trait KeyStore: Send + Sync + 'static {
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
 
+    /// Distinct customer fragment ids that keys are bound to.
+    fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>>;
+
+    /// Writes a consistent copy of the whole store to `dest` (a new file) while the
+    /// store stays online. Backends without a file of their own say how instead.
+    fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()>;
+
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
 }

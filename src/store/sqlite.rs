@@ -927,6 +927,56 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)
     }
 
+    fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT customer_fragment_id FROM keys \
+                 WHERE customer_fragment_id IS NOT NULL ORDER BY 1",
+            )
+            .map_err(map_err)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        if dest.exists() {
+            return Err(StoreError::Other(format!(
+                "{} exists; a backup is written to a new file",
+                dest.display()
+            )));
+        }
+        let dest_text = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Other("the backup path is not UTF-8".into()))?;
+        // One read transaction: a consistent snapshot while writers go on (WAL). Its own
+        // connection: the readers are query-only.
+        connect(&self.path)?
+            .execute("VACUUM INTO ?1", [dest_text])
+            .map_err(map_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Other(format!("cannot chmod {}: {e}", dest.display())))?;
+        }
+        let copy =
+            Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map_err)?;
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(format!(
+                "the backup {} fails its integrity check: {check}",
+                dest.display()
+            )));
+        }
+        // The file's data reaches the disk before the command says it is done.
+        std::fs::File::open(dest)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Other(format!("cannot sync {}: {e}", dest.display())))
+    }
+
     fn check_writable(&self) -> StoreResult<()> {
         // A committed write, not only a lock: it also proves the disk takes the WAL.
         let now = SystemTime::now()
