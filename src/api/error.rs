@@ -135,6 +135,7 @@ impl From<KeyError> for ApiError {
             KeyError::UnknownUsage(_) => ApiError::bad_request("invalid_key_usage", msg),
             KeyError::KeyDisabled => ApiError::new(S::CONFLICT, "key_disabled", msg),
             KeyError::PendingDeletion => ApiError::new(S::CONFLICT, "key_pending_deletion", msg),
+            KeyError::ConcurrentUpdate(_) => ApiError::new(S::CONFLICT, "concurrent_update", msg),
             KeyError::NotPendingDeletion => {
                 ApiError::new(S::CONFLICT, "key_not_pending_deletion", msg)
             }

@@ -121,6 +121,8 @@ pub enum KeyError {
     PendingDeletion,
     #[error("the key is not pending deletion")]
     NotPendingDeletion,
+    #[error("{0}")]
+    ConcurrentUpdate(String),
     #[error("this key's usage is {usage}; it cannot {operation}")]
     WrongUsage {
         usage: &'static str,
@@ -585,7 +587,7 @@ impl KeyService {
             let due = parse_time(&newest_at).is_some_and(|at| now - at >= i64::from(days) * 86_400);
             if due {
                 match self.rotate(key.id) {
-                    Err(KeyError::Conflict(_)) => {} // rotated by another gateway meanwhile
+                    Err(KeyError::ConcurrentUpdate(_)) => {} // rotated by another gateway meanwhile
                     r => actions.push(SweepAction {
                         key,
                         operation: "rotate",
@@ -655,7 +657,10 @@ impl KeyService {
         let rotated = self
             .store
             .add_key_version(&record, &now)
-            .map_err(conflict_as_input)?
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => KeyError::ConcurrentUpdate(m),
+                other => KeyError::Store(other),
+            })?
             .ok_or(KeyError::KeyNotFound)?;
         tracing::info!(key_id = %id, version, "rotated key");
         Ok(rotated)
