@@ -189,7 +189,7 @@ impl Auth {
             if applied.as_deref() != Some(digest.as_slice()) {
                 match &existing {
                     None => {
-                        create_bootstrap(store, &digest, random)?;
+                        let _ = create_bootstrap(store, &digest, random)?;
                     }
                     Some(r) if r.revoked_at.is_some() => {
                         tracing::warn!("the bootstrap identity is revoked; the token in KMSGW__AUTH__BOOTSTRAP_TOKEN_FILE is not accepted");
@@ -210,14 +210,21 @@ impl Auth {
                     .as_slice()
                     .try_into()
                     .map_err(|_| "the stored bootstrap token hash is malformed".to_string())?;
-                create_bootstrap(store, &digest, random)?;
+                let _ = create_bootstrap(store, &digest, random)?;
             } else {
+                // Written before the identity exists, so that a crash between the two
+                // cannot leave an administrator whose token nobody has.
                 let token = new_token(random)?;
                 crate::fragments::write_secret_file(default_file, token.as_bytes()).map_err(
                     |e| format!("cannot write the bootstrap token to {default_file:?}: {e}"),
                 )?;
-                create_bootstrap(store, &token_sha256(&token), random)?;
-                tracing::info!(path = %default_file.display(), "generated the bootstrap admin token");
+                if create_bootstrap(store, &token_sha256(&token), random)? {
+                    tracing::info!(path = %default_file.display(), "generated the bootstrap admin token");
+                } else {
+                    // Another gateway on the same database made it first; its node has the file.
+                    let _ = std::fs::remove_file(default_file);
+                    tracing::info!("another gateway created the bootstrap admin token");
+                }
             }
         }
         Ok(Self::new(store.clone()))
@@ -328,13 +335,29 @@ fn set_meta(store: &Arc<dyn KeyStore>, name: &str, value: &[u8]) -> Result<(), S
     }
 }
 
+/// Creates the bootstrap identity with this token hash; false if another gateway on the
+/// same database created it first (its id is recorded once, in the meta table).
 fn create_bootstrap(
     store: &Arc<dyn KeyStore>,
     digest: &[u8; 32],
     random: &RandomSource,
-) -> Result<(), String> {
-    let id =
+) -> Result<bool, String> {
+    let s = |e: StoreError| e.to_string();
+    let mine =
         uuid::Builder::from_random_bytes(random.array().map_err(|e| e.to_string())?).into_uuid();
+    let id = if store
+        .put_meta_if_absent(BOOTSTRAP_ID_META, mine.as_bytes())
+        .map_err(s)?
+    {
+        mine
+    } else {
+        let recorded = store
+            .meta(BOOTSTRAP_ID_META)
+            .map_err(s)?
+            .ok_or("the bootstrap identity id vanished")?;
+        Uuid::from_slice(&recorded)
+            .map_err(|_| "the stored bootstrap identity id is malformed".to_string())?
+    };
     let record = IdentityRecord {
         id,
         name: "bootstrap-admin".into(),
@@ -346,14 +369,11 @@ fn create_bootstrap(
         revoked_at: None,
         tls_subject: None,
     };
-    // Two gateways starting together on one database: only one id is recorded.
-    if !store
-        .put_meta_if_absent(BOOTSTRAP_ID_META, id.as_bytes())
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(());
+    match store.create_identity(&record) {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e.to_string()),
     }
-    store.create_identity(&record).map_err(|e| e.to_string())
 }
 
 /// A new random 256-bit token, `kmsgw_` + base64url.
