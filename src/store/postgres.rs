@@ -1,0 +1,796 @@
+//! The PostgreSQL `KeyStore`, for several gateways sharing one database: the schema and
+//! its migrations (applied once, under an advisory lock), the statements, and the mapping
+//! of SQLSTATEs to `StoreError`. The same semantics as the SQLite store, which the
+//! conformance suite checks on both.
+
+mod pool;
+mod tls;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postgres::error::SqlState;
+use postgres::{IsolationLevel, Row};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use self::pool::{describe, judge, violation, Conn, Connector, Fail, Pool, Verdict};
+use self::tls::TlsMode;
+use super::{
+    Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy,
+    ProjectRecord, StoreError, StoreOptions, StoreResult,
+};
+
+/// How often a transaction that lost a serialization race or a deadlock is run.
+const ATTEMPTS: u32 = 5;
+/// The `meta` row `check_writable` rewrites; no other caller uses this name.
+const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
+/// Key of the transaction-scoped advisory lock that serialises migrations between
+/// gateways starting together ("kmsgw-mg" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b6d_7367_772d_6d67;
+/// Bounds every statement, so that a stuck lock cannot hold a request forever.
+const STATEMENT_TIMEOUT: &str = "30s";
+
+/// Schema migrations; entry `n` takes `schema_version` from `n` to `n + 1`. Append only:
+/// never edit a migration that has shipped.
+///
+/// Text compared or ordered by the store is `COLLATE "C"`, so that order, equality and
+/// case folding are byte-wise and ASCII-only whatever the database's locale, as in SQLite.
+const MIGRATIONS: &[&str] = &[
+    // 1: the schema of SQLite migrations 1-4 in one step.
+    r#"CREATE TABLE meta (
+           name  TEXT COLLATE "C" PRIMARY KEY,
+           value BYTEA NOT NULL
+       );
+       CREATE TABLE projects (
+           id         UUID PRIMARY KEY,
+           name       TEXT COLLATE "C" NOT NULL,
+           created_at TEXT NOT NULL,
+           CONSTRAINT projects_name_key UNIQUE (name)
+       );
+       CREATE TABLE keys (
+           id                     UUID PRIMARY KEY,
+           project_id             UUID NOT NULL REFERENCES projects (id),
+           name                   TEXT COLLATE "C" NOT NULL,
+           description            TEXT NOT NULL,
+           key_usage              TEXT NOT NULL,
+           algorithm              TEXT NOT NULL,
+           version                BIGINT NOT NULL,
+           is_disabled            BOOLEAN NOT NULL,
+           is_reserved            BOOLEAN NOT NULL,
+           customer_fragment_id   TEXT,
+           created_at             TEXT COLLATE "C" NOT NULL,
+           updated_at             TEXT COLLATE "C" NOT NULL,
+           hsm_key_label          TEXT COLLATE "C",
+           min_decryption_version BIGINT NOT NULL DEFAULT 1,
+           CONSTRAINT keys_project_name_key UNIQUE (project_id, name),
+           CONSTRAINT keys_hsm_key_label_key UNIQUE (hsm_key_label)
+       );
+       CREATE INDEX keys_by_project_created ON keys (project_id, created_at, id);
+       CREATE TABLE key_versions (
+           key_id           UUID NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+           version          BIGINT NOT NULL,
+           wrapped_material BYTEA NOT NULL,
+           public_key       BYTEA,
+           created_at       TEXT NOT NULL,
+           PRIMARY KEY (key_id, version)
+       );
+       CREATE TABLE identities (
+           id           UUID PRIMARY KEY,
+           name         TEXT NOT NULL,
+           project_id   UUID NOT NULL REFERENCES projects (id),
+           role         TEXT NOT NULL,
+           token_sha256 BYTEA NOT NULL UNIQUE,
+           created_at   TEXT COLLATE "C" NOT NULL,
+           expires_at   TEXT,
+           revoked_at   TEXT
+       );"#,
+];
+
+const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
+                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
+                           hsm_key_label, min_decryption_version";
+const IDENTITY_COLUMNS: &str =
+    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at";
+
+/// A `KeyStore` in a PostgreSQL database, through a small pool of connections.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.pool.target())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connections kept to the server at most, unless configured.
+    pub const DEFAULT_POOL_SIZE: usize = 8;
+    /// The schema version this build creates and understands.
+    pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+    /// Connects to the database of `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, with
+    /// libpq's `sslmode` and `sslrootcert` parameters) and brings its schema up to date.
+    /// Unavailable if the server cannot be reached; `Other` for a bad URL or a schema
+    /// newer than this build knows.
+    pub fn open(url: &str, options: &StoreOptions) -> StoreResult<Self> {
+        let split = tls::split_url(url)?;
+        // The driver's parse errors name the option at fault, never its value.
+        let mut config = postgres::Config::from_str(&split.url).map_err(|e| {
+            StoreError::Other(format!("the PostgreSQL URL is not valid: {}", describe(&e)))
+        })?;
+        match (&options.password, config.get_password().is_some()) {
+            (Some(_), true) => {
+                return Err(StoreError::Other(
+                    "the PostgreSQL password is given both in the URL and in a password file; \
+                     keep one"
+                        .into(),
+                ))
+            }
+            (Some(password), false) => {
+                config.password(password.expose_secret());
+            }
+            (None, _) => {}
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("kms-gateway");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let options_sql = format!(
+            "-c statement_timeout={STATEMENT_TIMEOUT} {}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options_sql.trim_end());
+        config.notice_callback(|notice| {
+            tracing::debug!(
+                code = notice.code().code(),
+                message = notice.message(),
+                "PostgreSQL notice"
+            );
+        });
+        let tls_config = tls::client_config(split.mode, split.root_cert.as_deref())?;
+        if split.mode == TlsMode::Require && split.root_cert.is_none() {
+            tracing::warn!("sslmode=require without sslrootcert: the connection to PostgreSQL is encrypted but the server is not authenticated; use verify-full");
+        }
+        if tls_config.is_some() {
+            config.ssl_mode(postgres::config::SslMode::Require);
+        } else {
+            config.ssl_mode(postgres::config::SslMode::Disable);
+        }
+        let target = target_of(&config);
+        let connector = Connector {
+            config,
+            tls: tls_config.map(tokio_postgres_rustls::MakeRustlsConnect::new),
+            target,
+        };
+        let store = Self {
+            pool: Pool::new(
+                connector,
+                options.pool_size.unwrap_or(Self::DEFAULT_POOL_SIZE),
+            ),
+        };
+        store.run(migrate)?;
+        tracing::info!(target = store.pool.target(), tls = %split.mode, "opened the PostgreSQL key store");
+        Ok(store)
+    }
+
+    /// Runs `op` on a pooled connection. A transaction that lost a serialization race or
+    /// a deadlock runs again (a few times); a lost connection is dropped and reported as
+    /// Unavailable, and the next call connects anew.
+    fn run<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, Fail>) -> StoreResult<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.pool.get()?;
+            let err = match op(lease.conn()) {
+                Ok(value) => return Ok(value),
+                Err(Fail::Store(err)) => return Err(err),
+                Err(Fail::Pg(err)) => err,
+            };
+            match judge(&err, lease.conn().client.is_closed()) {
+                Verdict::Lost => {
+                    lease.discard_lost();
+                    tracing::warn!(target = self.pool.target(), error = %describe(&err), "lost the connection to PostgreSQL");
+                    return Err(StoreError::Unavailable(format!(
+                        "lost the connection to PostgreSQL at {}: {}",
+                        self.pool.target(),
+                        describe(&err)
+                    )));
+                }
+                Verdict::Retry if attempt < ATTEMPTS => {
+                    drop(lease);
+                    tracing::debug!(attempt, error = %describe(&err), "retrying a PostgreSQL transaction");
+                    std::thread::sleep(backoff(attempt));
+                }
+                Verdict::Stale if attempt < ATTEMPTS => lease.conn().forget_statements(),
+                Verdict::Retry | Verdict::Stale => {
+                    return Err(StoreError::Unavailable(format!(
+                        "gave up after {attempt} attempts: {}",
+                        describe(&err)
+                    )))
+                }
+                Verdict::Fail(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// A short, jittered pause before attempt `attempt + 1`.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos() % 10))
+        .unwrap_or_default();
+    Duration::from_millis(5 * (1 << attempt.min(5)) + jitter)
+}
+
+/// `user@host:port/db` of `config`, for messages: never the password.
+fn target_of(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// Applies the migrations the database lacks, all in one transaction that holds an
+/// advisory lock, so that gateways starting together apply each exactly once.
+fn migrate(conn: &mut Conn) -> Result<(), Fail> {
+    conn.transaction(IsolationLevel::ReadCommitted, |db| {
+        // Waiting for another gateway's migration may take longer than a statement may.
+        db.batch("SET LOCAL statement_timeout = '10min'")?;
+        db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        let encoding: String = db
+            .query_opt("SELECT current_setting('server_encoding')", &[])?
+            .map(|row| text(&row, 0))
+            .transpose()?
+            .unwrap_or_default();
+        if encoding != "UTF8" {
+            return Err(StoreError::Other(format!(
+                "the PostgreSQL database is encoded as {encoding}; the key store needs UTF8 \
+                 (CREATE DATABASE ... ENCODING 'UTF8')"
+            ))
+            .into());
+        }
+        db.batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )?;
+        let current: i32 = db
+            .query_opt("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("schema_version: {e}")))?
+            .unwrap_or_default();
+        let newer = || {
+            StoreError::Other(format!(
+                "the database schema is version {current}, this build knows up to {}; \
+                 use a newer kms-gateway",
+                MIGRATIONS.len()
+            ))
+        };
+        let applied = usize::try_from(current).map_err(|_| newer())?;
+        if applied > MIGRATIONS.len() {
+            return Err(newer().into());
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let version = i32::try_from(index + 1).map_err(|_| newer())?;
+            db.batch(sql)?;
+            db.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )?;
+            tracing::info!(version, "applied a key store schema migration");
+        }
+        Ok(())
+    })
+}
+
+fn corrupt(column: &str, err: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("column {column}: {err}"))
+}
+
+fn text(row: &Row, idx: usize) -> StoreResult<String> {
+    row.try_get(idx).map_err(|e| corrupt(&idx.to_string(), e))
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
+    row.try_get(idx).map_err(|e| {
+        let name = row.columns().get(idx).map_or("?", |c| c.name());
+        corrupt(name, e)
+    })
+}
+
+fn version_at(row: &Row, idx: usize) -> StoreResult<u32> {
+    let v: i64 = get(row, idx)?;
+    u32::try_from(v).map_err(|_| corrupt(row.columns()[idx].name(), format!("{v} is out of range")))
+}
+
+/// A key from `KEY_COLUMNS` starting at column `at`.
+fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        id: get(row, at)?,
+        project_id: get(row, at + 1)?,
+        name: get(row, at + 2)?,
+        description: get(row, at + 3)?,
+        key_usage: get(row, at + 4)?,
+        algorithm: get(row, at + 5)?,
+        version: version_at(row, at + 6)?,
+        is_disabled: get(row, at + 7)?,
+        is_reserved: get(row, at + 8)?,
+        customer_fragment_id: get(row, at + 9)?,
+        created_at: get(row, at + 10)?,
+        updated_at: get(row, at + 11)?,
+        hsm_key_label: get(row, at + 12)?,
+        min_decryption_version: version_at(row, at + 13)?,
+    })
+}
+
+fn project_from_row(row: &Row) -> StoreResult<ProjectRecord> {
+    Ok(ProjectRecord {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        created_at: get(row, 2)?,
+    })
+}
+
+fn version_from_row(row: &Row) -> StoreResult<KeyVersionRecord> {
+    Ok(KeyVersionRecord {
+        key_id: get(row, 0)?,
+        version: version_at(row, 1)?,
+        wrapped_material: get(row, 2)?,
+        public_key: get(row, 3)?,
+        created_at: get(row, 4)?,
+    })
+}
+
+fn identity_from_row(row: &Row) -> StoreResult<IdentityRecord> {
+    let hash: Vec<u8> = get(row, 4)?;
+    let token_sha256: [u8; 32] = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt("token_sha256", "not 32 bytes"))?;
+    Ok(IdentityRecord {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        project_id: get(row, 2)?,
+        role: get(row, 3)?,
+        token_sha256,
+        created_at: get(row, 5)?,
+        expires_at: get(row, 6)?,
+        revoked_at: get(row, 7)?,
+    })
+}
+
+/// A `LIKE` pattern matching names that contain `search` literally (`\` escapes).
+fn contains_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Maps a unique violation on a key's constraints to a Conflict that names the rule.
+fn key_conflict(err: postgres::Error, key_id: Uuid, name: &str, label: Option<&str>) -> Fail {
+    match violation(&err) {
+        Some((code, constraint)) if *code == SqlState::UNIQUE_VIOLATION => {
+            Fail::Store(StoreError::Conflict(match constraint {
+                Some("keys_pkey") => format!("a key with id {key_id} already exists"),
+                Some("keys_hsm_key_label_key") => format!(
+                    "the HSM key {:?} is already used by another key",
+                    label.unwrap_or_default()
+                ),
+                _ => format!("a key named {name:?} already exists in this project"),
+            }))
+        }
+        _ => Fail::Pg(err),
+    }
+}
+
+fn to_i64(v: u32) -> i64 {
+    i64::from(v)
+}
+
+impl KeyStore for PostgresStore {
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.run(|conn| {
+            let row = conn
+                .direct()
+                .query_opt("SELECT value FROM meta WHERE name = $1", &[&name])?;
+            Ok(row.map(|r| get(&r, 0)).transpose()?)
+        })
+    }
+
+    fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<bool> {
+        self.run(|conn| {
+            let inserted = conn.direct().execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+            )?;
+            Ok(inserted == 1)
+        })
+    }
+
+    fn replace_meta(&self, name: &str, expected: &[u8], value: &[u8]) -> StoreResult<bool> {
+        // One statement: under READ COMMITTED a concurrent writer's row is re-checked
+        // against `value = $2` after it commits, so the comparison and the write are one.
+        self.run(|conn| {
+            let replaced = conn.direct().execute(
+                "UPDATE meta SET value = $3 WHERE name = $1 AND value = $2",
+                &[&name, &expected, &value],
+            )?;
+            Ok(replaced == 1)
+        })
+    }
+
+    fn create_project(&self, project: &ProjectRecord) -> StoreResult<()> {
+        self.run(|conn| {
+            conn.direct()
+                .execute(
+                    "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)",
+                    &[&project.id, &project.name, &project.created_at],
+                )
+                .map_err(|err| match violation(&err) {
+                    Some((code, Some("projects_name_key")))
+                        if *code == SqlState::UNIQUE_VIOLATION =>
+                    {
+                        Fail::Store(StoreError::Conflict(format!(
+                            "a project named {:?} already exists",
+                            project.name
+                        )))
+                    }
+                    Some((code, Some("projects_pkey"))) if *code == SqlState::UNIQUE_VIOLATION => {
+                        Fail::Store(StoreError::Conflict(format!(
+                            "a project with id {} already exists",
+                            project.id
+                        )))
+                    }
+                    _ => Fail::Pg(err),
+                })?;
+            Ok(())
+        })
+    }
+
+    fn project(&self, id: Uuid) -> StoreResult<Option<ProjectRecord>> {
+        self.run(|conn| {
+            let row = conn.direct().query_opt(
+                "SELECT id, name, created_at FROM projects WHERE id = $1",
+                &[&id],
+            )?;
+            Ok(row.as_ref().map(project_from_row).transpose()?)
+        })
+    }
+
+    fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()> {
+        if first.key_id != key.id {
+            return Err(StoreError::Other(format!(
+                "version of key {} given for key {}",
+                first.key_id, key.id
+            )));
+        }
+        let insert_key = format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        self.run(|conn| {
+            conn.transaction(IsolationLevel::ReadCommitted, |db| {
+                if let Some(label) = &key.hsm_key_label {
+                    let used = db.query_opt(
+                        "SELECT 1 FROM keys WHERE hsm_key_label = $1",
+                        &[label],
+                    )?;
+                    if used.is_some() {
+                        return Err(StoreError::Conflict(format!(
+                            "the HSM key {label:?} is already used by another key"
+                        ))
+                        .into());
+                    }
+                }
+                db.execute(
+                    &insert_key,
+                    &[
+                        &key.id,
+                        &key.project_id,
+                        &key.name,
+                        &key.description,
+                        &key.key_usage,
+                        &key.algorithm,
+                        &to_i64(key.version),
+                        &key.is_disabled,
+                        &key.is_reserved,
+                        &key.customer_fragment_id,
+                        &key.created_at,
+                        &key.updated_at,
+                        &key.hsm_key_label,
+                        &to_i64(key.min_decryption_version),
+                    ],
+                )
+                .map_err(|err| match violation(&err) {
+                    Some((code, _)) if *code == SqlState::FOREIGN_KEY_VIOLATION => Fail::Store(
+                        StoreError::Other(format!("project {} does not exist", key.project_id)),
+                    ),
+                    _ => key_conflict(err, key.id, &key.name, key.hsm_key_label.as_deref()),
+                })?;
+                db.execute(
+                    "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &first.key_id,
+                        &to_i64(first.version),
+                        &first.wrapped_material,
+                        &first.public_key,
+                        &first.created_at,
+                    ],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    fn key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1");
+        self.run(|conn| {
+            let row = conn.direct().query_opt(&sql, &[&id])?;
+            Ok(row.map(|r| key_from_row(&r, 0)).transpose()?)
+        })
+    }
+
+    fn key_by_name(&self, project_id: Uuid, name: &str) -> StoreResult<Option<KeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE project_id = $1 AND name = $2");
+        self.run(|conn| {
+            let row = conn.direct().query_opt(&sql, &[&project_id, &name])?;
+            Ok(row.map(|r| key_from_row(&r, 0)).transpose()?)
+        })
+    }
+
+    fn list_keys(&self, query: &ListQuery) -> StoreResult<(Vec<KeyRecord>, u64)> {
+        let column = match query.order_by {
+            OrderBy::Name => "name",
+            OrderBy::CreatedAt => "created_at",
+            OrderBy::UpdatedAt => "updated_at",
+        };
+        let direction = match query.direction {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        };
+        // Names fold case under the "C" collation: ASCII letters only, as SQLite's LIKE.
+        let filter = r#"project_id = $1 AND ($2::text IS NULL OR lower(name) LIKE lower($2::text COLLATE "C") ESCAPE '\')"#;
+        // One statement, so the count and the page see the same snapshot. The count row
+        // is there even when the page is empty (then its key columns are NULL).
+        let sql = format!(
+            "SELECT c.total, p.* FROM (SELECT count(*) AS total FROM keys WHERE {filter}) AS c \
+             LEFT JOIN (SELECT {KEY_COLUMNS} FROM keys WHERE {filter} \
+                        ORDER BY {column} {direction}, id {direction} LIMIT $3 OFFSET $4) AS p ON true \
+             ORDER BY p.{column} {direction}, p.id {direction}"
+        );
+        let pattern = query.search.as_deref().map(contains_pattern);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        self.run(|conn| {
+            let rows = conn
+                .direct()
+                .query(&sql, &[&query.project_id, &pattern, &limit, &offset])?;
+            let mut total = 0;
+            let mut keys = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let count: i64 = get(row, 0)?;
+                total = u64::try_from(count)
+                    .map_err(|_| StoreError::Corrupt(format!("negative key count {count}")))?;
+                let id: Option<Uuid> = get(row, 1)?;
+                if id.is_some() {
+                    keys.push(key_from_row(row, 1)?);
+                }
+            }
+            Ok((keys, total))
+        })
+    }
+
+    fn update_key(
+        &self,
+        id: Uuid,
+        patch: &KeyPatch,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>> {
+        let sql = format!(
+            "UPDATE keys SET name = coalesce($2, name), description = coalesce($3, description), \
+             is_disabled = coalesce($4, is_disabled), \
+             min_decryption_version = coalesce($6, min_decryption_version), updated_at = $5 \
+             WHERE id = $1 RETURNING {KEY_COLUMNS}"
+        );
+        let min_version = patch.min_decryption_version.map(to_i64);
+        self.run(|conn| {
+            let row = conn
+                .direct()
+                .query_opt(
+                    &sql,
+                    &[
+                        &id,
+                        &patch.name,
+                        &patch.description,
+                        &patch.is_disabled,
+                        &updated_at,
+                        &min_version,
+                    ],
+                )
+                .map_err(|err| {
+                    key_conflict(err, id, patch.name.as_deref().unwrap_or_default(), None)
+                })?;
+            Ok(row.map(|r| key_from_row(&r, 0)).transpose()?)
+        })
+    }
+
+    fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
+        // The versions go with the key (ON DELETE CASCADE), in this one statement.
+        let sql = format!("DELETE FROM keys WHERE id = $1 RETURNING {KEY_COLUMNS}");
+        self.run(|conn| {
+            let row = conn.direct().query_opt(&sql, &[&id])?;
+            Ok(row.map(|r| key_from_row(&r, 0)).transpose()?)
+        })
+    }
+
+    fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>> {
+        let version = to_i64(version);
+        self.run(|conn| {
+            let row = conn.direct().query_opt(
+                "SELECT key_id, version, wrapped_material, public_key, created_at \
+                 FROM key_versions WHERE key_id = $1 AND version = $2",
+                &[&key_id, &version],
+            )?;
+            Ok(row.as_ref().map(version_from_row).transpose()?)
+        })
+    }
+
+    fn add_key_version(
+        &self,
+        record: &KeyVersionRecord,
+        updated_at: &str,
+    ) -> StoreResult<Option<KeyRecord>> {
+        let update = format!(
+            "UPDATE keys SET version = $2, updated_at = $3 WHERE id = $1 RETURNING {KEY_COLUMNS}"
+        );
+        self.run(|conn| {
+            conn.transaction(IsolationLevel::ReadCommitted, |db| {
+                // The key's row lock orders this against other rotations and deletion.
+                let Some(row) = db.query_opt(
+                    "SELECT version FROM keys WHERE id = $1 FOR UPDATE",
+                    &[&record.key_id],
+                )?
+                else {
+                    return Ok(None);
+                };
+                let current = version_at(&row, 0)?;
+                if u64::from(record.version) != u64::from(current) + 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "the key is at version {current}; version {} cannot be added (rotated meanwhile?)",
+                        record.version
+                    ))
+                    .into());
+                }
+                db.execute(
+                    "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &record.key_id,
+                        &to_i64(record.version),
+                        &record.wrapped_material,
+                        &record.public_key,
+                        &record.created_at,
+                    ],
+                )?;
+                let row = db
+                    .query_opt(&update, &[&record.key_id, &to_i64(record.version), &updated_at])?
+                    .ok_or_else(|| StoreError::Other("the locked key vanished".into()))?;
+                Ok(Some(key_from_row(&row, 0)?))
+            })
+        })
+    }
+
+    fn key_versions(&self, key_id: Uuid) -> StoreResult<Vec<(u32, String)>> {
+        self.run(|conn| {
+            let rows = conn.direct().query(
+                "SELECT version, created_at FROM key_versions WHERE key_id = $1 ORDER BY version",
+                &[&key_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| Ok((version_at(r, 0)?, get(r, 1)?)))
+                .collect::<StoreResult<Vec<_>>>()?)
+        })
+    }
+
+    fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
+        self.run(|conn| {
+            conn.direct()
+                .execute(
+                    &sql,
+                    &[
+                        &identity.id,
+                        &identity.name,
+                        &identity.project_id,
+                        &identity.role,
+                        &identity.token_sha256.as_slice(),
+                        &identity.created_at,
+                        &identity.expires_at,
+                        &identity.revoked_at,
+                    ],
+                )
+                .map_err(|err| match violation(&err) {
+                    Some(_) => Fail::Store(StoreError::Conflict(
+                        "the identity's token or project is not acceptable".into(),
+                    )),
+                    None => Fail::Pg(err),
+                })?;
+            Ok(())
+        })
+    }
+
+    fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>> {
+        let sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE token_sha256 = $1");
+        self.run(|conn| {
+            let row = conn.direct().query_opt(&sql, &[&token_sha256.as_slice()])?;
+            Ok(row.as_ref().map(identity_from_row).transpose()?)
+        })
+    }
+
+    fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
+        let sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities ORDER BY created_at, id");
+        self.run(|conn| {
+            let rows = conn.direct().query(&sql, &[])?;
+            Ok(rows
+                .iter()
+                .map(identity_from_row)
+                .collect::<StoreResult<Vec<_>>>()?)
+        })
+    }
+
+    fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>> {
+        let sql = format!(
+            "UPDATE identities SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 \
+             RETURNING {IDENTITY_COLUMNS}"
+        );
+        self.run(|conn| {
+            let row = conn.direct().query_opt(&sql, &[&id, &revoked_at])?;
+            Ok(row.as_ref().map(identity_from_row).transpose()?)
+        })
+    }
+
+    fn check_writable(&self) -> StoreResult<()> {
+        // A committed write: a read-only standby or a full disk fails here.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let value = now.to_be_bytes();
+        self.run(|conn| {
+            conn.direct().execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&HEARTBEAT, &value.as_slice()],
+            )?;
+            Ok(())
+        })
+    }
+}
