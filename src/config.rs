@@ -406,3 +406,19 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
     zeroize::Zeroize::zeroize(&mut text);
     Ok(SecretString::from(trimmed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreSettings;
+
+    #[test]
+    fn store_settings_debug_hides_the_url_password() {
+        let settings = StoreSettings {
+            url: "postgres://kms:hunter2@db:5432/kms?sslmode=verify-full".into(),
+            ..StoreSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://kms:***@db:5432/kms"), "{shown}");
+    }
+}
