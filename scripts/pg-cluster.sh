@@ -100,7 +100,10 @@ fi
 umask 077
 od -An -N18 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password"
 "$here/dev-cert.sh" "$dir/tls" >/dev/null
-[ -z "$owner" ] || chown -R "$owner" "$dir"
+if [ -n "$owner" ]; then
+  chown -R "$owner" "$dir"
+  as_owner test -x "$dir" || { echo "$owner cannot reach $dir: every parent directory must be searchable by it" >&2; exit 1; }
+fi
 as_owner "$bindir/initdb" -D "$data" -U kmsgw --pwfile="$dir/password" \
   --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
