@@ -4,6 +4,8 @@
 #   scripts/pg-cluster.sh [start] DIR   # create (first time) and start; prints the URL
 #   scripts/pg-cluster.sh stop DIR      # stop (PG_STOP_MODE=fast|immediate, default fast)
 #   scripts/pg-cluster.sh restart DIR   # stop and start again on the same port
+#   scripts/pg-cluster.sh with CMD...   # CMD with KMSGW_TEST_PG_URL set to a cluster made
+#                                       # in a temp dir for it, stopped and removed after
 #
 # `start` prints on stdout
 #   KMSGW_TEST_PG_URL=postgres://kmsgw:PASSWORD@127.0.0.1:PORT/kmsgw
@@ -17,6 +19,17 @@
 # The server binaries are taken from PG_BINDIR, else the newest /usr/lib/postgresql/*/bin,
 # else PATH (Debian: apt-get install postgresql).
 set -euo pipefail
+
+if [ "${1:-}" = with ]; then
+  shift
+  if [ "$#" -eq 0 ]; then echo "usage: $0 with CMD [ARGS...]" >&2; exit 2; fi
+  tmp=$(mktemp -d)
+  trap 'PG_STOP_MODE=immediate "$0" stop "$tmp" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+  url=$("$0" start "$tmp" | sed -n 's/^KMSGW_TEST_PG_URL=//p')
+  [ -n "$url" ] || exit 1
+  KMSGW_TEST_PG_URL=$url "$@"
+  exit $?
+fi
 
 cmd=start
 case "${1:-}" in start | stop | restart) cmd=$1; shift ;; esac

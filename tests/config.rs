@@ -161,10 +161,7 @@ fn store_password_file_and_urls_never_leak_the_password() {
             ("KMSGW__STORE__PASSWORD_FILE", "/nonexistent/db-password"),
         ],
     );
-    assert!(
-        !ok && err.contains("KMSGW__STORE__PASSWORD_FILE"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("KMSGW__STORE__PASSWORD_FILE"), "{err}");
 
     // No server listens on port 1: the error names the server, not the password, whether
     // the password came from the file, from the URL, or from a URL with a mistyped scheme.
