@@ -1112,6 +1112,48 @@ mod postgres {
         assert_eq!(store.project(q.id).unwrap(), Some(q));
     }
 
+    /// `url` with `param` (already percent-encoded) added to its query.
+    fn with_param(url: &str, param: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{param}")
+    }
+
+    #[test]
+    fn timed_out_statements_are_unavailable_and_url_options_apply() {
+        use std::time::{Duration, Instant};
+        let db = PgDatabase::new();
+        // The URL's own `options` replace the store's 30 s statement timeout.
+        let store = open(&with_param(
+            db.url(),
+            "options=-c%20statement_timeout%3D500ms",
+        ))
+        .unwrap();
+        store.check_writable().unwrap();
+        let url = db.url().to_owned();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let mut tx = client.transaction().unwrap();
+            tx.batch_execute("LOCK TABLE meta IN ACCESS EXCLUSIVE MODE")
+                .unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            tx.commit().unwrap();
+        });
+        is_locked.recv().unwrap();
+        let started = Instant::now();
+        let err = store.meta("root.wrapped").unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1400),
+            "{:?}",
+            started.elapsed()
+        );
+        holder.join().unwrap();
+        // A cancelled statement leaves the connection usable.
+        assert_eq!(store.meta("root.wrapped").unwrap(), None);
+    }
+
     #[test]
     fn unreachable_server_is_unavailable_at_open() {
         let cluster = PgCluster::start();

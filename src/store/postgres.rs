@@ -142,11 +142,11 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let options_sql = format!(
-            "-c statement_timeout={STATEMENT_TIMEOUT} {}",
-            config.get_options().unwrap_or_default()
-        );
-        config.options(options_sql.trim_end());
+        // Set after connecting (not as a startup option, which proxies such as PgBouncer
+        // refuse), unless the URL's `options` choose a timeout themselves.
+        let set_timeout = !config
+            .get_options()
+            .is_some_and(|o| o.contains("statement_timeout"));
         config.notice_callback(|notice| {
             tracing::debug!(
                 code = notice.code().code(),
@@ -168,6 +168,8 @@ impl PostgresStore {
             config,
             tls: tls_config.map(tokio_postgres_rustls::MakeRustlsConnect::new),
             target,
+            session_setup: set_timeout
+                .then(|| format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'")),
         };
         let store = Self {
             pool: Pool::new(
@@ -176,7 +178,7 @@ impl PostgresStore {
             ),
         };
         store.run(migrate)?;
-        tracing::info!(target = store.pool.target(), tls = %split.mode, "opened the PostgreSQL key store");
+        tracing::info!(server = store.pool.target(), tls = %split.mode, "opened the PostgreSQL key store");
         Ok(store)
     }
 
@@ -196,7 +198,7 @@ impl PostgresStore {
             match judge(&err, lease.conn().client.is_closed()) {
                 Verdict::Lost => {
                     lease.discard_lost();
-                    tracing::warn!(target = self.pool.target(), error = %describe(&err), "lost the connection to PostgreSQL");
+                    tracing::warn!(server = self.pool.target(), error = %describe(&err), "lost the connection to PostgreSQL");
                     return Err(StoreError::Unavailable(format!(
                         "lost the connection to PostgreSQL at {}: {}",
                         self.pool.target(),
@@ -208,13 +210,15 @@ impl PostgresStore {
                     tracing::debug!(attempt, error = %describe(&err), "retrying a PostgreSQL transaction");
                     std::thread::sleep(backoff(attempt));
                 }
-                Verdict::Stale if attempt < ATTEMPTS => lease.conn().forget_statements(),
-                Verdict::Retry | Verdict::Stale => {
+                Verdict::Retry => {
                     return Err(StoreError::Unavailable(format!(
                         "gave up after {attempt} attempts: {}",
                         describe(&err)
                     )))
                 }
+                // Once: a second 0A000 is not about cached statements.
+                Verdict::Stale if attempt == 1 => lease.conn().forget_statements(),
+                Verdict::Stale => return Err(StoreError::Other(describe(&err))),
                 Verdict::Fail(err) => return Err(err),
             }
         }
@@ -317,7 +321,10 @@ fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreRe
 
 fn version_at(row: &Row, idx: usize) -> StoreResult<u32> {
     let v: i64 = get(row, idx)?;
-    u32::try_from(v).map_err(|_| corrupt(row.columns()[idx].name(), format!("{v} is out of range")))
+    u32::try_from(v).map_err(|_| {
+        let name = row.columns().get(idx).map_or("?", |c| c.name());
+        corrupt(name, format!("{v} is out of range"))
+    })
 }
 
 /// A key from `KEY_COLUMNS` starting at column `at`.
@@ -400,7 +407,11 @@ fn key_conflict(err: postgres::Error, key_id: Uuid, name: &str, label: Option<&s
                     "the HSM key {:?} is already used by another key",
                     label.unwrap_or_default()
                 ),
-                _ => format!("a key named {name:?} already exists in this project"),
+                Some("keys_project_name_key") => {
+                    format!("a key named {name:?} already exists in this project")
+                }
+                // A rule the store does not know by name (an operator's index, say).
+                _ => describe(&err),
             }))
         }
         _ => Fail::Pg(err),

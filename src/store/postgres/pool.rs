@@ -128,6 +128,8 @@ pub(super) struct Connector {
     pub tls: Option<MakeRustlsConnect>,
     /// `user@host:port/db`: names the server in messages, without the password.
     pub target: String,
+    /// Run on every new connection (session settings).
+    pub session_setup: Option<String>,
 }
 
 impl Connector {
@@ -136,6 +138,12 @@ impl Connector {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(NoTls),
         };
+        let result = result.and_then(|mut client| {
+            if let Some(sql) = &self.session_setup {
+                client.batch_execute(sql)?;
+            }
+            Ok(client)
+        });
         result.map_err(|err| {
             let detail = format!(
                 "cannot connect to PostgreSQL at {}: {}",
