@@ -1241,6 +1241,64 @@ mod postgres {
     }
 
     #[test]
+    fn a_transaction_chosen_as_deadlock_victim_is_retried() {
+        use std::time::{Duration, Instant};
+        let db = PgDatabase::new();
+        let store = open(db.url()).unwrap();
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        let k = key(p.id, "k");
+        store.create_key(&k, &first_version(&k)).unwrap();
+        let v2 = KeyVersionRecord {
+            version: 2,
+            ..first_version(&k)
+        };
+
+        // Another session holds an uncommitted version 2 of the key, written without the
+        // foreign-key check (so it holds no lock on the key's row yet). It never detects
+        // deadlocks itself: the store's session must be the one to find this one.
+        let mut admin = ::postgres::Client::connect(db.url(), ::postgres::NoTls).unwrap();
+        let mut tx = admin.transaction().unwrap();
+        tx.batch_execute(
+            "SET LOCAL session_replication_role = replica; SET LOCAL deadlock_timeout = '1min'",
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO key_versions (key_id, version, wrapped_material, created_at) \
+             VALUES ($1, 2, '\\x00', 'admin')",
+            &[&k.id],
+        )
+        .unwrap();
+        std::thread::scope(|s| {
+            // The rotation locks the key's row, then waits for that version 2.
+            let rotation = s.spawn(|| store.add_key_version(&v2, "2025-01-01T00:00:00Z"));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while db.query(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'kms-gateway' AND wait_event_type = 'Lock'",
+            ) != [["1"]]
+            {
+                assert!(Instant::now() < deadline, "the rotation never waited");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Now this session waits for the key's row: a deadlock, which the store's
+            // session detects and breaks by failing its own transaction (40P01); this
+            // UPDATE then goes through, which proves it.
+            tx.execute(
+                "UPDATE keys SET description = 'admin' WHERE id = $1",
+                &[&k.id],
+            )
+            .unwrap();
+            tx.rollback().unwrap();
+            // The store ran its transaction again, and it succeeded.
+            let rotated = rotation.join().unwrap().unwrap().unwrap();
+            assert_eq!(rotated.version, 2);
+        });
+        assert_eq!(store.key_version(k.id, 2).unwrap(), Some(v2));
+        assert_eq!(store.key(k.id).unwrap().unwrap().description, k.description);
+    }
+
+    #[test]
     fn a_unique_rule_added_by_an_operator_is_a_conflict_too() {
         // A constraint the store does not know by name still maps by SQLSTATE.
         let db = PgDatabase::new();

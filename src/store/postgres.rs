@@ -1,9 +1,12 @@
-//! The PostgreSQL `KeyStore`, for several gateways sharing one database: the schema and
-//! its migrations (applied once, under an advisory lock), the statements, and the mapping
-//! of SQLSTATEs to `StoreError`. The same semantics as the SQLite store, which the
-//! conformance suite checks on both.
+//! The PostgreSQL `KeyStore`, for several gateways sharing one database: the statements,
+//! the retry of transactions that lose a serialization race or a deadlock, and what each
+//! constraint violation means. The same semantics as the SQLite store, which the
+//! conformance suite checks on both. The schema is in `schema`, the reading of rows in
+//! `rows`, connections and SQLSTATEs in `pool`, TLS in `tls`.
 
 mod pool;
+mod rows;
+mod schema;
 mod tls;
 
 use std::fmt;
@@ -11,11 +14,16 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::error::SqlState;
-use postgres::{IsolationLevel, Row};
+use postgres::IsolationLevel;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use self::pool::{describe, judge, violation, Conn, Connector, Fail, Pool, Verdict};
+use self::rows::{
+    get, identity_from_row, key_from_row, project_from_row, version_at, version_from_row,
+    IDENTITY_COLUMNS, KEY_COLUMNS,
+};
+use self::schema::{migrate, MIGRATIONS};
 use self::tls::TlsMode;
 use super::{
     Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy,
@@ -26,73 +34,8 @@ use super::{
 const ATTEMPTS: u32 = 5;
 /// The `meta` row `check_writable` rewrites; no other caller uses this name.
 const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
-/// Key of the transaction-scoped advisory lock that serialises migrations between
-/// gateways starting together ("kmsgw-mg" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6b6d_7367_772d_6d67;
 /// Bounds every statement, so that a stuck lock cannot hold a request forever.
 const STATEMENT_TIMEOUT: &str = "30s";
-
-/// Schema migrations; entry `n` takes `schema_version` from `n` to `n + 1`. Append only:
-/// never edit a migration that has shipped.
-///
-/// Text compared or ordered by the store is `COLLATE "C"`, so that order, equality and
-/// case folding are byte-wise and ASCII-only whatever the database's locale, as in SQLite.
-const MIGRATIONS: &[&str] = &[
-    // 1: the schema of SQLite migrations 1-4 in one step.
-    r#"CREATE TABLE meta (
-           name  TEXT COLLATE "C" PRIMARY KEY,
-           value BYTEA NOT NULL
-       );
-       CREATE TABLE projects (
-           id         UUID PRIMARY KEY,
-           name       TEXT COLLATE "C" NOT NULL,
-           created_at TEXT NOT NULL,
-           CONSTRAINT projects_name_key UNIQUE (name)
-       );
-       CREATE TABLE keys (
-           id                     UUID PRIMARY KEY,
-           project_id             UUID NOT NULL REFERENCES projects (id),
-           name                   TEXT COLLATE "C" NOT NULL,
-           description            TEXT NOT NULL,
-           key_usage              TEXT NOT NULL,
-           algorithm              TEXT NOT NULL,
-           version                BIGINT NOT NULL,
-           is_disabled            BOOLEAN NOT NULL,
-           is_reserved            BOOLEAN NOT NULL,
-           customer_fragment_id   TEXT,
-           created_at             TEXT COLLATE "C" NOT NULL,
-           updated_at             TEXT COLLATE "C" NOT NULL,
-           hsm_key_label          TEXT COLLATE "C",
-           min_decryption_version BIGINT NOT NULL DEFAULT 1,
-           CONSTRAINT keys_project_name_key UNIQUE (project_id, name),
-           CONSTRAINT keys_hsm_key_label_key UNIQUE (hsm_key_label)
-       );
-       CREATE INDEX keys_by_project_created ON keys (project_id, created_at, id);
-       CREATE TABLE key_versions (
-           key_id           UUID NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
-           version          BIGINT NOT NULL,
-           wrapped_material BYTEA NOT NULL,
-           public_key       BYTEA,
-           created_at       TEXT NOT NULL,
-           PRIMARY KEY (key_id, version)
-       );
-       CREATE TABLE identities (
-           id           UUID PRIMARY KEY,
-           name         TEXT NOT NULL,
-           project_id   UUID NOT NULL REFERENCES projects (id),
-           role         TEXT NOT NULL,
-           token_sha256 BYTEA NOT NULL UNIQUE,
-           created_at   TEXT COLLATE "C" NOT NULL,
-           expires_at   TEXT,
-           revoked_at   TEXT
-       );"#,
-];
-
-const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
-                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label, min_decryption_version";
-const IDENTITY_COLUMNS: &str =
-    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at";
 
 /// A `KeyStore` in a PostgreSQL database, through a small pool of connections.
 pub struct PostgresStore {
@@ -247,140 +190,6 @@ fn target_of(config: &postgres::Config) -> String {
         config.get_user().unwrap_or("?"),
         config.get_dbname().unwrap_or("?")
     )
-}
-
-/// Applies the migrations the database lacks, all in one transaction that holds an
-/// advisory lock, so that gateways starting together apply each exactly once.
-fn migrate(conn: &mut Conn) -> Result<(), Fail> {
-    conn.transaction(IsolationLevel::ReadCommitted, |db| {
-        // Waiting for another gateway's migration may take longer than a statement may.
-        db.batch("SET LOCAL statement_timeout = '10min'")?;
-        db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-        let encoding: String = db
-            .query_opt("SELECT current_setting('server_encoding')", &[])?
-            .map(|row| text(&row, 0))
-            .transpose()?
-            .unwrap_or_default();
-        if encoding != "UTF8" {
-            return Err(StoreError::Other(format!(
-                "the PostgreSQL database is encoded as {encoding}; the key store needs UTF8 \
-                 (CREATE DATABASE ... ENCODING 'UTF8')"
-            ))
-            .into());
-        }
-        db.batch(
-            "CREATE TABLE IF NOT EXISTS schema_version (
-                 version    INTEGER PRIMARY KEY,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
-        )?;
-        let current: i32 = db
-            .query_opt("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("schema_version: {e}")))?
-            .unwrap_or_default();
-        let newer = || {
-            StoreError::Other(format!(
-                "the database schema is version {current}, this build knows up to {}; \
-                 use a newer kms-gateway",
-                MIGRATIONS.len()
-            ))
-        };
-        let applied = usize::try_from(current).map_err(|_| newer())?;
-        if applied > MIGRATIONS.len() {
-            return Err(newer().into());
-        }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let version = i32::try_from(index + 1).map_err(|_| newer())?;
-            db.batch(sql)?;
-            db.execute(
-                "INSERT INTO schema_version (version) VALUES ($1)",
-                &[&version],
-            )?;
-            tracing::info!(version, "applied a key store schema migration");
-        }
-        Ok(())
-    })
-}
-
-fn corrupt(column: &str, err: impl fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("column {column}: {err}"))
-}
-
-fn text(row: &Row, idx: usize) -> StoreResult<String> {
-    row.try_get(idx).map_err(|e| corrupt(&idx.to_string(), e))
-}
-
-fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
-    row.try_get(idx).map_err(|e| {
-        let name = row.columns().get(idx).map_or("?", |c| c.name());
-        corrupt(name, e)
-    })
-}
-
-fn version_at(row: &Row, idx: usize) -> StoreResult<u32> {
-    let v: i64 = get(row, idx)?;
-    u32::try_from(v).map_err(|_| {
-        let name = row.columns().get(idx).map_or("?", |c| c.name());
-        corrupt(name, format!("{v} is out of range"))
-    })
-}
-
-/// A key from `KEY_COLUMNS` starting at column `at`.
-fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
-    Ok(KeyRecord {
-        id: get(row, at)?,
-        project_id: get(row, at + 1)?,
-        name: get(row, at + 2)?,
-        description: get(row, at + 3)?,
-        key_usage: get(row, at + 4)?,
-        algorithm: get(row, at + 5)?,
-        version: version_at(row, at + 6)?,
-        is_disabled: get(row, at + 7)?,
-        is_reserved: get(row, at + 8)?,
-        customer_fragment_id: get(row, at + 9)?,
-        created_at: get(row, at + 10)?,
-        updated_at: get(row, at + 11)?,
-        hsm_key_label: get(row, at + 12)?,
-        min_decryption_version: version_at(row, at + 13)?,
-    })
-}
-
-fn project_from_row(row: &Row) -> StoreResult<ProjectRecord> {
-    Ok(ProjectRecord {
-        id: get(row, 0)?,
-        name: get(row, 1)?,
-        created_at: get(row, 2)?,
-    })
-}
-
-fn version_from_row(row: &Row) -> StoreResult<KeyVersionRecord> {
-    Ok(KeyVersionRecord {
-        key_id: get(row, 0)?,
-        version: version_at(row, 1)?,
-        wrapped_material: get(row, 2)?,
-        public_key: get(row, 3)?,
-        created_at: get(row, 4)?,
-    })
-}
-
-fn identity_from_row(row: &Row) -> StoreResult<IdentityRecord> {
-    let hash: Vec<u8> = get(row, 4)?;
-    let token_sha256: [u8; 32] = hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| corrupt("token_sha256", "not 32 bytes"))?;
-    Ok(IdentityRecord {
-        id: get(row, 0)?,
-        name: get(row, 1)?,
-        project_id: get(row, 2)?,
-        role: get(row, 3)?,
-        token_sha256,
-        created_at: get(row, 5)?,
-        expires_at: get(row, 6)?,
-        revoked_at: get(row, 7)?,
-    })
 }
 
 /// A `LIKE` pattern matching names that contain `search` literally (`\` escapes).
