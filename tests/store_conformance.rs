@@ -1244,7 +1244,7 @@ mod postgres {
     fn a_transaction_chosen_as_deadlock_victim_is_retried() {
         use std::time::{Duration, Instant};
         let db = PgDatabase::new();
-        let store = open(db.url()).unwrap();
+        let store = open(&with_param(db.url(), "application_name=deadlock-victim")).unwrap();
         let p = project("p");
         store.create_project(&p).unwrap();
         let k = key(p.id, "k");
@@ -1274,8 +1274,8 @@ mod postgres {
             let rotation = s.spawn(|| store.add_key_version(&v2, "2025-01-01T00:00:00Z"));
             let deadline = Instant::now() + Duration::from_secs(20);
             while db.query(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name = 'kms-gateway' AND wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'deadlock-victim' AND wait_event_type = 'Lock'",
             ) != [["1"]]
             {
                 assert!(Instant::now() < deadline, "the rotation never waited");
