@@ -17,14 +17,15 @@ deps:
 ## test: the whole suite on a throw-away SoftHSM2 token, then on a Kryoptic token.
 test: deps test-softhsm test-kryoptic test-deploy test-docker
 
+## The PostgreSQL store tests share one throw-away cluster (a database each) per run.
 test-softhsm:
-	KMSGW_TEST_PKCS11=softhsm $(NEXTEST)
+	KMSGW_TEST_PKCS11=softhsm scripts/pg-cluster.sh with $(NEXTEST)
 
 kryoptic:
 	scripts/kryoptic-build.sh >/dev/null
 
 test-kryoptic: kryoptic
-	KMSGW_TEST_PKCS11=kryoptic $(NEXTEST)
+	KMSGW_TEST_PKCS11=kryoptic scripts/pg-cluster.sh with $(NEXTEST)
 
 ## test-deploy: the Kubernetes manifests in deploy/kubernetes, checked without a cluster.
 ## test-docker: the image built and driven end to end (skipped without a Docker engine).

@@ -2,11 +2,13 @@
 # Install what building and testing KMS Gateway needs on Debian, when it is missing:
 # SoftHSM2 (the test token), OpenSSL's command line (independent signature checks and the
 # dev certificate), OpenSC's pkcs11-tool, the headers the Kryoptic module builds against,
-# and cargo-nextest (one process per test, so each test owns its PKCS#11 token).
+# PostgreSQL (the tests of the PostgreSQL key store start throw-away clusters with
+# scripts/pg-cluster.sh), and cargo-nextest (one process per test, so each test owns its
+# PKCS#11 token).
 # As root it installs; otherwise it names what is missing and fails.
 set -euo pipefail
 
-packages=(softhsm2 openssl opensc jq libclang-dev libssl-dev libsqlite3-dev pkg-config curl ca-certificates)
+packages=(softhsm2 openssl opensc jq postgresql libclang-dev libssl-dev libsqlite3-dev pkg-config curl ca-certificates)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${packages[@]}"; do

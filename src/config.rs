@@ -100,17 +100,58 @@ pub struct TlsSettings {
     pub client_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
+    /// `sqlite://PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]`.
     pub url: String,
+    /// `KMSGW__STORE__PASSWORD_FILE`: the PostgreSQL password, when not in the URL.
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL connections kept at most.
+    pub pool_size: usize,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://data/kms-gateway.db".into(),
+            password_file: None,
+            pool_size: crate::store::PostgresStore::DEFAULT_POOL_SIZE,
         }
+    }
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry the database password.
+        f.debug_struct("StoreSettings")
+            .field("url", &crate::store::redact_url(&self.url))
+            .field("password_file", &self.password_file)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl StoreSettings {
+    /// How to open the store: the password file read (and trimmed), the pool size.
+    pub fn options(&self) -> Result<crate::store::StoreOptions, ConfigError> {
+        let password = match &self.password_file {
+            Some(path) => {
+                let text = read_secret_file("KMSGW__STORE__PASSWORD_FILE", path)?;
+                let trimmed = text.expose_secret().trim();
+                if trimmed.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "the store password file {path:?} is empty"
+                    )));
+                }
+                Some(SecretString::from(trimmed.to_owned()))
+            }
+            None => None,
+        };
+        Ok(crate::store::StoreOptions {
+            password,
+            pool_size: Some(self.pool_size.max(1)),
+        })
     }
 }
 
@@ -391,4 +432,20 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
     let mut text = text;
     zeroize::Zeroize::zeroize(&mut text);
     Ok(SecretString::from(trimmed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreSettings;
+
+    #[test]
+    fn store_settings_debug_hides_the_url_password() {
+        let settings = StoreSettings {
+            url: "postgres://kms:hunter2@db:5432/kms?sslmode=verify-full".into(),
+            ..StoreSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://kms:***@db:5432/kms"), "{shown}");
+    }
 }

@@ -132,3 +132,57 @@ fn serve_refuses_bad_root_keys_clearly() {
     );
     assert!(!ok && err.contains("/nonexistent.pem"), "{err}");
 }
+
+#[test]
+fn store_password_file_and_urls_never_leak_the_password() {
+    let token = Token::new();
+    let dir = token.dir.path();
+    let password = "pg-password-6b1e9";
+    let file = dir.join("db-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let sqlite = format!("sqlite://{}", dir.join("data/db").display());
+
+    // The password file is for PostgreSQL only, and must be readable.
+    let (ok, _, err) = run(
+        &token,
+        &["root-strategy", "show"],
+        &[
+            ("KMSGW__STORE__URL", &sqlite),
+            ("KMSGW__STORE__PASSWORD_FILE", file),
+        ],
+    );
+    assert!(!ok && err.contains("postgres:// URLs only"), "{err}");
+    let (ok, _, err) = run(
+        &token,
+        &["root-strategy", "show"],
+        &[
+            ("KMSGW__STORE__URL", "postgres://kms@127.0.0.1:1/kms"),
+            ("KMSGW__STORE__PASSWORD_FILE", "/nonexistent/db-password"),
+        ],
+    );
+    assert!(!ok && err.contains("KMSGW__STORE__PASSWORD_FILE"), "{err}");
+
+    // No server listens on port 1: the error names the server, not the password, whether
+    // the password came from the file, from the URL, or from a URL with a mistyped scheme.
+    let in_url = format!("postgres://kms:{password}@127.0.0.1:1/kms");
+    let mistyped = format!("postgress://kms:{password}@127.0.0.1:1/kms");
+    for env in [
+        vec![
+            ("KMSGW__STORE__URL", "postgres://kms@127.0.0.1:1/kms"),
+            ("KMSGW__STORE__PASSWORD_FILE", file),
+        ],
+        vec![("KMSGW__STORE__URL", in_url.as_str())],
+        vec![("KMSGW__STORE__URL", mistyped.as_str())],
+    ] {
+        let (ok, out, err) = run(&token, &["root-strategy", "show"], &env);
+        assert!(!ok, "{out}");
+        assert!(!err.contains(password) && !out.contains(password), "{err}");
+    }
+    let (_, _, err) = run(
+        &token,
+        &["root-strategy", "show"],
+        &[("KMSGW__STORE__URL", in_url.as_str())],
+    );
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}

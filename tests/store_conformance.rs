@@ -1,6 +1,9 @@
 //! The `KeyStore` conformance suite. `suite` holds backend-neutral checks taking
 //! `&dyn KeyStore`; each backend module runs every one of them against a fresh store,
-//! and adds the checks only that backend can make (files, modes, reopening).
+//! and adds the checks only that backend can make (files, modes, reopening; for
+//! PostgreSQL: concurrent migration, reconnection, TLS, SQLSTATE mapping).
+
+mod common;
 
 use kms_gateway::store::{
     Direction, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord,
@@ -13,6 +16,8 @@ use uuid::Uuid;
 macro_rules! conformance {
     ($backend:ident, $fresh:path; $($test:ident),* $(,)?) => {
         mod $backend {
+            /// The checks this backend runs, to compare with the other backends'.
+            pub const TESTS: &[&str] = &[$(stringify!($test)),*];
             $(
                 #[test]
                 fn $test() {
@@ -50,7 +55,42 @@ conformance!(
     identity_token_is_unique_and_replaced_only_while_active,
     audit_appends_chain_in_order_and_move_the_head,
     audit_appends_under_contention_keep_one_chain,
+    identities_list_in_creation_order_and_need_a_project,
 );
+
+conformance!(
+    postgres_suite, crate::postgres::fresh;
+    meta_is_written_once,
+    meta_written_once_under_contention,
+    replace_meta_is_compare_and_swap,
+    projects_round_trip_and_names_are_unique,
+    key_and_first_version_round_trip_every_field,
+    key_names_are_unique_per_project,
+    key_in_unknown_project_is_refused,
+    list_keys_pages_and_counts,
+    list_keys_orders_by_column_and_direction,
+    list_keys_breaks_ties_by_id,
+    list_keys_search_is_case_insensitive_and_literal,
+    update_key_applies_only_the_patch,
+    update_key_rename_conflicts,
+    delete_key_removes_versions_and_returns_the_row,
+    key_version_of_unknown_key_is_none,
+    versions_are_added_one_at_a_time,
+    check_writable_succeeds,
+    concurrent_writers_all_succeed,
+    nullable_patch_fields_are_set_and_cleared,
+    lifecycle_candidates_are_pending_or_rotating_keys,
+    identities_round_trip_and_revoke_once,
+    identity_token_is_unique_and_replaced_only_while_active,
+    audit_appends_chain_in_order_and_move_the_head,
+    audit_appends_under_contention_keep_one_chain,
+    identities_list_in_creation_order_and_need_a_project,
+);
+
+#[test]
+fn every_backend_runs_the_same_checks() {
+    assert_eq!(sqlite_suite::TESTS, postgres_suite::TESTS);
+}
 
 pub fn project(name: &str) -> ProjectRecord {
     ProjectRecord {
@@ -960,6 +1000,77 @@ mod suite {
         );
     }
 
+    pub fn identities_list_in_creation_order_and_need_a_project(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let identity = |name: &str, hash: u8, created: &str| IdentityRecord {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            project_id: Some(p.id),
+            role: "encrypt".into(),
+            token_sha256: [hash; 32],
+            created_at: created.into(),
+            expires_at: None,
+            revoked_at: None,
+            tls_subject: None,
+        };
+        let later = IdentityRecord {
+            expires_at: Some("2030-01-01T00:00:00Z".into()),
+            ..identity("later", 2, "2024-05-02T00:00:00Z")
+        };
+        let first = identity("first", 1, "2024-05-01T00:00:00Z");
+        store.create_identity(&later).unwrap();
+        store.create_identity(&first).unwrap();
+        assert_eq!(
+            store.identity_by_token(&[1; 32]).unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.identity_by_token(&[2; 32]).unwrap(),
+            Some(later.clone())
+        );
+        assert_eq!(store.identity_by_token(&[3; 32]).unwrap(), None);
+        assert_eq!(store.identities().unwrap(), [first.clone(), later.clone()]);
+
+        // A token hash is used once; an identity needs an existing project.
+        let reused = identity("reused", 1, "2024-05-03T00:00:00Z");
+        assert!(matches!(
+            store.create_identity(&reused),
+            Err(StoreError::Conflict(_))
+        ));
+        let orphan = IdentityRecord {
+            project_id: Some(Uuid::new_v4()),
+            ..identity("orphan", 4, "2024-05-03T00:00:00Z")
+        };
+        assert!(store.create_identity(&orphan).is_err());
+        assert_eq!(store.identities().unwrap().len(), 2);
+
+        let revoked = store
+            .revoke_identity(first.id, "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at.as_deref(), Some("2025-01-01T00:00:00Z"));
+        let again = store
+            .revoke_identity(first.id, "2026-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again.revoked_at.as_deref(),
+            Some("2025-01-01T00:00:00Z"),
+            "the first revocation time stays"
+        );
+        assert_eq!(
+            store.identity_by_token(&[1; 32]).unwrap(),
+            Some(again),
+            "a revoked identity is still found"
+        );
+        assert_eq!(
+            store
+                .revoke_identity(Uuid::new_v4(), "2025-01-01T00:00:00Z")
+                .unwrap(),
+            None
+        );
+    }
+
     pub fn concurrent_writers_all_succeed(store: &dyn KeyStore) {
         let p = add_project(store, "p");
         std::thread::scope(|s| {
@@ -1141,5 +1252,477 @@ mod sqlite {
         assert_eq!(b.project(p.id).unwrap(), Some(p));
         assert!(a.put_meta_if_absent("root.wrapped", b"a").unwrap());
         assert!(!b.put_meta_if_absent("root.wrapped", b"b").unwrap());
+    }
+}
+
+mod postgres {
+    use std::sync::Barrier;
+
+    use kms_gateway::store::{PostgresStore, StoreOptions, StoreResult};
+    use secrecy::SecretString;
+
+    use super::common::pg::{PgCluster, PgDatabase};
+    use super::*;
+
+    pub fn fresh() -> (PgDatabase, Box<dyn KeyStore>) {
+        let db = PgDatabase::new();
+        let store = PostgresStore::open(db.url(), &StoreOptions::default()).unwrap();
+        (db, Box::new(store))
+    }
+
+    fn open(url: &str) -> StoreResult<PostgresStore> {
+        PostgresStore::open(url, &StoreOptions::default())
+    }
+
+    #[test]
+    fn migrations_run_once_when_stores_open_together() {
+        let db = PgDatabase::new();
+        let barrier = Barrier::new(4);
+        let stores: Vec<PostgresStore> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        open(db.url()).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let versions = db.query("SELECT version FROM schema_version ORDER BY version");
+        let expected: Vec<Vec<String>> = (1..=PostgresStore::SCHEMA_VERSION)
+            .map(|v| vec![v.to_string()])
+            .collect();
+        assert_eq!(versions, expected);
+        // They share one schema and its data.
+        let p = project("shared");
+        stores[0].create_project(&p).unwrap();
+        assert_eq!(stores[3].project(p.id).unwrap(), Some(p));
+        assert!(stores[1].put_meta_if_absent("root.wrapped", b"a").unwrap());
+        assert!(!stores[2].put_meta_if_absent("root.wrapped", b"b").unwrap());
+        // Opening again applies nothing.
+        drop(open(db.url()).unwrap());
+        assert_eq!(
+            db.query("SELECT count(*) FROM schema_version"),
+            [[PostgresStore::SCHEMA_VERSION.to_string()]]
+        );
+    }
+
+    #[test]
+    fn data_persists_across_reopen() {
+        let db = PgDatabase::new();
+        let p = project("p");
+        let k = key(p.id, "k");
+        {
+            let store = open(db.url()).unwrap();
+            store.create_project(&p).unwrap();
+            store.create_key(&k, &first_version(&k)).unwrap();
+            assert!(store.put_meta_if_absent("root.wrapped", b"irk").unwrap());
+        }
+        let store = open(db.url()).unwrap();
+        assert_eq!(store.key(k.id).unwrap(), Some(k.clone()));
+        assert_eq!(store.key_version(k.id, 1).unwrap(), Some(first_version(&k)));
+        assert!(!store.put_meta_if_absent("root.wrapped", b"again").unwrap());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let db = PgDatabase::new();
+        drop(open(db.url()).unwrap());
+        db.sql("INSERT INTO schema_version (version) VALUES (99)");
+        let err = open(db.url()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m.contains("99")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_rows_are_corrupt() {
+        let db = PgDatabase::new();
+        let store = open(db.url()).unwrap();
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        let k = key(p.id, "k");
+        store.create_key(&k, &first_version(&k)).unwrap();
+        // A row another tool wrote: a version no u32 holds.
+        db.sql(&format!(
+            "UPDATE keys SET version = -1 WHERE id = '{}'",
+            k.id
+        ));
+        let err = store.key(k.id).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        db.sql(&format!(
+            "UPDATE keys SET version = 4294967296 WHERE id = '{}'",
+            k.id
+        ));
+        let err = store.list_keys(&list(p.id)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn lost_connections_are_unavailable_then_reconnected() {
+        let cluster = PgCluster::start();
+        let store = open(&cluster.url()).unwrap();
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        store.check_writable().unwrap();
+
+        // The server restarts: the pooled connection is dead. The call that finds out
+        // fails as Unavailable; the next one connects anew, with no reopening.
+        cluster.restart();
+        let err = store.project(p.id).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert_eq!(store.project(p.id).unwrap(), Some(p.clone()));
+        store.check_writable().unwrap();
+
+        // The server is down: every call is Unavailable (no hang, no panic) until it is
+        // back, and then calls work again.
+        cluster.stop();
+        for _ in 0..3 {
+            let err = store.check_writable().unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+        let err = store.create_project(&project("q")).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        cluster.start_again();
+        // At most one more call may meet a connection made before the stop.
+        let after: Vec<bool> = (0..3).map(|_| store.check_writable().is_ok()).collect();
+        assert!(after[1] && after[2], "{after:?}");
+        assert_eq!(store.project(p.id).unwrap(), Some(p));
+        let q = project("q");
+        store.create_project(&q).unwrap();
+        assert_eq!(store.project(q.id).unwrap(), Some(q));
+    }
+
+    /// `url` with `param` (already percent-encoded) added to its query.
+    fn with_param(url: &str, param: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{param}")
+    }
+
+    #[test]
+    fn timed_out_statements_are_unavailable_and_url_options_apply() {
+        use std::time::{Duration, Instant};
+        let db = PgDatabase::new();
+        // The URL's own `options` replace the store's 30 s statement timeout.
+        let store = open(&with_param(
+            db.url(),
+            "options=-c%20statement_timeout%3D500ms",
+        ))
+        .unwrap();
+        store.check_writable().unwrap();
+        let url = db.url().to_owned();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let mut tx = client.transaction().unwrap();
+            tx.batch_execute("LOCK TABLE meta IN ACCESS EXCLUSIVE MODE")
+                .unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            tx.commit().unwrap();
+        });
+        is_locked.recv().unwrap();
+        let started = Instant::now();
+        let err = store.meta("root.wrapped").unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1400),
+            "{:?}",
+            started.elapsed()
+        );
+        holder.join().unwrap();
+        // A cancelled statement leaves the connection usable.
+        assert_eq!(store.meta("root.wrapped").unwrap(), None);
+    }
+
+    #[test]
+    fn unreachable_server_is_unavailable_at_open() {
+        let cluster = PgCluster::start();
+        let url = cluster.url();
+        cluster.stop();
+        let err = open(&url).unwrap_err();
+        assert!(matches!(&err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains(cluster.password()), "{err}");
+    }
+
+    #[test]
+    fn unique_violations_in_races_are_conflicts() {
+        let db = PgDatabase::new();
+        let store = open(db.url()).unwrap();
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        // Many writers at once: the database's unique rules decide (SQLSTATE 23505),
+        // and each loser sees a Conflict naming the rule, never another error.
+        let race = |make: &(dyn Fn(usize) -> KeyRecord + Sync)| -> (usize, Vec<StoreError>) {
+            let barrier = Barrier::new(8);
+            let results: Vec<StoreResult<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let barrier = &barrier;
+                        let store = &store;
+                        s.spawn(move || {
+                            let k = make(i);
+                            barrier.wait();
+                            store.create_key(&k, &first_version(&k))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let wins = results.iter().filter(|r| r.is_ok()).count();
+            (wins, results.into_iter().filter_map(Result::err).collect())
+        };
+        let (wins, errors) = race(&|_| key(p.id, "same-name"));
+        assert_eq!(wins, 1);
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(e, StoreError::Conflict(m) if m.contains("\"same-name\""))),
+            "{errors:?}"
+        );
+        let (wins, errors) = race(&|i| KeyRecord {
+            hsm_key_label: Some("one-token-object".into()),
+            ..key(p.id, &format!("hsm-{i}"))
+        });
+        assert_eq!(wins, 1);
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(e, StoreError::Conflict(m) if m.contains("one-token-object"))),
+            "{errors:?}"
+        );
+        assert_eq!(store.list_keys(&list(p.id)).unwrap().1, 2);
+
+        // Concurrent rotations of one key: exactly one adds version 2.
+        let k = store.key_by_name(p.id, "same-name").unwrap().unwrap();
+        let v2 = KeyVersionRecord {
+            version: 2,
+            ..first_version(&k)
+        };
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| store.add_key_version(&v2, "2025-01-01T00:00:00Z")))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::Conflict(_))));
+        assert_eq!(
+            store
+                .key_versions(k.id)
+                .unwrap()
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn a_transaction_chosen_as_deadlock_victim_is_retried() {
+        use std::time::{Duration, Instant};
+        let db = PgDatabase::new();
+        let store = open(&with_param(db.url(), "application_name=deadlock-victim")).unwrap();
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        let k = key(p.id, "k");
+        store.create_key(&k, &first_version(&k)).unwrap();
+        let v2 = KeyVersionRecord {
+            version: 2,
+            ..first_version(&k)
+        };
+
+        // Another session holds an uncommitted version 2 of the key, written without the
+        // foreign-key check (so it holds no lock on the key's row yet). It never detects
+        // deadlocks itself: the store's session must be the one to find this one.
+        let mut admin = ::postgres::Client::connect(db.url(), ::postgres::NoTls).unwrap();
+        let mut tx = admin.transaction().unwrap();
+        tx.batch_execute(
+            "SET LOCAL session_replication_role = replica; SET LOCAL deadlock_timeout = '1min'",
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO key_versions (key_id, version, wrapped_material, created_at) \
+             VALUES ($1, 2, '\\x00', 'admin')",
+            &[&k.id],
+        )
+        .unwrap();
+        std::thread::scope(|s| {
+            // The rotation locks the key's row, then waits for that version 2.
+            let rotation = s.spawn(|| store.add_key_version(&v2, "2025-01-01T00:00:00Z"));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while db.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'deadlock-victim' AND wait_event_type = 'Lock'",
+            ) != [["1"]]
+            {
+                assert!(Instant::now() < deadline, "the rotation never waited");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Now this session waits for the key's row: a deadlock, which the store's
+            // session detects and breaks by failing its own transaction (40P01); this
+            // UPDATE then goes through, which proves it.
+            tx.execute(
+                "UPDATE keys SET description = 'admin' WHERE id = $1",
+                &[&k.id],
+            )
+            .unwrap();
+            tx.rollback().unwrap();
+            // The store ran its transaction again, and it succeeded.
+            let rotated = rotation.join().unwrap().unwrap().unwrap();
+            assert_eq!(rotated.version, 2);
+        });
+        assert_eq!(store.key_version(k.id, 2).unwrap(), Some(v2));
+        assert_eq!(store.key(k.id).unwrap().unwrap().description, k.description);
+    }
+
+    #[test]
+    fn a_unique_rule_added_by_an_operator_is_a_conflict_too() {
+        // A constraint the store does not know by name still maps by SQLSTATE.
+        let db = PgDatabase::new();
+        let store = open(db.url()).unwrap();
+        db.sql("CREATE UNIQUE INDEX one_description ON keys (description)");
+        let p = project("p");
+        store.create_project(&p).unwrap();
+        let a = KeyRecord {
+            description: "same".into(),
+            ..key(p.id, "a")
+        };
+        let b = KeyRecord {
+            description: "same".into(),
+            ..key(p.id, "b")
+        };
+        store.create_key(&a, &first_version(&a)).unwrap();
+        let err = store.create_key(&b, &first_version(&b)).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.key(b.id).unwrap(), None);
+    }
+
+    #[test]
+    fn password_from_options_and_never_in_errors() {
+        let db = PgDatabase::new();
+        let url = db.url().to_owned();
+        let (before, after) = url.split_once('@').unwrap();
+        let (user_part, password) = before.rsplit_once(':').unwrap();
+        let without_password = format!("{user_part}@{after}");
+        let with = |password: &str| StoreOptions {
+            password: Some(SecretString::from(password.to_owned())),
+            ..StoreOptions::default()
+        };
+
+        let store = PostgresStore::open(&without_password, &with(password)).unwrap();
+        store.check_writable().unwrap();
+        assert!(!format!("{store:?}").contains(password));
+
+        let wrong = "wrong-password-7f3a";
+        let err = PostgresStore::open(&without_password, &with(wrong)).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains(wrong), "{text}");
+        assert!(!matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+        let err = PostgresStore::open(&url, &with(password)).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m.contains("both")),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains(password));
+
+        // Through the module's entry point, and a mistyped scheme keeps the password out.
+        let store = kms_gateway::store::open(&url).unwrap();
+        store.check_writable().unwrap();
+        let err = kms_gateway::store::open(&url.replacen("postgres", "postgress", 1))
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains(password), "{err}");
+    }
+
+    /// Whether the store's connection (named by `application_name`) uses TLS.
+    fn uses_tls(cluster: &PgCluster, app: &str) -> Vec<Vec<String>> {
+        cluster.query(&format!(
+            "SELECT DISTINCT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = '{app}'"
+        ))
+    }
+
+    #[test]
+    fn tls_modes_are_honoured() {
+        let cluster = PgCluster::start();
+        let ca = cluster.ca();
+        let ca = ca.to_str().unwrap();
+        let url = |host: &str, params: &str| {
+            format!(
+                "postgres://kmsgw:{}@{host}:{}/kmsgw?{params}",
+                cluster.password(),
+                cluster.port()
+            )
+        };
+
+        // verify-full: chain and name checked; the session is encrypted.
+        let store = open(&url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}&application_name=full"),
+        ))
+        .unwrap();
+        store.check_writable().unwrap();
+        assert_eq!(uses_tls(&cluster, "full"), [["t"]]);
+        let store = open(&url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}&application_name=byname"),
+        ))
+        .unwrap();
+        store.check_writable().unwrap();
+        assert_eq!(uses_tls(&cluster, "byname"), [["t"]]);
+
+        // No sslmode: plain TCP.
+        let plain = open(&url("127.0.0.1", "application_name=plain")).unwrap();
+        plain.check_writable().unwrap();
+        assert_eq!(uses_tls(&cluster, "plain"), [["f"]]);
+
+        // require without a CA: encrypted, server not authenticated (libpq's meaning).
+        let require = open(&url("127.0.0.1", "sslmode=require&application_name=req")).unwrap();
+        require.check_writable().unwrap();
+        assert_eq!(uses_tls(&cluster, "req"), [["t"]]);
+
+        // A name the certificate was not issued for: verify-full refuses, verify-ca
+        // (chain only) accepts. `hostaddr` sends the connection to 127.0.0.1 anyway.
+        let misnamed = |mode: &str| {
+            url(
+                "db.invalid",
+                &format!("sslmode={mode}&sslrootcert={ca}&hostaddr=127.0.0.1"),
+            )
+        };
+        let err = open(&misnamed("verify-full")).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        open(&misnamed("verify-ca"))
+            .unwrap()
+            .check_writable()
+            .unwrap();
+
+        // Another CA: refused in every verifying mode.
+        let other = tempfile::tempdir().unwrap();
+        let made =
+            std::process::Command::new(super::common::project_root().join("scripts/dev-cert.sh"))
+                .arg(other.path())
+                .output()
+                .unwrap();
+        assert!(made.status.success());
+        let other_ca = other.path().join("ca.pem");
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let err = open(&url(
+                "127.0.0.1",
+                &format!("sslmode={mode}&sslrootcert={}", other_ca.display()),
+            ))
+            .unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{mode}: {err:?}");
+            assert!(!err.to_string().contains(cluster.password()));
+        }
+        // Modes that may silently fall back to plain text are refused outright.
+        let err = open(&url("127.0.0.1", "sslmode=prefer")).unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{err:?}");
     }
 }

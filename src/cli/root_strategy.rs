@@ -34,7 +34,7 @@ fn parse_strategy(s: &str) -> Result<RootStrategy, String> {
 }
 
 pub fn run(settings: Settings, command: Command) -> CliResult {
-    let store = crate::store::open(&settings.store.url)?;
+    let store = crate::store::open_with(&settings.store.url, &settings.store.options()?)?;
     let hsm = match settings.hsm_config()? {
         Some(cfg) => match Hsm::connect(cfg) {
             Ok(h) => Some(h),

@@ -51,7 +51,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         Some(h) if h.config().use_rand => RandomSource::Hsm(h.clone()),
         _ => RandomSource::Os,
     };
-    let store = crate::store::open(&settings.store.url)?;
+    let store = crate::store::open_with(&settings.store.url, &settings.store.options()?)?;
     let provider: Option<Arc<dyn FragmentHsm>> =
         hsm.clone().map(|h| Arc::new(h) as Arc<dyn FragmentHsm>);
     let fragments = Arc::new(Fragments::load(&settings.fragments.source(), provider)?);

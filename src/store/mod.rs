@@ -4,8 +4,10 @@
 //! clear. Every method blocks; async callers use `spawn_blocking`. Policy lives in
 //! `keys`, not here.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use uuid::Uuid;
@@ -268,19 +270,100 @@ impl std::fmt::Debug for IdentityRecord {
     }
 }
 
-/// Opens the store named by `url` (`sqlite://PATH`).
+/// How to open a store beyond its URL. Only PostgreSQL uses these today.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The database password when it is not in the URL (`KMSGW__STORE__PASSWORD_FILE`).
+    pub password: Option<secrecy::SecretString>,
+    /// Connections kept to PostgreSQL at most; `None` for the default.
+    pub pool_size: Option<usize>,
+}
+
+/// Opens the store named by `url` (`sqlite://PATH`, `postgres://…` or `postgresql://…`).
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn KeyStore>> {
+    open_with(url, &StoreOptions::default())
+}
+
+/// Opens the store named by `url` with `options`.
+pub fn open_with(url: &str, options: &StoreOptions) -> StoreResult<std::sync::Arc<dyn KeyStore>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
+        if options.password.is_some() {
+            return Err(StoreError::Other(
+                "a store password applies to postgres:// URLs only, not to sqlite://".into(),
+            ));
+        }
         return Ok(std::sync::Arc::new(SqliteStore::open(
             std::path::Path::new(path),
         )?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Other(
-            "the PostgreSQL store is not available yet; use sqlite://PATH".into(),
-        ));
+        return Ok(std::sync::Arc::new(PostgresStore::open(url, options)?));
     }
+    // Only the scheme: the rest of a mistyped URL may hold a password.
+    let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
     Err(StoreError::Other(format!(
-        "unsupported store URL {url:?}: use sqlite://PATH"
+        "unsupported store URL scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
     )))
+}
+
+/// `url` with any password (in the user part or a `password=` parameter) replaced by
+/// `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains('@') || url.contains("password") {
+            "***".into()
+        } else {
+            url.to_owned()
+        };
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    // The last `@` ends the user part even when an unencoded `/` or `@` is in the
+    // password: better to hide too much than too little.
+    let rest = match before_query.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => before_query.to_owned(),
+    };
+    let mut out = format!("{scheme}://{rest}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://kms:s3cr%40t@db.example:5432/kms?sslmode=verify-full"),
+            "postgres://kms:***@db.example:5432/kms?sslmode=verify-full"
+        );
+        assert_eq!(
+            redact_url("postgresql://kms@db/kms?password=s3cret&application_name=x"),
+            "postgresql://kms@db/kms?password=***&application_name=x"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/kms-gateway.db"),
+            "sqlite://data/kms-gateway.db"
+        );
+        assert_eq!(redact_url("postgres://a:b:c@h/d"), "postgres://a:***@h/d");
+        assert_eq!(redact_url("postgres://a:b/c@h/d"), "postgres://a:***@h/d");
+        assert_eq!(redact_url("user:pw@host"), "***");
+    }
 }

@@ -169,3 +169,4 @@ pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kms-gateway"))
 }
 pub mod gateway;
+pub mod pg;

@@ -1,0 +1,104 @@
+//! Rows of the PostgreSQL store read into records; a value that does not fit is
+//! `StoreError::Corrupt`, never a panic.
+
+use std::fmt;
+
+use postgres::Row;
+
+use crate::store::{
+    IdentityRecord, KeyRecord, KeyVersionRecord, ProjectRecord, StoreError, StoreResult,
+};
+
+pub(super) const KEY_COLUMNS: &str =
+    "id, project_id, name, description, key_usage, algorithm, version, \
+                           is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
+                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days";
+pub(super) const IDENTITY_COLUMNS: &str =
+    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
+
+pub(super) fn corrupt(column: &str, err: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("column {column}: {err}"))
+}
+
+pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
+    row.try_get(idx).map_err(|e| {
+        let name = row.columns().get(idx).map_or("?", |c| c.name());
+        corrupt(name, e)
+    })
+}
+
+pub(super) fn version_at(row: &Row, idx: usize) -> StoreResult<u32> {
+    let v: i64 = get(row, idx)?;
+    u32::try_from(v).map_err(|_| {
+        let name = row.columns().get(idx).map_or("?", |c| c.name());
+        corrupt(name, format!("{v} is out of range"))
+    })
+}
+
+/// A key from `KEY_COLUMNS` starting at column `at`.
+pub(super) fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        id: get(row, at)?,
+        project_id: get(row, at + 1)?,
+        name: get(row, at + 2)?,
+        description: get(row, at + 3)?,
+        key_usage: get(row, at + 4)?,
+        algorithm: get(row, at + 5)?,
+        version: version_at(row, at + 6)?,
+        is_disabled: get(row, at + 7)?,
+        is_reserved: get(row, at + 8)?,
+        customer_fragment_id: get(row, at + 9)?,
+        created_at: get(row, at + 10)?,
+        updated_at: get(row, at + 11)?,
+        hsm_key_label: get(row, at + 12)?,
+        min_decryption_version: version_at(row, at + 13)?,
+        deletion_date: get(row, at + 14)?,
+        rotation_period_days: get::<Option<i64>>(row, at + 15)?
+            .map(|d| u32::try_from(d).map_err(|_| corrupt("rotation_period_days", d)))
+            .transpose()?,
+    })
+}
+
+pub(super) fn project_from_row(row: &Row) -> StoreResult<ProjectRecord> {
+    Ok(ProjectRecord {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        created_at: get(row, 2)?,
+    })
+}
+
+pub(super) fn version_from_row(row: &Row) -> StoreResult<KeyVersionRecord> {
+    Ok(KeyVersionRecord {
+        key_id: get(row, 0)?,
+        version: version_at(row, 1)?,
+        wrapped_material: get(row, 2)?,
+        public_key: get(row, 3)?,
+        created_at: get(row, 4)?,
+    })
+}
+
+pub(super) fn identity_from_row(row: &Row) -> StoreResult<IdentityRecord> {
+    let hash: Vec<u8> = get(row, 4)?;
+    let token_sha256: [u8; 32] = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt("token_sha256", "not 32 bytes"))?;
+    Ok(IdentityRecord {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        project_id: get(row, 2)?,
+        role: get(row, 3)?,
+        token_sha256,
+        created_at: get(row, 5)?,
+        expires_at: get(row, 6)?,
+        revoked_at: get(row, 7)?,
+        tls_subject: get(row, 8)?,
+    })
+}
+
+pub(super) fn hash_at(row: &Row, idx: usize) -> StoreResult<[u8; 32]> {
+    let hash: Vec<u8> = get(row, idx)?;
+    hash.as_slice()
+        .try_into()
+        .map_err(|_| corrupt("hash", "not 32 bytes"))
+}
