@@ -25,6 +25,8 @@ const BOOTSTRAP_ID_META: &str = "auth.bootstrap_identity";
 /// SHA-256 of the bootstrap token file last applied (so a rotation made later through the
 /// API is not undone by the unchanged file at the next start).
 const BOOTSTRAP_FILE_META: &str = "auth.bootstrap_file_sha256";
+/// The change topic of identities (see `KeyStore::publish`).
+pub const IDENTITIES_TOPIC: &str = "identities";
 /// How long a looked-up identity is trusted before the store is asked again; a
 /// revocation through another gateway takes effect within this time.
 pub const IDENTITY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -153,7 +155,7 @@ type CacheEntry = (Instant, Result<Arc<Principal>, AuthFailure>);
 /// Checks presented tokens against the identities in the store.
 pub struct Auth {
     store: Arc<dyn KeyStore>,
-    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    cache: Arc<Mutex<HashMap<[u8; 32], CacheEntry>>>,
 }
 
 impl Auth {
@@ -196,6 +198,7 @@ impl Auth {
                     }
                     Some(r) => {
                         store.set_identity_token(r.id, &digest).map_err(s)?;
+                        let _ = store.publish(IDENTITIES_TOPIC);
                         tracing::info!("the bootstrap token was replaced from its file");
                     }
                 }
@@ -233,7 +236,28 @@ impl Auth {
     pub fn new(store: Arc<dyn KeyStore>) -> Self {
         Self {
             store,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Drops cached identities whenever any gateway on the store publishes a change to
+    /// them (PostgreSQL's LISTEN/NOTIFY), instead of waiting for the cache's time limit.
+    /// Returns whether the store has such a feed.
+    pub fn follow_changes(&self) -> bool {
+        let cache = self.cache.clone();
+        self.store.subscribe(Box::new(move |topic| {
+            if topic == IDENTITIES_TOPIC || topic == "*" {
+                cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        }))
+    }
+
+    /// After a revocation or token change: this gateway forgets at once, the others
+    /// when the change reaches them.
+    pub fn changed(&self) {
+        self.forget();
+        if let Err(e) = self.store.publish(IDENTITIES_TOPIC) {
+            tracing::warn!(error = %e, "could not tell other gateways of an identity change; they see it within the cache's time limit");
         }
     }
 

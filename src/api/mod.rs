@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use auth::{
     default_token_path, new_token, parse_permissions, permissions_string, token_sha256, Auth,
-    Permission,
+    Permission, IDENTITIES_TOPIC,
 };
 pub use error::ApiError;
 pub use metrics::Metrics;

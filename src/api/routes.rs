@@ -1192,7 +1192,10 @@ async fn revoke_identity(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Repl
             "identity not found",
         )
     })?;
-    state.auth.forget();
+    let auth_state = state.clone();
+    tokio::task::spawn_blocking(move || auth_state.auth.changed())
+        .await
+        .map_err(|_| ApiError::from(KeyError::Internal("task failed".into())))?;
     Ok((StatusCode::OK, json!({"identity": identity_json(&revoked)})))
 }
 
@@ -1224,7 +1227,10 @@ async fn rotate_identity_token(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -
             "a revoked identity gets no new token",
         )
     })?;
-    state.auth.forget();
+    let auth_state = state.clone();
+    tokio::task::spawn_blocking(move || auth_state.auth.changed())
+        .await
+        .map_err(|_| ApiError::from(KeyError::Internal("task failed".into())))?;
     Ok((
         StatusCode::OK,
         json!({"identity": identity_json(&updated), "token": token.as_str()}),

@@ -22,7 +22,7 @@ impl Admin {
     /// Opens the store and unwraps the IRK (with ROOT_ENCRYPTION_KEY or the HSM, as the
     /// gateway does). Fails when the gateway has never started on this store.
     pub fn open(settings: &Settings) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let store = crate::store::open(&settings.store.url)?;
+        let store = crate::store::open_with(&settings.store.url, &settings.store.options()?)?;
         let hsm = match settings.hsm_config()? {
             Some(cfg) => Some(Hsm::connect(cfg)?),
             None => None,

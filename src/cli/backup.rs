@@ -43,7 +43,7 @@ pub struct RestoreArgs {
 }
 
 pub fn backup(settings: Settings, args: BackupArgs) -> CliResult {
-    let store = crate::store::open(&settings.store.url)?;
+    let store = crate::store::open_with(&settings.store.url, &settings.store.options()?)?;
     store.backup_to(&args.output)?;
     println!("backup written to {}", args.output.display());
     Ok(())

@@ -125,6 +125,7 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
                 Some(format!("identity {id}")),
             )?;
             store.revoke_identity(id, &crate::keys::now_rfc3339())?;
+            store.publish(crate::api::IDENTITIES_TOPIC)?;
             println!("revoked {id} ({})", r.name);
         }
         Command::RotateToken { id } => {
@@ -141,6 +142,7 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
             store
                 .set_identity_token(id, &token_sha256(&token))?
                 .ok_or_else(|| format!("identity {id} is revoked"))?;
+            store.publish(crate::api::IDENTITIES_TOPIC)?;
             eprintln!("identity {id} has a new token (shown only now):");
             println!("{}", token.as_str());
         }

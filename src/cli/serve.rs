@@ -87,6 +87,9 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &api::default_token_path(&settings.store.url),
         &random,
     )?;
+    if auth.follow_changes() {
+        tracing::info!("identity changes of other gateways arrive through the store's change feed");
+    }
     let audit = crate::audit::AuditLog::start(
         store.clone(),
         &irk,

@@ -210,6 +210,20 @@ pub trait KeyStore: Send + Sync + 'static {
     /// store stays online. Backends without a file of their own say how instead.
     fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()>;
 
+    /// Tells every gateway on this store, this one included, that `topic` changed (for
+    /// example `identities`), so that they drop what they cached of it. A backend shared
+    /// by several gateways implements it; the default does nothing.
+    fn publish(&self, _topic: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Calls `on_change(topic)` for every `publish` of any gateway, and with `"*"` when
+    /// changes may have been missed (the feed reconnected). False when the backend has no
+    /// such feed: then caches rely on their time limit alone.
+    fn subscribe(&self, _on_change: Box<dyn Fn(&str) + Send + Sync>) -> bool {
+        false
+    }
+
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
 }

@@ -180,6 +180,42 @@ impl PostgresStore {
     }
 }
 
+/// The NOTIFY channel of `publish` / `subscribe`.
+const CHANGES_CHANNEL: &str = "kmsgw_changes";
+
+/// LISTENs on its own connection for ever; after any interruption it reconnects (with a
+/// growing pause) and reports `"*"`, since notifications may have been missed meanwhile.
+fn listen(connector: &Connector, on_change: &(dyn Fn(&str) + Send + Sync)) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match connector.connect() {
+            Ok(mut client) => {
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")) {
+                    tracing::warn!(error = %describe(&e), "cannot LISTEN for changes");
+                } else {
+                    pause = Duration::from_millis(100);
+                    on_change("*");
+                    let mut notifications = client.notifications();
+                    let mut feed = notifications.blocking_iter();
+                    loop {
+                        match postgres::fallible_iterator::FallibleIterator::next(&mut feed) {
+                            Ok(Some(n)) => on_change(n.payload()),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %describe(&e), "the change feed from PostgreSQL was interrupted; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "change feed: cannot connect yet"),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// A short, jittered pause before attempt `attempt + 1`.
 fn backoff(attempt: u32) -> Duration {
     let jitter = SystemTime::now()
@@ -749,6 +785,22 @@ impl KeyStore for PostgresStore {
                 .map(|r| get(r, 0))
                 .collect::<StoreResult<Vec<String>>>()?)
         })
+    }
+
+    fn publish(&self, topic: &str) -> StoreResult<()> {
+        self.run(|conn| {
+            conn.direct()
+                .execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &topic])?;
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) -> bool {
+        let connector = self.pool.connector();
+        let spawned = std::thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listen(&connector, on_change.as_ref()));
+        spawned.is_ok()
     }
 
     fn backup_to(&self, _dest: &std::path::Path) -> StoreResult<()> {

@@ -186,7 +186,13 @@ impl Gateway {
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
-        self.bearer = std::fs::read_to_string(self.dir.join("data/bootstrap-token"))
+        let token_file = self
+            .env()
+            .into_iter()
+            .find(|(k, _)| k == "KMSGW__AUTH__BOOTSTRAP_TOKEN_FILE")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| self.dir.join("data/bootstrap-token"));
+        self.bearer = std::fs::read_to_string(token_file)
             .unwrap()
             .trim()
             .to_owned();

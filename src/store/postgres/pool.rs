@@ -123,6 +123,7 @@ pub(super) fn violation(err: &postgres::Error) -> Option<(&SqlState, Option<&str
 }
 
 /// How connections are made.
+#[derive(Clone)]
 pub(super) struct Connector {
     pub config: postgres::Config,
     pub tls: Option<MakeRustlsConnect>,
@@ -133,7 +134,7 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    fn connect(&self) -> StoreResult<Client> {
+    pub(super) fn connect(&self) -> StoreResult<Client> {
         let result = match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(NoTls),
@@ -278,6 +279,11 @@ impl Pool {
             }),
             returned: Condvar::new(),
         }
+    }
+
+    /// How this pool connects (for a connection of its own, such as LISTEN's).
+    pub fn connector(&self) -> Connector {
+        self.connector.clone()
     }
 
     pub fn target(&self) -> &str {

@@ -1,0 +1,282 @@
+//! Several gateways as one service: three gateway processes on different ports, one
+//! PostgreSQL, one SoftHSM2 (or Kryoptic) token. What one does, the others see at once
+//! (keys are not cached; identity changes arrive by LISTEN/NOTIFY well before the cache's
+//! 5 s limit); gateways starting together make one root key and one bootstrap identity.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::gateway::{Gateway, B64};
+use common::pg::PgCluster;
+use common::Token;
+use reqwest::Method as M;
+use serde_json::json;
+
+const BOOTSTRAP: &str = "kmsgw_cluster-test-bootstrap-token";
+
+/// Everything the nodes share: the database, the HSM token, the root key, the fragments.
+struct Shared {
+    cluster: PgCluster,
+    token: Token,
+    secrets: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let cluster = PgCluster::start();
+        let token = Token::new();
+        let secrets = tempfile::tempdir().unwrap();
+        std::fs::write(secrets.path().join("db-password"), cluster.password()).unwrap();
+        std::fs::write(
+            secrets.path().join("root.key"),
+            B64.encode(common::gateway::rand_bytes(32)),
+        )
+        .unwrap();
+        std::fs::write(secrets.path().join("bootstrap-token"), BOOTSTRAP).unwrap();
+        std::fs::write(
+            secrets.path().join("customer_fragments.json"),
+            r#"{"customer_fragments": []}"#,
+        )
+        .unwrap();
+        Shared {
+            cluster,
+            token,
+            secrets,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.secrets.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// The environment every node gets: the shared token (its state directory is the
+    /// node's own), database, root key, bootstrap token and fragments.
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.token.child_env();
+        env.extend([
+            (
+                "KMSGW__STORE__URL".into(),
+                format!("postgres://kmsgw@127.0.0.1:{}/kmsgw", self.cluster.port()),
+            ),
+            (
+                "KMSGW__STORE__PASSWORD_FILE".into(),
+                self.path("db-password"),
+            ),
+            ("ROOT_ENCRYPTION_KEY_FILE".into(), self.path("root.key")),
+            (
+                "KMSGW__AUTH__BOOTSTRAP_TOKEN_FILE".into(),
+                self.path("bootstrap-token"),
+            ),
+            (
+                "CUSTOMER_FRAGMENTS_FILE".into(),
+                self.path("customer_fragments.json"),
+            ),
+            ("HSM_KEY_LABEL".into(), "kmsgw-root".into()),
+        ]);
+        env
+    }
+
+    /// A gateway process of its own (own port and state directory) on the shared parts.
+    fn node(&self) -> Gateway {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Gateway::start_on(Token::new(), &env)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_gateway_does_the_others_see_at_once() {
+    let shared = Shared::new();
+    let g1 = shared.node();
+    let mut g2 = shared.node();
+    let g3 = shared.node();
+    let p = g1.project("shared").await;
+    let key = g1
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    // Created on 1, used on 2 and 3 at once.
+    let (s, enc) = g2.encrypt(&key, b"written on node 2", None).await;
+    assert_eq!(s, 200, "{enc}");
+    let (s, dec) = g3
+        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        (s, B64.decode(dec["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"written on node 2".to_vec())
+    );
+
+    // A rotation on 2: 1 encrypts with version 2 on its next request.
+    let (s, _) = g2
+        .post(&format!("/api/v1/kms/keys/{key}/rotate"), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, enc2) = g1.encrypt(&key, b"v2", None).await;
+    let ct2 = B64.decode(enc2["ciphertext"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        &ct2[17..21],
+        &2u32.to_be_bytes(),
+        "node 1 uses the version node 2 made"
+    );
+    // Disabled on 3: refused on 1 at once; enabled again.
+    let path = format!("/api/v1/kms/keys/{key}");
+    let (s, _) = g3
+        .call(M::PATCH, &path, Some(json!({"isDisabled": true})))
+        .await;
+    assert_eq!(s, 200);
+    let (s, e) = g1.encrypt(&key, b"x", None).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_disabled")));
+    let (s, _) = g3
+        .call(M::PATCH, &path, Some(json!({"isDisabled": false})))
+        .await;
+    assert_eq!(s, 200);
+    // Scheduled for deletion on 1: refused on 2 at once.
+    let (s, _) = g1.call(M::DELETE, &path, None).await;
+    assert_eq!(s, 200);
+    let (s, e) = g2
+        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let (s, _) = g3.post(&format!("{path}/cancel-deletion"), json!({})).await;
+    assert_eq!(s, 200);
+
+    // An identity made on 1 works on 2; revoked on 3, node 2 refuses it through the change
+    // feed, long before its 5 s cache would expire.
+    let (s, b) = g1
+        .post(
+            "/api/v1/identities",
+            json!({"name": "app", "projectId": p, "role": "encrypt"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (id, token) = (
+        b["identity"]["id"].as_str().unwrap().to_owned(),
+        b["token"].as_str().unwrap().to_owned(),
+    );
+    let use_it = |gw: &Gateway| {
+        let token = token.clone();
+        let path = format!("/api/v1/kms/keys/{key}/encrypt");
+        let gw_url = gw.url(&path);
+        let client = gw.client.clone();
+        async move {
+            let r = client
+                .post(gw_url)
+                .bearer_auth(token)
+                .json(&json!({"plaintext": B64.encode(b"x")}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(use_it(&g2).await, 200);
+    assert_eq!(use_it(&g2).await, 200, "now cached on node 2");
+    let (s, _) = g3
+        .call(M::DELETE, &format!("/api/v1/identities/{id}"), None)
+        .await;
+    assert_eq!(s, 200);
+    let revoked = Instant::now();
+    loop {
+        let s = use_it(&g2).await;
+        if s == 401 {
+            break;
+        }
+        assert_eq!(s, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "node 2 still accepts a token revoked on node 3"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "cluster: a revocation on node 3 reached node 2 in {} ms",
+        revoked.elapsed().as_millis()
+    );
+
+    // The root strategy switched through 1 is what 2 reports, and 2 restarts on it.
+    let (s, r) = g1
+        .call(
+            M::PATCH,
+            "/api/v1/admin/encryption-strategy",
+            Some(json!({"strategy": "hsm"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = g2.get("/api/v1/admin/encryption-strategy").await;
+    assert_eq!((s, r["strategy"].as_str()), (200, Some("hsm")));
+    g2.restart();
+    let (s, dec) = g2
+        .decrypt(&key, enc2["ciphertext"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        (s, B64.decode(dec["plaintext"].as_str().unwrap()).unwrap()),
+        (200, b"v2".to_vec())
+    );
+
+    // One audit chain, written by three processes, intact.
+    let out = std::process::Command::new(common::gateway_bin())
+        .args(["audit", "verify"])
+        .envs(shared.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: std::collections::HashSet<String> = shared
+        .cluster
+        .query("SELECT record FROM audit")
+        .into_iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r[0]).ok())
+        .filter_map(|v| {
+            v["requestId"]
+                .as_str()
+                .map(|id| id.split('-').nth(1).unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(
+        nodes.len() >= 3,
+        "records of every node (by process id in the request id): {nodes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_starting_together_make_one_root_key_and_one_bootstrap_identity() {
+    let shared = std::sync::Arc::new(Shared::new());
+    let nodes: Vec<Gateway> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| shared.node())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let count = |sql: &str| shared.cluster.query(sql)[0][0].clone();
+    assert_eq!(
+        count("SELECT count(*) FROM meta WHERE name = 'root.wrapped'"),
+        "1"
+    );
+    assert_eq!(count("SELECT count(*) FROM identities"), "1");
+    assert_eq!(
+        count("SELECT count(*) FROM schema_version"),
+        count("SELECT max(version) FROM schema_version")
+    );
+    // Every node unwrapped the same root key: each decrypts what the others encrypt.
+    let p = nodes[0].project("together").await;
+    let key = nodes[1]
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    for (i, from) in nodes.iter().enumerate() {
+        let msg = format!("from node {i}");
+        let (s, enc) = from.encrypt(&key, msg.as_bytes(), None).await;
+        assert_eq!(s, 200, "{enc}");
+        for to in &nodes {
+            let (s, dec) = to
+                .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+                .await;
+            assert_eq!(
+                (s, B64.decode(dec["plaintext"].as_str().unwrap()).unwrap()),
+                (200, msg.as_bytes().to_vec())
+            );
+        }
+    }
+}
