@@ -40,6 +40,12 @@ impl Shared {
             r#"{"customer_fragments": []}"#,
         )
         .unwrap();
+        // One server certificate for every node, as behind a load balancer.
+        let made = std::process::Command::new(common::project_root().join("scripts/dev-cert.sh"))
+            .arg(secrets.path().join("tls"))
+            .output()
+            .unwrap();
+        assert!(made.status.success());
         Shared {
             cluster,
             token,
@@ -82,7 +88,13 @@ impl Shared {
     fn node(&self) -> Gateway {
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Gateway::start_on(Token::new(), &env)
+        let own = Token::new();
+        let dir = own.dir.path().join("gw");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::copy(self.secrets.path().join("tls").join(f), dir.join(f)).unwrap();
+        }
+        Gateway::start_on(own, &env)
     }
 }
 
@@ -279,4 +291,131 @@ async fn gateways_starting_together_make_one_root_key_and_one_bootstrap_identity
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_retrying_on_other_gateways_see_no_wrong_answer_while_one_is_killed() {
+    use std::sync::{Arc, Mutex, RwLock};
+    let shared = Shared::new();
+    let mut g1 = shared.node();
+    let g2 = shared.node();
+    let p = g2.project("failover").await;
+    let key = g2
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    // Known ciphertexts to decrypt throughout.
+    let mut known = Vec::new();
+    for i in 0..8 {
+        let msg = format!("known {i}");
+        let (_, enc) = g2.encrypt(&key, msg.as_bytes(), None).await;
+        known.push((enc["ciphertext"].as_str().unwrap().to_owned(), msg));
+    }
+    let known = Arc::new(known);
+    let urls = Arc::new(RwLock::new(vec![g1.url(""), g2.url("")]));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let failovers = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let client = g2.client.clone();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (urls, stop, made, known, key, client, failovers) = (
+                urls.clone(),
+                stop.clone(),
+                made.clone(),
+                known.clone(),
+                key.clone(),
+                client.clone(),
+                failovers.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let encrypting = n % 2 == 0;
+                    let (ct, msg) = &known[(w + n) % known.len()];
+                    let mine = format!("w{w} n{n}");
+                    let (path, body) = if encrypting {
+                        (
+                            format!("/api/v1/kms/keys/{key}/encrypt"),
+                            json!({"plaintext": B64.encode(mine.as_bytes())}),
+                        )
+                    } else {
+                        (
+                            format!("/api/v1/kms/keys/{key}/decrypt"),
+                            json!({"ciphertext": ct}),
+                        )
+                    };
+                    // Round robin; on a connection error, the same request on the other node.
+                    let first = n % 2;
+                    let mut answer = None;
+                    for attempt in 0..4 {
+                        let url = urls.read().unwrap()[(first + attempt) % 2].clone();
+                        match client
+                            .post(format!("{url}{path}"))
+                            .bearer_auth(BOOTSTRAP)
+                            .json(&body)
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await
+                        {
+                            Ok(r) => {
+                                let s = r.status().as_u16();
+                                if let Ok(b) = r.json::<serde_json::Value>().await {
+                                    answer = Some((s, b));
+                                    break;
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                        failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let Some((s, b)) = answer else { continue };
+                    assert_eq!(s, 200, "{path}: {b}");
+                    if encrypting {
+                        made.lock()
+                            .unwrap()
+                            .push((b["ciphertext"].as_str().unwrap().to_owned(), mine));
+                    } else {
+                        assert_eq!(
+                            B64.decode(b["plaintext"].as_str().unwrap()).unwrap(),
+                            msg.as_bytes(),
+                            "a wrong answer"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        g1.signal("KILL");
+        assert!(g1.wait_exit(10));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        g1.launch();
+        urls.write().unwrap()[0] = g1.url("");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    // Every ciphertext a client got back decrypts to what it sent, on either node.
+    let made = made.lock().unwrap().clone();
+    for (i, (ct, msg)) in made.iter().enumerate() {
+        let node = if i % 2 == 0 { &g1 } else { &g2 };
+        let (s, d) = node.decrypt(&key, ct, None).await;
+        assert_eq!(
+            (s, B64.decode(d["plaintext"].as_str().unwrap()).unwrap()),
+            (200, msg.as_bytes().to_vec())
+        );
+    }
+    let served_by_node_1 = made.len() as u64 > failovers.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(served_by_node_1, "node 1 served between its kills");
+    eprintln!(
+        "cluster: node 1 killed 3 times; {} encryptions checked, {} requests moved to the other node",
+        made.len(),
+        failovers.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(made.len() > 100, "{}", made.len());
 }

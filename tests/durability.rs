@@ -271,3 +271,151 @@ async fn sqlite_acknowledged_writes_survive_sigkill() {
     let gw = Gateway::start_with(&[("KMSGW__SERVER__MAX_CONCURRENT_PER_IDENTITY", "64")]);
     kill_rounds(gw, 5, 1000).await;
 }
+
+/// A gateway whose store is a PostgreSQL database of its own cluster (returned, so that
+/// it lives as long as the test).
+fn on_postgres(extra: &[(&str, &str)]) -> (common::pg::PgCluster, tempfile::TempDir, Gateway) {
+    let cluster = common::pg::PgCluster::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("db-password");
+    std::fs::write(&pw, cluster.password()).unwrap();
+    let token_file = secrets.path().join("bootstrap-token");
+    std::fs::write(&token_file, "kmsgw_durability-bootstrap-token").unwrap();
+    let url = format!("postgres://kmsgw@127.0.0.1:{}/kmsgw", cluster.port());
+    let mut env = vec![
+        ("KMSGW__STORE__URL", url.as_str()),
+        ("KMSGW__STORE__PASSWORD_FILE", pw.to_str().unwrap()),
+        (
+            "KMSGW__AUTH__BOOTSTRAP_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        ("KMSGW__SERVER__MAX_CONCURRENT_PER_IDENTITY", "64"),
+    ];
+    env.extend_from_slice(extra);
+    let gw = Gateway::start_with(&env);
+    (cluster, secrets, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acknowledged_writes_survive_sigkill() {
+    let (_cluster, _secrets, gw) = on_postgres(&[]);
+    kill_rounds(gw, 5, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_gives_503_then_recovers_without_a_gateway_restart() {
+    let (cluster, _secrets, gw) = on_postgres(&[]);
+    let p = gw.project("db-restart").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (_, enc) = gw.encrypt(&key, b"known plaintext", None).await;
+    let ct = enc["ciphertext"].as_str().unwrap().to_owned();
+    let pid = gw.pid();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Default::default();
+    let gw = Arc::new(gw);
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let (gw, stop, seen, key, ct) = (
+                gw.clone(),
+                stop.clone(),
+                seen.clone(),
+                key.clone(),
+                ct.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (path, body) = if i % 2 == 0 {
+                        (
+                            format!("/api/v1/kms/keys/{key}/decrypt"),
+                            json!({"ciphertext": ct}),
+                        )
+                    } else {
+                        (
+                            format!("/api/v1/kms/keys/{key}/encrypt"),
+                            json!({"plaintext": B64.encode(b"during the restart")}),
+                        )
+                    };
+                    let sent = gw
+                        .client
+                        .post(gw.url(&path))
+                        .bearer_auth(gw.bootstrap_token())
+                        .json(&body)
+                        .send()
+                        .await;
+                    let (s, b) = match sent {
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            (s, r.json::<Value>().await.unwrap_or_default())
+                        }
+                        Err(e) => {
+                            *seen
+                                .lock()
+                                .unwrap()
+                                .entry(format!("connection error {e:?}"))
+                                .or_default() += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let label = match s {
+                        200 if i % 2 == 0 => {
+                            assert_eq!(
+                                B64.decode(b["plaintext"].as_str().unwrap()).unwrap(),
+                                b"known plaintext",
+                                "a wrong answer"
+                            );
+                            "200".to_string()
+                        }
+                        200 => "200".to_string(),
+                        503 => format!("503 {}", b["code"].as_str().unwrap_or("?")),
+                        other => format!("{other} {b}"),
+                    };
+                    *seen.lock().unwrap().entry(label).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted_at = Instant::now();
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        std::thread::sleep(Duration::from_millis(1500));
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    // Recovery: requests succeed again, with the same gateway process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, _) = gw.decrypt(&key, &ct, None).await;
+        if s == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = restarted_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(gw.pid(), pid, "the gateway was not restarted");
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("durability: database stopped 1.5 s under load; answers {seen:?}; serving again {:.1} s after the stop began", recovered.as_secs_f64());
+    for label in seen.keys() {
+        assert!(
+            label == "200" || label == "503 store_unavailable" || label == "503 audit_unavailable",
+            "unexpected answer during the outage: {label}"
+        );
+    }
+    assert!(
+        seen.keys().any(|l| l.starts_with("503")),
+        "the outage was seen: {seen:?}"
+    );
+    let r = gw.client.get(gw.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -65,16 +65,20 @@ pub(super) async fn handle(
             client: Some(peer.to_string()),
             target: ctx.target.take(),
         };
-        // The record is part of the operation: without it, the caller gets no result.
+        // The record is part of the operation: without it, the caller gets no result. A
+        // request that failed anyway keeps its own error (it is the cause, more often
+        // than not: the store being down fails both).
         if let Err(e) = state.audit.record(&event).await {
-            tracing::error!(request_id, error = %e, "audit record not written; answering 503");
-            response = error_response(
-                &ApiError::unavailable(
-                    "audit_unavailable",
-                    "the audit log cannot be written; the operation's result is withheld",
-                ),
-                &request_id,
-            );
+            tracing::error!(request_id, error = %e, "audit record not written");
+            if response.status().is_success() {
+                response = error_response(
+                    &ApiError::unavailable(
+                        "audit_unavailable",
+                        "the audit log cannot be written; the operation's result is withheld",
+                    ),
+                    &request_id,
+                );
+            }
         }
     }
     let status = response.status();
