@@ -350,22 +350,19 @@ async fn clients_retrying_on_other_gateways_see_no_wrong_answer_while_one_is_kil
                     let mut answer = None;
                     for attempt in 0..4 {
                         let url = urls.read().unwrap()[(first + attempt) % 2].clone();
-                        match client
+                        let sent = client
                             .post(format!("{url}{path}"))
                             .bearer_auth(BOOTSTRAP)
                             .json(&body)
                             .timeout(Duration::from_secs(10))
                             .send()
-                            .await
-                        {
-                            Ok(r) => {
-                                let s = r.status().as_u16();
-                                if let Ok(b) = r.json::<serde_json::Value>().await {
-                                    answer = Some((s, b));
-                                    break;
-                                }
+                            .await;
+                        if let Ok(r) = sent {
+                            let s = r.status().as_u16();
+                            if let Ok(b) = r.json::<serde_json::Value>().await {
+                                answer = Some((s, b));
+                                break;
                             }
-                            Err(_) => {}
                         }
                         failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(20)).await;
