@@ -206,6 +206,17 @@ async fn verify_names_edited_removed_reordered_and_truncated_records() {
     let (ok, out) = cli(&gw, &["audit", "verify"]);
     assert!(ok, "{out}");
     let db = gw.dir.join("data/kms-gateway.db");
+    // Everything into the main file, so that one file is the whole store.
+    let settle = |db: &std::path::Path| {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        drop(conn);
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    };
+    settle(&db);
     let pristine = std::fs::read(&db).unwrap();
     let count: usize = {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -245,6 +256,7 @@ async fn verify_names_edited_removed_reordered_and_truncated_records() {
         ("head removed", "DELETE FROM audit_head".into(), vec!["chain head is missing".into()]),
     ];
     for (name, sql, expected) in cases {
+        settle(&db);
         std::fs::write(&db, &pristine).unwrap();
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(&sql).unwrap();
@@ -257,6 +269,7 @@ async fn verify_names_edited_removed_reordered_and_truncated_records() {
         assert!(out.contains("TAMPERED"), "{name}: {out}");
     }
     // The untouched log still verifies, and the gateway starts on it and keeps appending.
+    settle(&db);
     std::fs::write(&db, &pristine).unwrap();
     gw.launch();
     let (s, _) = gw.encrypt(&key, b"after", None).await;

@@ -119,37 +119,74 @@ async fn what_one_gateway_does_the_others_see_at_once() {
         (200, b"written on node 2".to_vec())
     );
 
-    // A rotation on 2: 1 encrypts with version 2 on its next request.
+    // Every node has the key's record cached now.
+    for g in [&g1, &g2, &g3] {
+        let (s, _) = g.encrypt(&key, b"warm", None).await;
+        assert_eq!(s, 200);
+    }
+    // A rotation on 2: 1 encrypts with version 2 as soon as the change notice arrives.
     let (s, _) = g2
         .post(&format!("/api/v1/kms/keys/{key}/rotate"), json!({}))
         .await;
     assert_eq!(s, 200);
-    let (_, enc2) = g1.encrypt(&key, b"v2", None).await;
-    let ct2 = B64.decode(enc2["ciphertext"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        &ct2[17..21],
-        &2u32.to_be_bytes(),
-        "node 1 uses the version node 2 made"
+    let changed = Instant::now();
+    let enc2 = loop {
+        let (_, enc2) = g1.encrypt(&key, b"v2", None).await;
+        let ct2 = B64.decode(enc2["ciphertext"].as_str().unwrap()).unwrap();
+        if ct2[17..21] == 2u32.to_be_bytes() {
+            break enc2;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "node 1 still encrypts with version 1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!(
+        "cluster: a rotation on node 2 reached node 1 in {} ms",
+        changed.elapsed().as_millis()
     );
-    // Disabled on 3: refused on 1 at once; enabled again.
+    // Disabled on 3: refused on 1 as soon as the notice arrives; enabled again.
     let path = format!("/api/v1/kms/keys/{key}");
     let (s, _) = g3
         .call(M::PATCH, &path, Some(json!({"isDisabled": true})))
         .await;
     assert_eq!(s, 200);
-    let (s, e) = g1.encrypt(&key, b"x", None).await;
-    assert_eq!((s, e["code"].as_str()), (409, Some("key_disabled")));
+    let changed = Instant::now();
+    loop {
+        let (s, e) = g1.encrypt(&key, b"x", None).await;
+        if (s, e["code"].as_str()) == (409, Some("key_disabled")) {
+            break;
+        }
+        assert_eq!(s, 200);
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "node 1 still uses a key disabled on node 3"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (s, _) = g3
         .call(M::PATCH, &path, Some(json!({"isDisabled": false})))
         .await;
     assert_eq!(s, 200);
-    // Scheduled for deletion on 1: refused on 2 at once.
+    // Scheduled for deletion on 1: refused on 2 as soon as the notice arrives.
     let (s, _) = g1.call(M::DELETE, &path, None).await;
     assert_eq!(s, 200);
-    let (s, e) = g2
-        .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
-        .await;
-    assert_eq!((s, e["code"].as_str()), (409, Some("key_pending_deletion")));
+    let changed = Instant::now();
+    loop {
+        let (s, e) = g2
+            .decrypt(&key, enc["ciphertext"].as_str().unwrap(), None)
+            .await;
+        if (s, e["code"].as_str()) == (409, Some("key_pending_deletion")) {
+            break;
+        }
+        assert!(s == 200 || e["code"] == "key_disabled", "{s} {e}");
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "node 2 still uses a key pending deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (s, _) = g3.post(&format!("{path}/cancel-deletion"), json!({})).await;
     assert_eq!(s, 200);
 

@@ -166,7 +166,7 @@ impl From<KeyError> for ApiError {
             KeyError::HsmKeyUnusable(_) => ApiError::bad_request("hsm_key_unusable", msg),
             KeyError::Hsm(h) => h.into(),
             KeyError::Store(s) => s.into(),
-            KeyError::Config(_) | KeyError::Internal(_) => {
+            KeyError::Config(_) | KeyError::Internal(_) | KeyError::WouldBlock => {
                 tracing::error!(error = %msg, "internal error");
                 ApiError::internal()
             }

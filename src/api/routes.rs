@@ -153,7 +153,10 @@ async fn key_for(
     perm: Permission,
 ) -> Result<Uuid, ApiError> {
     let id = parse_id(id, "keyId")?;
-    let key = blocking(state, move |k| k.key(id)).await?;
+    let key = match state.keys.key_cached(id) {
+        Some(key) => key,
+        None => blocking(state, move |k| k.key(id)).await?,
+    };
     let p = ctx.principal();
     if !p.sees(key.project_id) {
         return Err(KeyError::KeyNotFound.into());
@@ -426,6 +429,15 @@ fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
             format!("{field} is not valid base64 (standard alphabet, padded)"),
         )
     })
+}
+
+/// The result of a `*_cached` operation run on this (async) thread, or `None` when it
+/// would block: then the ordinary operation runs on the blocking pool.
+fn from_cache<T>(result: Result<T, KeyError>) -> Option<Result<T, ApiError>> {
+    match result {
+        Err(KeyError::WouldBlock) => None,
+        other => Some(other.map_err(ApiError::from)),
+    }
 }
 
 /// Runs a key operation on the blocking pool.
@@ -745,7 +757,10 @@ async fn encrypt(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) ->
         return Err(plaintext_too_large(max));
     }
     let context = req.encryption_context.unwrap_or_default();
-    let ct = blocking(state, move |k| k.encrypt(id, &plaintext, &context)).await?;
+    let ct = match from_cache(state.keys.encrypt_cached(id, &plaintext, &context)) {
+        Some(r) => r?,
+        None => blocking(state, move |k| k.encrypt(id, &plaintext, &context)).await?,
+    };
     ctx.key_version = ct_version(&ct);
     Ok((StatusCode::OK, json!({"ciphertext": B64.encode(ct)})))
 }
@@ -772,7 +787,10 @@ async fn decrypt(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) ->
     let ct = decode_b64("ciphertext", &req.ciphertext)?;
     ctx.key_version = ct_version(&ct);
     let context = req.encryption_context.unwrap_or_default();
-    let pt = blocking(state, move |k| k.decrypt(id, &ct, &context)).await?;
+    let pt = match from_cache(state.keys.decrypt_cached(id, &ct, &context)) {
+        Some(r) => r?,
+        None => blocking(state, move |k| k.decrypt(id, &ct, &context)).await?,
+    };
     Ok((
         StatusCode::OK,
         json!({"plaintext": B64.encode(pt.as_slice())}),
@@ -794,17 +812,30 @@ async fn sign(state: &Arc<AppState>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Re
     let data = decode_b64("data", &req.data)?;
     let alg = req.signing_algorithm.clone();
     let is_digest = req.is_digest;
-    let sig = blocking(state, move |k| {
-        k.sign(
-            key_id,
-            SignRequest {
-                data: &data,
-                algorithm: &alg,
-                is_digest,
-            },
-        )
-    })
-    .await?;
+    let cached = state.keys.sign_cached(
+        key_id,
+        SignRequest {
+            data: &data,
+            algorithm: &alg,
+            is_digest,
+        },
+    );
+    let sig = match from_cache(cached) {
+        Some(r) => r?,
+        None => {
+            blocking(state, move |k| {
+                k.sign(
+                    key_id,
+                    SignRequest {
+                        data: &data,
+                        algorithm: &alg,
+                        is_digest,
+                    },
+                )
+            })
+            .await?
+        }
+    };
     Ok((
         StatusCode::OK,
         json!({"signature": B64.encode(sig), "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),

@@ -114,6 +114,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         root_encryption_key: rek,
         mechanism: settings.root.mechanism(),
     };
+    keys.follow_changes();
     let sweeper_keys = keys.clone();
     let sweeper_audit = audit.clone();
     let state = Arc::new(AppState::new(

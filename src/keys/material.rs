@@ -137,7 +137,9 @@ impl MaterialCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn get(&self, key: Uuid, version: u32) -> Option<Arc<Loaded>> {
+    /// The cached material; `count_miss: false` for a look that will be repeated by the
+    /// blocking path on a miss (so that one request counts one miss).
+    pub(super) fn get(&self, key: Uuid, version: u32, count_miss: bool) -> Option<Arc<Loaded>> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut map = self.lock();
         let found = match map.get(&(key, version)) {
@@ -150,7 +152,8 @@ impl MaterialCache {
         };
         match &found {
             Some(_) => self.hits.fetch_add(1, Relaxed),
-            None => self.misses.fetch_add(1, Relaxed),
+            None if count_miss => self.misses.fetch_add(1, Relaxed),
+            None => 0,
         };
         found
     }

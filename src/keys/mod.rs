@@ -6,8 +6,10 @@
 mod material;
 pub mod root;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -123,6 +125,10 @@ pub enum KeyError {
     NotPendingDeletion,
     #[error("{0}")]
     ConcurrentUpdate(String),
+    /// Only from the `*_cached` operations: the operation needs the store, the HSM or a
+    /// slow computation; run the ordinary one on a blocking thread instead.
+    #[error("the operation would block")]
+    WouldBlock,
     #[error("this key's usage is {usage}; it cannot {operation}")]
     WrongUsage {
         usage: &'static str,
@@ -222,6 +228,9 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
+/// Change topics of keys are `key:<id>` (see `KeyStore::publish`).
+const KEY_TOPIC_PREFIX: &str = "key:";
+
 /// Shortest and longest pending window of a scheduled deletion, and the default.
 pub const DELETION_WINDOW_DAYS: (u32, u32, u32) = (7, 30, 30);
 /// Longest automatic rotation period (ten years).
@@ -290,7 +299,61 @@ pub struct KeyService {
     random: RandomSource,
     default_fragment: Option<String>,
     cache: MaterialCache,
+    records: Arc<RecordCache>,
     hsm: Option<Hsm>,
+}
+
+/// Whether an operation may block (store, HSM) or must use caches only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Full,
+    CacheOnly,
+}
+
+/// How long a key record read from the store is used without asking it again, when no
+/// change notice came meanwhile (see `KeyService::follow_changes`).
+pub const KEY_RECORD_TTL: Duration = Duration::from_secs(5);
+
+/// Key records by id. A read that raced a change is not cached: every change moves
+/// `generation`, and a read caches only if the generation it started with still holds.
+#[derive(Default)]
+struct RecordCache {
+    entries: Mutex<HashMap<Uuid, (Instant, KeyRecord)>>,
+    generation: AtomicU64,
+}
+
+impl RecordCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, KeyRecord)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: Uuid) -> Option<KeyRecord> {
+        match self.lock().get(&id) {
+            Some((at, record)) if at.elapsed() < KEY_RECORD_TTL => Some(record.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, record: KeyRecord, generation: u64) {
+        let mut entries = self.lock();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if entries.len() >= 100_000 {
+                entries.clear();
+            }
+            entries.insert(record.id, (Instant::now(), record));
+        }
+    }
+
+    fn forget(&self, id: Option<Uuid>) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        match id {
+            Some(id) => {
+                entries.remove(&id);
+            }
+            None => entries.clear(),
+        }
+    }
 }
 
 impl KeyService {
@@ -309,6 +372,7 @@ impl KeyService {
             random,
             default_fragment,
             cache: MaterialCache::default(),
+            records: Arc::default(),
             hsm,
         }
     }
@@ -472,8 +536,58 @@ impl KeyService {
         Ok(key)
     }
 
+    /// The key's record, from the record cache when fresh.
     pub fn key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
+        self.key_with(id, Access::Full)
+    }
+
+    /// The key's record if it is cached (never blocks).
+    pub fn key_cached(&self, id: Uuid) -> Option<KeyRecord> {
+        self.records.get(id)
+    }
+
+    fn key_with(&self, id: Uuid, access: Access) -> Result<KeyRecord, KeyError> {
+        if let Some(hit) = self.records.get(id) {
+            return Ok(hit);
+        }
+        if access == Access::CacheOnly {
+            return Err(KeyError::WouldBlock);
+        }
+        let generation = self.records.generation.load(Ordering::SeqCst);
+        let record = self.fresh_key(id)?;
+        self.records.put(record.clone(), generation);
+        Ok(record)
+    }
+
+    /// The key's record from the store (for changes, which must not act on a stale copy).
+    fn fresh_key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
         self.store.key(id)?.ok_or(KeyError::KeyNotFound)
+    }
+
+    /// After a change to key `id`: this gateway forgets its record at once, the others
+    /// when the notice reaches them.
+    fn key_changed(&self, id: Uuid) {
+        self.records.forget(Some(id));
+        if let Err(e) = self.store.publish(&format!("{KEY_TOPIC_PREFIX}{id}")) {
+            tracing::warn!(key_id = %id, error = %e, "could not tell other gateways of a key change; they see it within the record cache's time limit");
+        }
+    }
+
+    /// Drops cached key records when any gateway on the store publishes a change
+    /// (`key:<id>`, or `*` after the feed was interrupted). Returns whether the store has
+    /// such a feed.
+    pub fn follow_changes(&self) -> bool {
+        let records = self.records.clone();
+        self.store.subscribe(Box::new(move |topic| {
+            if topic == "*" {
+                records.forget(None);
+            } else if let Some(id) = topic
+                .strip_prefix(KEY_TOPIC_PREFIX)
+                .and_then(|t| Uuid::parse_str(t).ok())
+            {
+                records.forget(Some(id));
+            }
+        }))
     }
 
     pub fn key_by_name(&self, project_id: Uuid, name: &str) -> Result<KeyRecord, KeyError> {
@@ -495,14 +609,14 @@ impl KeyService {
             check_description(d)?;
         }
         if let Some(Some(days)) = patch.rotation_period_days {
-            let key = self.key(id)?;
+            let key = self.fresh_key(id)?;
             check_rotation_period(days, stored_algorithm(&key)?, key.hsm_key_label.is_some())?;
         }
-        if patch.is_disabled == Some(false) && self.key(id)?.deletion_date.is_some() {
+        if patch.is_disabled == Some(false) && self.fresh_key(id)?.deletion_date.is_some() {
             return Err(KeyError::PendingDeletion);
         }
         if let Some(min) = patch.min_decryption_version {
-            let key = self.key(id)?;
+            let key = self.fresh_key(id)?;
             if min == 0 || min > key.version {
                 return Err(KeyError::InvalidInput(format!(
                     "minDecryptionVersion must be between 1 and the key's version ({})",
@@ -514,10 +628,13 @@ impl KeyService {
             name: patch.name.map(|n| n.trim().to_owned()),
             ..patch
         };
-        self.store
+        let key = self
+            .store
             .update_key(id, &patch, &now_rfc3339())
             .map_err(conflict_as_input)?
-            .ok_or(KeyError::KeyNotFound)
+            .ok_or(KeyError::KeyNotFound)?;
+        self.key_changed(id);
+        Ok(key)
     }
 
     /// Schedules the destruction of a key in `days` (7 to 30); meanwhile it refuses use.
@@ -528,7 +645,7 @@ impl KeyService {
                 "pendingWindowDays must be between {min} and {max}"
             )));
         }
-        if self.key(id)?.deletion_date.is_some() {
+        if self.fresh_key(id)?.deletion_date.is_some() {
             return Err(KeyError::PendingDeletion);
         }
         let patch = KeyPatch {
@@ -540,12 +657,13 @@ impl KeyService {
             .update_key(id, &patch, &now_rfc3339())?
             .ok_or(KeyError::KeyNotFound)?;
         self.cache.forget_key(id);
+        self.key_changed(id);
         tracing::info!(key_id = %id, days, "scheduled key deletion");
         Ok(key)
     }
 
     pub fn cancel_deletion(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
-        if self.key(id)?.deletion_date.is_none() {
+        if self.fresh_key(id)?.deletion_date.is_none() {
             return Err(KeyError::NotPendingDeletion);
         }
         let patch = KeyPatch {
@@ -556,6 +674,7 @@ impl KeyService {
             .store
             .update_key(id, &patch, &now_rfc3339())?
             .ok_or(KeyError::KeyNotFound)?;
+        self.key_changed(id);
         tracing::info!(key_id = %id, "cancelled key deletion");
         Ok(key)
     }
@@ -603,6 +722,7 @@ impl KeyService {
     pub fn destroy_key(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
         let key = self.store.delete_key(id)?.ok_or(KeyError::KeyNotFound)?;
         self.cache.forget_key(id);
+        self.key_changed(id);
         if let Some(label) = &key.hsm_key_label {
             let destroyed = self.hsm()?.destroy_resident(label)?;
             tracing::info!(key_id = %id, label = %label, objects = destroyed, "destroyed the HSM-resident key");
@@ -614,7 +734,7 @@ impl KeyService {
     /// Adds a new version with fresh material; encryption uses it from now on and every
     /// version stays decryptable (down to `min_decryption_version`).
     pub fn rotate(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
-        let key = self.key(id)?;
+        let key = self.fresh_key(id)?;
         if key.hsm_key_label.is_some() {
             return Err(KeyError::NotSupported(
                 "HSM-resident keys cannot be rotated yet; create a new key".into(),
@@ -662,6 +782,7 @@ impl KeyService {
                 other => KeyError::Store(other),
             })?
             .ok_or(KeyError::KeyNotFound)?;
+        self.key_changed(id);
         tracing::info!(key_id = %id, version, "rotated key");
         Ok(rotated)
     }
@@ -717,7 +838,17 @@ impl KeyService {
         usage: KeyUsage,
         operation: &'static str,
     ) -> Result<(KeyRecord, Algorithm), KeyError> {
-        let key = self.key(id)?;
+        self.usable_key_with(id, usage, operation, Access::Full)
+    }
+
+    fn usable_key_with(
+        &self,
+        id: Uuid,
+        usage: KeyUsage,
+        operation: &'static str,
+        access: Access,
+    ) -> Result<(KeyRecord, Algorithm), KeyError> {
+        let key = self.key_with(id, access)?;
         let algorithm = stored_algorithm(&key)?;
         if algorithm.usage() != usage {
             return Err(KeyError::WrongUsage {
@@ -756,6 +887,7 @@ impl KeyService {
         key: &KeyRecord,
         algorithm: Algorithm,
         version: u32,
+        access: Access,
     ) -> Result<Arc<Loaded>, KeyError> {
         let cacheable = match &key.customer_fragment_id {
             None => true,
@@ -765,9 +897,12 @@ impl KeyService {
             }
         };
         if cacheable {
-            if let Some(hit) = self.cache.get(key.id, version) {
+            if let Some(hit) = self.cache.get(key.id, version, access == Access::Full) {
                 return Ok(hit);
             }
+        }
+        if access == Access::CacheOnly {
+            return Err(KeyError::WouldBlock);
         }
         let record = self
             .store
@@ -795,12 +930,40 @@ impl KeyService {
         plaintext: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>, KeyError> {
-        let (key, algorithm) = self.usable_key(id, KeyUsage::EncryptDecrypt, "encrypt")?;
+        self.encrypt_with(id, plaintext, context, Access::Full)
+    }
+
+    /// `encrypt` from caches only, for the async runtime's own threads: `WouldBlock` when
+    /// the store, the HSM or its RNG would be needed.
+    pub fn encrypt_cached(
+        &self,
+        id: Uuid,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        if matches!(self.random, RandomSource::Hsm(_)) {
+            return Err(KeyError::WouldBlock);
+        }
+        self.encrypt_with(id, plaintext, context, Access::CacheOnly)
+    }
+
+    fn encrypt_with(
+        &self,
+        id: Uuid,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+        access: Access,
+    ) -> Result<Vec<u8>, KeyError> {
+        let (key, algorithm) =
+            self.usable_key_with(id, KeyUsage::EncryptDecrypt, "encrypt", access)?;
         let header = crypto::CiphertextHeader {
             key_id: *key.id.as_bytes(),
             version: key.version,
         };
         if let Some(label) = &key.hsm_key_label {
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
             // In the HSM, with a nonce from the HSM's RNG; same ciphertext format.
             let hsm = self.hsm()?;
             let mut nonce = [0u8; crypto::NONCE_LEN];
@@ -809,7 +972,7 @@ impl KeyService {
             let sealed = hsm.aes_gcm_encrypt(label, &nonce, &aad, plaintext)?;
             return Ok(crypto::assemble_data(header, &nonce, &sealed));
         }
-        let loaded = self.load(&key, algorithm, key.version)?;
+        let loaded = self.load(&key, algorithm, key.version, access)?;
         let aead = loaded.aead()?;
         let nonce: [u8; crypto::NONCE_LEN] = self.random.array()?;
         Ok(crypto::seal_data(
@@ -827,7 +990,28 @@ impl KeyService {
         ciphertext: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let (key, algorithm) = self.usable_key(id, KeyUsage::EncryptDecrypt, "decrypt")?;
+        self.decrypt_with(id, ciphertext, context, Access::Full)
+    }
+
+    /// `decrypt` from caches only (see `encrypt_cached`).
+    pub fn decrypt_cached(
+        &self,
+        id: Uuid,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.decrypt_with(id, ciphertext, context, Access::CacheOnly)
+    }
+
+    fn decrypt_with(
+        &self,
+        id: Uuid,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+        access: Access,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let (key, algorithm) =
+            self.usable_key_with(id, KeyUsage::EncryptDecrypt, "decrypt", access)?;
         let header = crypto::decode_ciphertext_header(ciphertext)
             .map_err(|_| KeyError::MalformedCiphertext)?;
         if header.key_id != *key.id.as_bytes() {
@@ -843,6 +1027,9 @@ impl KeyService {
             });
         }
         if let Some(label) = &key.hsm_key_label {
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
             let (nonce, sealed) =
                 crypto::split_data(ciphertext).map_err(|_| KeyError::MalformedCiphertext)?;
             let aad = crypto::data_aad(header, &crypto::encode_context(context));
@@ -859,7 +1046,7 @@ impl KeyService {
                     }
                 });
         }
-        let loaded = self.load(&key, algorithm, header.version)?;
+        let loaded = self.load(&key, algorithm, header.version, access)?;
         crypto::open_data(loaded.aead()?, ciphertext, &crypto::encode_context(context)).map_err(
             |e| match e {
                 CryptoError::Authentication => KeyError::DecryptionFailed,
@@ -898,7 +1085,27 @@ impl KeyService {
     }
 
     pub fn sign(&self, id: Uuid, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
-        let (key, algorithm) = self.usable_key(id, KeyUsage::SignVerify, "sign")?;
+        self.sign_with(id, req, Access::Full)
+    }
+
+    /// `sign` from caches only (see `encrypt_cached`), and only for ECDSA: an RSA-4096
+    /// signature takes over a millisecond, too long for the async runtime's threads.
+    pub fn sign_cached(&self, id: Uuid, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
+        self.sign_with(id, req, Access::CacheOnly)
+    }
+
+    fn sign_with(
+        &self,
+        id: Uuid,
+        req: SignRequest<'_>,
+        access: Access,
+    ) -> Result<Vec<u8>, KeyError> {
+        let (key, algorithm) = self.usable_key_with(id, KeyUsage::SignVerify, "sign", access)?;
+        if access == Access::CacheOnly
+            && (key.hsm_key_label.is_some() || algorithm != Algorithm::EccNistP256)
+        {
+            return Err(KeyError::WouldBlock);
+        }
         let alg = Self::signing_algorithm(algorithm, &req)?;
         if let Some(label) = &key.hsm_key_label {
             // The digest is computed here (or given); the private-key operation runs in the HSM.
@@ -919,7 +1126,7 @@ impl KeyService {
             };
             return Ok(self.hsm()?.sign_resident(label, scheme, &digest)?);
         }
-        let loaded = self.load(&key, algorithm, key.version)?;
+        let loaded = self.load(&key, algorithm, key.version, access)?;
         loaded
             .signer()?
             .sign(alg, Self::input(&req))
