@@ -61,7 +61,14 @@ impl Shared {
     /// node's own), database, root key, bootstrap token and fragments.
     fn env(&self) -> Vec<(String, String)> {
         let mut env = self.token.child_env();
-        env.extend([
+        env.extend(self.store_env());
+        env.push(("HSM_KEY_LABEL".into(), "kmsgw-root".into()));
+        env
+    }
+
+    /// All but the HSM: database, root key, bootstrap token and fragments.
+    fn store_env(&self) -> Vec<(String, String)> {
+        vec![
             (
                 "KMSGW__STORE__URL".into(),
                 format!("postgres://kmsgw@127.0.0.1:{}/kmsgw", self.cluster.port()),
@@ -79,14 +86,23 @@ impl Shared {
                 "CUSTOMER_FRAGMENTS_FILE".into(),
                 self.path("customer_fragments.json"),
             ),
-            ("HSM_KEY_LABEL".into(), "kmsgw-root".into()),
-        ]);
-        env
+        ]
     }
 
     /// A gateway process of its own (own port and state directory) on the shared parts.
     fn node(&self) -> Gateway {
-        let env = self.env();
+        self.node_with(self.env())
+    }
+
+    /// A node on the shared database and root key but with an HSM token of its own:
+    /// SoftHSM2 rewrites its token file at every login, and processes logging in to one
+    /// SoftHSM2 token at the very same moment can read it half-written (a real HSM has
+    /// no such file); for tests of the database side of a simultaneous start.
+    fn node_on_own_token(&self) -> Gateway {
+        self.node_with(self.store_env())
+    }
+
+    fn node_with(&self, env: Vec<(String, String)>) -> Gateway {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let own = Token::new();
         let dir = own.dir.path().join("gw");
@@ -296,7 +312,9 @@ async fn what_one_gateway_does_the_others_see_at_once() {
 async fn gateways_starting_together_make_one_root_key_and_one_bootstrap_identity() {
     let shared = std::sync::Arc::new(Shared::new());
     let nodes: Vec<Gateway> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| shared.node())).collect();
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| shared.node_on_own_token()))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let count = |sql: &str| shared.cluster.query(sql)[0][0].clone();
