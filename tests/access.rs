@@ -79,8 +79,10 @@ async fn every_route_for_every_role() {
     let sig = sig["signature"].as_str().unwrap().to_owned();
 
     let mut wrong = Vec::new();
+    let mut tokens = Vec::new();
     for (i, role) in ROLES.iter().enumerate() {
         let (_, token) = identity(&gw, &format!("id-{i}"), Some(&a), role).await;
+        tokens.push(token.clone());
         // A key of its own for the deletion routes, so that one role's success does not
         // change what the next one sees.
         let doomed = gw
@@ -239,6 +241,18 @@ async fn every_route_for_every_role() {
     ] {
         let (s, b) = gw.get(path).await;
         assert_eq!(s, 200, "{path}: {b}");
+    }
+    // No identity token reaches the log or the audit records.
+    let log = gw.log();
+    let (_, audit) = gw.get("/api/v1/audit?limit=1000").await;
+    let audit = audit.to_string();
+    for t in tokens
+        .iter()
+        .map(String::as_str)
+        .chain([gw.bootstrap_token()])
+    {
+        assert!(!log.contains(t), "a token is in the gateway's log");
+        assert!(!audit.contains(t), "a token is in the audit log");
     }
 }
 
