@@ -94,6 +94,8 @@ async fn every_route_for_every_role() {
                 None,
             )
             .await;
+        // And an identity of its own for the identity routes.
+        let (victim, _) = identity(&gw, &format!("victim-{i}"), Some(&a), "read").await;
         let k = |suffix: &str| format!("/api/v1/kms/keys/{aes}{suffix}");
         let e = |suffix: &str| format!("/api/v1/kms/keys/{ec}{suffix}");
         let routes = [
@@ -182,6 +184,18 @@ async fn every_route_for_every_role() {
             ),
             route(
                 M::POST,
+                format!("/api/v1/identities/{victim}/rotate-token"),
+                None,
+                Some("admin"),
+            ),
+            route(
+                M::DELETE,
+                format!("/api/v1/identities/{victim}"),
+                None,
+                Some("admin"),
+            ),
+            route(
+                M::POST,
                 "/api/v1/projects".into(),
                 Some(json!({"name": format!("p-{i}")})),
                 None,
@@ -242,9 +256,47 @@ async fn every_route_for_every_role() {
         let (s, b) = gw.get(path).await;
         assert_eq!(s, 200, "{path}: {b}");
     }
-    // No identity token reaches the log or the audit records.
+    // No identity token reaches the log or the audit records; every record names its
+    // route.
     let log = gw.log();
-    let (_, audit) = gw.get("/api/v1/audit?limit=1000").await;
+    let mut records = Vec::new();
+    loop {
+        let (_, page) = gw
+            .get(&format!("/api/v1/audit?limit=1000&after={}", records.len()))
+            .await;
+        let got = page["records"].as_array().unwrap().clone();
+        let done = got.len() < 1000;
+        records.extend(got);
+        if done {
+            break;
+        }
+    }
+    let audit = json!({ "records": records });
+    let unnamed: Vec<&serde_json::Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"].as_str().unwrap().ends_with("other"))
+        .collect();
+    assert!(unnamed.is_empty(), "records without a route: {unnamed:?}");
+    let ops: std::collections::HashSet<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    for op in [
+        "POST /api/v1/kms/keys/{keyId}/generate-data-key",
+        "POST /api/v1/kms/keys/{keyId}/re-encrypt",
+        "POST /api/v1/kms/keys/{keyId}/rotate",
+        "POST /api/v1/kms/keys/{keyId}/cancel-deletion",
+        "POST /api/v1/identities",
+        "DELETE /api/v1/identities/{identityId}",
+        "POST /api/v1/identities/{identityId}/rotate-token",
+        "POST /api/v1/projects",
+    ] {
+        assert!(ops.contains(op), "no record of {op}: {ops:?}");
+    }
     let audit = audit.to_string();
     for t in tokens
         .iter()
@@ -457,7 +509,7 @@ async fn bootstrap_token_is_rotated_then_revoked() {
     let mut gw = Gateway::start();
     let old = gw.bootstrap_token().to_owned();
     // A second global administrator first, so that revoking the bootstrap loses nothing.
-    let (_, ops) = identity(&gw, "ops", None, "admin").await;
+    let (ops_id, ops) = identity(&gw, "ops", None, "admin").await;
     let (s, list) = gw.get("/api/v1/identities").await;
     assert_eq!(s, 200);
     let boot = list["identities"]
@@ -524,6 +576,16 @@ async fn bootstrap_token_is_rotated_then_revoked() {
         .call_as(Some(&ops), M::GET, "/api/v1/identities", None)
         .await;
     assert_eq!(s, 200);
+    // The last administrator of every project cannot be revoked.
+    let (s, e) = gw
+        .call_as(
+            Some(&ops),
+            M::DELETE,
+            &format!("/api/v1/identities/{ops_id}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("last_administrator")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,8 +754,8 @@ async fn client_certificates_map_to_identities() {
     let certs = tempfile::tempdir().unwrap();
     let good = client_cert(certs.path(), "billing", "/CN=billing-svc/O=Acme");
     let other_ca = client_cert(certs.path(), "rogue", "/CN=billing-svc/O=Acme");
-    let unmapped = {
-        // Same CA as `billing`, another subject.
+    // More certificates of the `billing` CA, with other subjects.
+    let issue = |name: &str, subject: &str| {
         let d = certs.path();
         let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
         let run = |args: &[&str]| {
@@ -711,17 +773,17 @@ async fn client_certificates_map_to_identities() {
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-subj",
-            "/CN=stranger/O=Acme",
+            subject,
             "-keyout",
-            &p("stranger.key"),
+            &p(&format!("{name}.key")),
             "-out",
-            &p("stranger.csr"),
+            &p(&format!("{name}.csr")),
         ]);
         run(&[
             "x509",
             "-req",
             "-in",
-            &p("stranger.csr"),
+            &p(&format!("{name}.csr")),
             "-CA",
             &p("billing-ca.pem"),
             "-CAkey",
@@ -732,22 +794,25 @@ async fn client_certificates_map_to_identities() {
             "-extfile",
             &p("billing.ext"),
             "-out",
-            &p("stranger.crt"),
+            &p(&format!("{name}.crt")),
         ]);
         run(&[
             "pkcs8",
             "-topk8",
             "-nocrypt",
             "-in",
-            &p("stranger.key"),
+            &p(&format!("{name}.key")),
             "-out",
-            &p("stranger.p8"),
+            &p(&format!("{name}.p8")),
         ]);
-        let mut pem = std::fs::read(d.join("stranger.crt")).unwrap();
-        pem.extend(std::fs::read(d.join("stranger.p8")).unwrap());
-        std::fs::write(d.join("stranger.pem"), pem).unwrap();
-        d.join("stranger.pem")
+        let mut pem = std::fs::read(d.join(format!("{name}.crt"))).unwrap();
+        pem.extend(std::fs::read(d.join(format!("{name}.p8"))).unwrap());
+        std::fs::write(d.join(format!("{name}.pem")), pem).unwrap();
+        d.join(format!("{name}.pem"))
     };
+    let unmapped = issue("stranger", "/CN=stranger/O=Acme");
+    // One CN whose text imitates the two attributes of the identity's subject.
+    let imitation = issue("imitation", "/CN=billing-svc, O=Acme");
     let ca_file = certs.path().join("billing-ca.pem");
     let gw = Gateway::start_with(&[("KMSGW__TLS__CLIENT_CA_FILE", ca_file.to_str().unwrap())]);
     let p = gw.project("mtls").await;
@@ -795,6 +860,12 @@ async fn client_certificates_map_to_identities() {
     // A subject no identity has: 401; a certificate of another CA: no TLS session at all.
     let (s, b) = encrypt(mtls_client(&gw, &unmapped)).await.unwrap();
     assert_eq!((s, b["code"].as_str()), (401, Some("unauthorized")));
+    let (s, b) = encrypt(mtls_client(&gw, &imitation)).await.unwrap();
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (401, Some("unauthorized")),
+        "a CN that looks like two attributes is not them"
+    );
     assert!(
         encrypt(mtls_client(&gw, &other_ca)).await.is_err(),
         "a certificate of another CA is refused in the handshake"

@@ -225,7 +225,7 @@ async fn hsm_signing_keys_sign_in_the_hsm_and_openssl_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
     // The operator pre-creates keys (the Bank-Vaults case) before the gateway starts.
-    let mut gw = Gateway::start();
+    let mut gw = Gateway::start_with(&[("HSM_KEY_LABEL", "root-wrap")]);
     gw.stop();
     gw.token.import_secret(
         "operator-aes",
@@ -403,9 +403,68 @@ async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
     assert_eq!(s, 200, "{k}");
     let fly = k["key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(gw.encrypt(&fly, b"x", None).await.0, 200);
+
+    // The gateway's own keys are never adopted, and adopting is for administrators of
+    // every project.
+    for (label, alg) in [
+        ("root-wrap", "aes-256-gcm"),
+        ("root-wrap_HMAC", "aes-256-gcm"),
+        (&format!("kmsgw-{fly}"), "aes-256-gcm"),
+    ] {
+        let (s, e) = hsm_key(
+            &gw,
+            &project,
+            "grab",
+            "encrypt-decrypt",
+            alg,
+            json!({"hsmKeyLabel": label}),
+        )
+        .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("hsm_key_unusable")),
+            "{label}: {e}"
+        );
+    }
+    let (s, b) = gw
+        .post(
+            "/api/v1/identities",
+            json!({"name": "manager", "projectId": project, "role": "keys:manage"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, e) = gw
+        .call_as(
+            b["token"].as_str(),
+            reqwest::Method::POST,
+            "/api/v1/kms/keys",
+            Some(json!({"projectId": project, "name": "mine", "keyUsage": "encrypt-decrypt", "encryptionAlgorithm": "aes-256-gcm", "protection": "hsm", "hsmKeyLabel": "made-on-demand"})),
+        )
+        .await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("forbidden")), "{e}");
+
+    // Deleting a key that adopted an object leaves the object on the token.
+    let (s, _) = gw
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/kms/keys/{fly}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    gw.stop();
+    gw.sql(&format!(
+        "UPDATE keys SET deletion_date = '2020-01-01T00:00:00Z' WHERE id = '{fly}'"
+    ));
+    gw.launch();
+    gw.wait_for_status(&format!("/api/v1/kms/keys/{fly}"), 404, 20)
+        .await;
     gw.stop();
     let hsm = inspect(&gw.token);
-    assert!(hsm.resident_exists("made-on-demand").unwrap());
+    assert!(
+        hsm.resident_exists("made-on-demand").unwrap(),
+        "an adopted object stays"
+    );
     let attrs = hsm.key_attributes("made-on-demand").unwrap();
     assert_eq!(attrs.extractable, Some(false));
     hsm.shutdown();

@@ -156,6 +156,8 @@ type CacheEntry = (Instant, Result<Arc<Principal>, AuthFailure>);
 pub struct Auth {
     store: Arc<dyn KeyStore>,
     cache: Arc<Mutex<HashMap<[u8; 32], CacheEntry>>>,
+    /// Moves at every change: a lookup that raced one is not cached.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Auth {
@@ -237,6 +239,7 @@ impl Auth {
         Self {
             store,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            generation: Arc::default(),
         }
     }
 
@@ -245,9 +248,12 @@ impl Auth {
     /// Returns whether the store has such a feed.
     pub fn follow_changes(&self) -> bool {
         let cache = self.cache.clone();
+        let generation = self.generation.clone();
         self.store.subscribe(Box::new(move |topic| {
             if topic == IDENTITIES_TOPIC || topic == "*" {
-                cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                let mut entries = cache.lock().unwrap_or_else(|p| p.into_inner());
+                generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                entries.clear();
             }
         }))
     }
@@ -292,8 +298,9 @@ impl Auth {
         &self,
         subject: &str,
     ) -> Result<Result<Arc<Principal>, AuthFailure>, StoreError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let record = self.store.identity_by_tls_subject(subject)?;
-        Ok(self.remember(&Self::subject_digest(subject), record))
+        Ok(self.remember(&Self::subject_digest(subject), record, generation))
     }
 
     /// The identity of a token, from the store (blocks).
@@ -301,14 +308,16 @@ impl Auth {
         &self,
         digest: &[u8; 32],
     ) -> Result<Result<Arc<Principal>, AuthFailure>, StoreError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let record = self.store.identity_by_token(digest)?;
-        Ok(self.remember(digest, record))
+        Ok(self.remember(digest, record, generation))
     }
 
     fn remember(
         &self,
         digest: &[u8; 32],
         record: Option<IdentityRecord>,
+        generation: u64,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let found = match record {
             None => Err(AuthFailure::Invalid),
@@ -318,6 +327,10 @@ impl Auth {
         // Unknown tokens are not cached (anyone can make up tokens; the map must not grow).
         if !matches!(found, Err(AuthFailure::Invalid)) {
             let mut cache = self.lock();
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                // A change arrived during the lookup: its result may predate it.
+                return check_expiry(found);
+            }
             if cache.len() > 100_000 {
                 cache.clear();
             }
@@ -328,7 +341,10 @@ impl Auth {
 
     /// Drops cached identities (after a revocation or a token rotation here).
     pub fn forget(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.clear();
     }
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {

@@ -36,6 +36,23 @@ pub fn route_template(segments: &[&str]) -> &'static str {
         ["api", "v1", "kms", "keys", _, "signing-algorithms"] => {
             "/api/v1/kms/keys/{keyId}/signing-algorithms"
         }
+        ["api", "v1", "kms", "keys", _, "rotate"] => "/api/v1/kms/keys/{keyId}/rotate",
+        ["api", "v1", "kms", "keys", _, "cancel-deletion"] => {
+            "/api/v1/kms/keys/{keyId}/cancel-deletion"
+        }
+        ["api", "v1", "kms", "keys", _, "generate-data-key"] => {
+            "/api/v1/kms/keys/{keyId}/generate-data-key"
+        }
+        ["api", "v1", "kms", "keys", _, "generate-data-key-without-plaintext"] => {
+            "/api/v1/kms/keys/{keyId}/generate-data-key-without-plaintext"
+        }
+        ["api", "v1", "kms", "keys", _, "re-encrypt"] => "/api/v1/kms/keys/{keyId}/re-encrypt",
+        ["api", "v1", "identities"] => "/api/v1/identities",
+        ["api", "v1", "identities", _] => "/api/v1/identities/{identityId}",
+        ["api", "v1", "identities", _, "rotate-token"] => {
+            "/api/v1/identities/{identityId}/rotate-token"
+        }
+        ["api", "v1", "audit"] => "/api/v1/audit",
         _ => "other",
     }
 }

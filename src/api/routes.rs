@@ -524,6 +524,10 @@ struct CreateKey {
 async fn create_key(state: &Arc<AppState>, ctx: &mut Ctx, body: &[u8]) -> Reply {
     let req: CreateKey = parse_json(body)?;
     let project_id = project_for(ctx, &req.project_id, Permission::KeysManage)?;
+    if req.hsm_key_label.is_some() {
+        // Adopting an object already on the token is an operator's decision.
+        require_global_admin(&ctx.principal())?;
+    }
     let usage_name = req.key_usage.as_deref().unwrap_or("encrypt-decrypt");
     let usage =
         KeyUsage::parse(usage_name).ok_or_else(|| KeyError::UnknownUsage(usage_name.to_owned()))?;
@@ -1186,6 +1190,10 @@ async fn administered_identity(
             "identity not found",
         )
     };
+    // Before any lookup, so that a 403 or 404 says nothing about other identities.
+    if caller.id != id {
+        require(&caller, Permission::Admin)?;
+    }
     let record = blocking(state, move |k| {
         k.store().identity(id).map_err(KeyError::from)
     })
@@ -1197,11 +1205,7 @@ async fn administered_identity(
             && record.project_id.is_some()
             && record.project_id == caller.project);
     if !own && !administered {
-        return Err(if caller.has(Permission::Admin) {
-            not_found()
-        } else {
-            require(&caller, Permission::Admin).unwrap_err()
-        });
+        return Err(not_found());
     }
     ctx.project = record.project_id;
     ctx.target = Some(format!("identity {id}"));
@@ -1214,6 +1218,28 @@ async fn revoke_identity(state: &Arc<AppState>, ctx: &mut Ctx, id: &str) -> Repl
     let record = administered_identity(state, ctx, id).await?;
     require(&ctx.principal(), Permission::Admin)?;
     let id = record.id;
+    let is_global_admin =
+        |r: &IdentityRecord| r.project_id.is_none() && r.role.split(',').any(|p| p == "admin");
+    if is_global_admin(&record) && record.revoked_at.is_none() {
+        let now = crate::keys::parse_time(&crate::keys::now_rfc3339()).unwrap_or_default();
+        let others = blocking(state, |k| k.store().identities().map_err(KeyError::from))
+            .await?
+            .into_iter()
+            .filter(|r| r.id != id && r.revoked_at.is_none() && is_global_admin(r))
+            .filter(|r| {
+                r.expires_at
+                    .as_deref()
+                    .is_none_or(|e| crate::keys::parse_time(e).is_some_and(|t| t > now))
+            })
+            .count();
+        if others == 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_administrator",
+                "this is the last administrator of every project; create another before revoking it",
+            ));
+        }
+    }
     let revoked = blocking(state, move |k| {
         k.store()
             .revoke_identity(id, &crate::keys::now_rfc3339())

@@ -115,8 +115,67 @@ pub fn server_config(
 }
 
 /// The subject of a client certificate, as identities name it: the RDNs in certificate
-/// order, `CN=billing, O=Acme` (x509-parser's form).
+/// order, `CN=billing, O=Acme`, multi-valued RDNs joined by ` + `, and every value escaped
+/// as RFC 4514 does (`\,` `\+` `\"` `\\` `\<` `\>` `\;` `\=`, a leading `#` or space, a
+/// trailing space, control characters as `\XX`), so that no value can imitate another
+/// subject. `None` when a value is not a string: such a certificate maps to no identity.
 pub fn client_subject(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::objects::{oid2abbrev, oid_registry};
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(parsed.subject().to_string())
+    let mut rdns = Vec::new();
+    for rdn in parsed.subject().iter() {
+        let mut attrs = Vec::new();
+        for attr in rdn.iter() {
+            let name = oid2abbrev(attr.attr_type(), oid_registry())
+                .map(str::to_owned)
+                .unwrap_or_else(|_| attr.attr_type().to_id_string());
+            attrs.push(format!("{name}={}", escape_dn_value(attr.as_str().ok()?)));
+        }
+        rdns.push(attrs.join(" + "));
+    }
+    Some(rdns.join(", "))
+}
+
+fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_dn_value;
+
+    #[test]
+    fn values_that_look_like_other_attributes_are_escaped() {
+        assert_eq!(escape_dn_value("billing-svc"), "billing-svc");
+        assert_eq!(
+            escape_dn_value("billing-svc, O=Acme"),
+            "billing-svc\\, O\\=Acme"
+        );
+        assert_eq!(escape_dn_value("a+b"), "a\\+b");
+        assert_eq!(escape_dn_value(" #x "), "\\ #x\\ ");
+        assert_eq!(escape_dn_value("#x"), "\\#x");
+        assert_eq!(escape_dn_value("x\ny"), "x\\0Ay");
+    }
 }

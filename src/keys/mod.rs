@@ -228,6 +228,13 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
+/// Labels of HSM-resident keys the gateway generates: `kmsgw-<key id>`.
+const GENERATED_LABEL_PREFIX: &str = "kmsgw-";
+
+fn generated_label(id: Uuid) -> String {
+    format!("{GENERATED_LABEL_PREFIX}{id}")
+}
+
 /// Change topics of keys are `key:<id>` (see `KeyStore::publish`).
 const KEY_TOPIC_PREFIX: &str = "key:";
 
@@ -478,7 +485,7 @@ impl KeyService {
                 let hsm = self.hsm()?;
                 let (label, public_key) = match label {
                     None => {
-                        let label = format!("kmsgw-{id}");
+                        let label = generated_label(id);
                         let public = hsm
                             .generate_resident(&label, kind)
                             .map_err(adoption_error)?;
@@ -486,6 +493,19 @@ impl KeyService {
                     }
                     Some(label) => {
                         check_name(label)?;
+                        // The gateway's own keys are never adopted: using the root wrapping
+                        // key (or its HMAC companion, or another key's object) as a data key
+                        // would break key separation.
+                        let root = hsm.config().key_label.clone();
+                        let reserved = label.starts_with(GENERATED_LABEL_PREFIX)
+                            || root
+                                .as_ref()
+                                .is_some_and(|r| label == r || *label == format!("{r}_HMAC"));
+                        if reserved {
+                            return Err(KeyError::HsmKeyUnusable(format!(
+                                "the HSM key {label:?} is one of the gateway's own keys and cannot be adopted"
+                            )));
+                        }
                         let public = hsm
                             .adopt_resident(label, kind, *create_if_missing)
                             .map_err(adoption_error)?;
@@ -723,9 +743,17 @@ impl KeyService {
         let key = self.store.delete_key(id)?.ok_or(KeyError::KeyNotFound)?;
         self.cache.forget_key(id);
         self.key_changed(id);
-        if let Some(label) = &key.hsm_key_label {
-            let destroyed = self.hsm()?.destroy_resident(label)?;
-            tracing::info!(key_id = %id, label = %label, objects = destroyed, "destroyed the HSM-resident key");
+        match &key.hsm_key_label {
+            // Only objects the gateway generated for this key; an adopted object belongs
+            // to whoever made it and stays on the token.
+            Some(label) if *label == generated_label(id) => {
+                let destroyed = self.hsm()?.destroy_resident(label)?;
+                tracing::info!(key_id = %id, label = %label, objects = destroyed, "destroyed the HSM-resident key");
+            }
+            Some(label) => {
+                tracing::info!(key_id = %id, label = %label, "the adopted HSM key stays on the token");
+            }
+            None => {}
         }
         tracing::info!(key_id = %id, "destroyed key");
         Ok(key)
@@ -1010,12 +1038,21 @@ impl KeyService {
         context: &BTreeMap<String, String>,
         access: Access,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let (key, algorithm) =
+        let (mut key, mut algorithm) =
             self.usable_key_with(id, KeyUsage::EncryptDecrypt, "decrypt", access)?;
         let header = crypto::decode_ciphertext_header(ciphertext)
             .map_err(|_| KeyError::MalformedCiphertext)?;
         if header.key_id != *key.id.as_bytes() {
             return Err(KeyError::CiphertextOfAnotherKey);
+        }
+        if header.version > key.version {
+            // The cached record may predate a rotation made by another gateway.
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
+            self.records.forget(Some(id));
+            (key, algorithm) =
+                self.usable_key_with(id, KeyUsage::EncryptDecrypt, "decrypt", access)?;
         }
         if header.version == 0 || header.version > key.version {
             return Err(KeyError::MalformedCiphertext);
