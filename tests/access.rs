@@ -596,16 +596,8 @@ async fn cli_creates_lists_and_revokes_identities() {
         .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
         .await;
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::gateway_bin())
-            .args(args)
-            .envs(gw.env())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let r = gw.cli(args, &[]);
+        (r.ok, r.stdout, r.stderr)
     };
     let (ok, token, err) = run(&[
         "identity",

@@ -10,19 +10,8 @@ use reqwest::Method as M;
 use serde_json::{json, Value};
 
 fn cli(gw: &Gateway, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(common::gateway_bin())
-        .args(args)
-        .envs(gw.env())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let r = gw.cli(args, &[]);
+    (r.ok, r.all())
 }
 
 /// Pages through the log (7 at a time). Each page request is itself recorded, so the

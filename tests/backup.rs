@@ -10,20 +10,8 @@ use common::Token;
 use serde_json::json;
 
 fn cli(gw: &Gateway, args: &[&str], env: &[(String, String)]) -> (bool, String) {
-    let out = std::process::Command::new(common::gateway_bin())
-        .args(args)
-        .envs(gw.env())
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let r = gw.cli(args, env);
+    (r.ok, r.all())
 }
 
 fn db(gw: &Gateway) -> std::path::PathBuf {

@@ -280,17 +280,7 @@ async fn what_one_gateway_does_the_others_see_at_once() {
     );
 
     // One audit chain, written by three processes, intact.
-    let out = std::process::Command::new(common::gateway_bin())
-        .args(["audit", "verify"])
-        .envs(shared.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::gateway::assert_audit_verifies(shared.env());
     let nodes: std::collections::HashSet<String> = shared
         .cluster
         .query("SELECT record FROM audit")

@@ -248,17 +248,7 @@ async fn kill_rounds(mut gw: Gateway, rounds: usize, target: usize) {
     );
     gw.stop();
     // The audit chain went through the same crashes and is intact.
-    let out = std::process::Command::new(common::gateway_bin())
-        .args(["audit", "verify"])
-        .envs(gw.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::gateway::assert_audit_verifies(gw.env());
 }
 
 fn rand_u64() -> u64 {

@@ -293,6 +293,21 @@ pub struct StoreOptions {
     pub pool_size: Option<usize>,
 }
 
+/// A `LIKE` pattern matching names that contain `search` literally (`\\` escapes); both
+/// backends search with it.
+fn contains_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Opens the store named by `url` (`sqlite://PATH`, `postgres://…` or `postgresql://…`).
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn KeyStore>> {
     open_with(url, &StoreOptions::default())

@@ -216,6 +216,25 @@ fn listen(connector: &Connector, on_change: &(dyn Fn(&str) + Send + Sync)) {
     }
 }
 
+/// Stores one version of a key (inside the caller's transaction).
+fn insert_version(
+    db: &mut pool::Db<'_, postgres::Transaction<'_>>,
+    v: &KeyVersionRecord,
+) -> Result<(), Fail> {
+    db.execute(
+        "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &v.key_id,
+            &to_i64(v.version),
+            &v.wrapped_material,
+            &v.public_key,
+            &v.created_at,
+        ],
+    )?;
+    Ok(())
+}
+
 /// A short, jittered pause before attempt `attempt + 1`.
 fn backoff(attempt: u32) -> Duration {
     let jitter = SystemTime::now()
@@ -238,20 +257,6 @@ fn target_of(config: &postgres::Config) -> String {
         config.get_user().unwrap_or("?"),
         config.get_dbname().unwrap_or("?")
     )
-}
-
-/// A `LIKE` pattern matching names that contain `search` literally (`\` escapes).
-fn contains_pattern(search: &str) -> String {
-    let mut pattern = String::with_capacity(search.len() + 2);
-    pattern.push('%');
-    for c in search.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 /// Maps a unique violation on a key's constraints to a Conflict that names the rule.
@@ -363,10 +368,8 @@ impl KeyStore for PostgresStore {
         self.run(|conn| {
             conn.transaction(IsolationLevel::ReadCommitted, |db| {
                 if let Some(label) = &key.hsm_key_label {
-                    let used = db.query_opt(
-                        "SELECT 1 FROM keys WHERE hsm_key_label = $1",
-                        &[label],
-                    )?;
+                    let used =
+                        db.query_opt("SELECT 1 FROM keys WHERE hsm_key_label = $1", &[label])?;
                     if used.is_some() {
                         return Err(StoreError::Conflict(format!(
                             "the HSM key {label:?} is already used by another key"
@@ -401,17 +404,7 @@ impl KeyStore for PostgresStore {
                     ),
                     _ => key_conflict(err, key.id, &key.name, key.hsm_key_label.as_deref()),
                 })?;
-                db.execute(
-                    "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &first.key_id,
-                        &to_i64(first.version),
-                        &first.wrapped_material,
-                        &first.public_key,
-                        &first.created_at,
-                    ],
-                )?;
+                insert_version(db, first)?;
                 Ok(())
             })
         })
@@ -453,7 +446,7 @@ impl KeyStore for PostgresStore {
                         ORDER BY {column} {direction}, id {direction} LIMIT $3 OFFSET $4) AS p ON true \
              ORDER BY p.{column} {direction}, p.id {direction}"
         );
-        let pattern = query.search.as_deref().map(contains_pattern);
+        let pattern = query.search.as_deref().map(super::contains_pattern);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         self.run(|conn| {
@@ -564,17 +557,7 @@ impl KeyStore for PostgresStore {
                     ))
                     .into());
                 }
-                db.execute(
-                    "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &record.key_id,
-                        &to_i64(record.version),
-                        &record.wrapped_material,
-                        &record.public_key,
-                        &record.created_at,
-                    ],
-                )?;
+                insert_version(db, record)?;
                 let row = db
                     .query_opt(&update, &[&record.key_id, &to_i64(record.version), &updated_at])?
                     .ok_or_else(|| StoreError::Other("the locked key vanished".into()))?;

@@ -317,6 +317,23 @@ fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
+/// Stores one version of a key (inside the caller's transaction).
+fn insert_version(conn: &Connection, v: &KeyVersionRecord) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            v.key_id.to_string(),
+            v.version,
+            v.wrapped_material,
+            v.public_key,
+            v.created_at
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
         id: uuid_at(row, 0)?,
@@ -354,20 +371,6 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<KeyVersionRecord> {
         public_key: row.get(3)?,
         created_at: row.get(4)?,
     })
-}
-
-/// A `LIKE` pattern matching names that contain `search` literally (`\` escapes).
-fn contains_pattern(search: &str) -> String {
-    let mut pattern = String::with_capacity(search.len() + 2);
-    pattern.push('%');
-    for c in search.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreError {
@@ -737,18 +740,7 @@ impl KeyStore for SqliteStore {
             }
             _ => key_name_conflict(err, key.id, &key.name),
         })?;
-        tx.execute(
-            "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                first.key_id.to_string(),
-                first.version,
-                first.wrapped_material,
-                first.public_key,
-                first.created_at
-            ],
-        )
-        .map_err(map_err)?;
+        insert_version(&tx, first)?;
         tx.commit().map_err(map_err)
     }
 
@@ -784,7 +776,7 @@ impl KeyStore for SqliteStore {
         // SQLite's LIKE ignores case for ASCII letters only.
         let filter = "project_id = ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\')";
         let project = query.project_id.to_string();
-        let pattern = query.search.as_deref().map(contains_pattern);
+        let pattern = query.search.as_deref().map(super::contains_pattern);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
 
@@ -889,11 +881,7 @@ impl KeyStore for SqliteStore {
                 record.version
             )));
         }
-        tx.execute(
-            "INSERT INTO key_versions (key_id, version, wrapped_material, public_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, record.version, record.wrapped_material, record.public_key, record.created_at],
-        )
-        .map_err(map_err)?;
+        insert_version(&tx, record)?;
         let sql = format!(
             "UPDATE keys SET version = ?2, updated_at = ?3 WHERE id = ?1 RETURNING {KEY_COLUMNS}"
         );

@@ -454,3 +454,44 @@ pub fn openssl_verifies(pem: &str, alg: &str, data_file: &str, sig_file: &str) -
         .expect("run openssl");
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
+
+/// What a `kms-gateway` command did: whether it succeeded, its stdout (trimmed) and stderr.
+pub struct CliRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// stdout then stderr, for messages and `contains` checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `kms-gateway ARGS` with exactly this environment added (later entries win).
+pub fn run_cli(env: impl IntoIterator<Item = (String, String)>, args: &[&str]) -> CliRun {
+    let out = Command::new(gateway_bin())
+        .args(args)
+        .envs(env)
+        .output()
+        .unwrap();
+    CliRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `kms-gateway audit verify` on the store of `env` succeeds.
+pub fn assert_audit_verifies(env: impl IntoIterator<Item = (String, String)>) {
+    let r = run_cli(env, &["audit", "verify"]);
+    assert!(r.ok, "audit verify: {}", r.all());
+}
+
+impl Gateway {
+    /// Runs `kms-gateway ARGS` with this gateway's settings, plus `extra`.
+    pub fn cli(&self, args: &[&str], extra: &[(String, String)]) -> CliRun {
+        run_cli(self.env().into_iter().chain(extra.iter().cloned()), args)
+    }
+}
