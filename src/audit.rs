@@ -211,18 +211,18 @@ fn writer(
                 Err(_) => break,
             }
         }
-        let records: Vec<String> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let (records, replies): (Vec<String>, Vec<Reply>) = batch.into_iter().unzip();
         match store.append_audit(&records, &chain) {
             Ok(last) => {
                 let first_seq = last + 1 - records.len() as u64;
                 emit(&stream, first_seq, &records);
-                for (i, (_, reply)) in batch.into_iter().enumerate() {
+                for (i, reply) in replies.into_iter().enumerate() {
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, records = records.len(), "audit records could not be written; the operations fail");
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
                 }
             }
@@ -231,6 +231,9 @@ fn writer(
 }
 
 fn emit(stream: &Stream, first_seq: u64, records: &[String]) {
+    if matches!(stream, Stream::None) {
+        return;
+    }
     let mut out = String::new();
     for (i, r) in records.iter().enumerate() {
         // `{"seq":N,` + the record without its opening brace.
