@@ -37,12 +37,16 @@ pub struct AuditEvent {
     pub time: String,
     /// `api`, `cli` or `system` (the lifecycle sweeper).
     pub source: String,
+    /// The front-end: `native`, `cli`, `system`, ... (absent in records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<String>,
     pub identity_id: Option<String>,
     pub identity_name: Option<String>,
     pub project_id: Option<String>,
     pub key_id: Option<String>,
     pub key_version: Option<u32>,
-    /// For the API, `METHOD /route/template`; for the CLI, the command.
+    /// The core's operation (`key.encrypt`, `identity.revoke`, ...; see `core::Operation`);
+    /// earlier versions wrote `METHOD /route/template` here.
     pub operation: String,
     /// `ok`, or the error code.
     pub outcome: String,

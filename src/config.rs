@@ -155,10 +155,24 @@ impl StoreSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub bootstrap_token_file: Option<PathBuf>,
+    /// Lifetime of a universal-auth access token (`KMSGW__AUTH__ACCESS_TOKEN_TTL_SECONDS`).
+    pub access_token_ttl_seconds: u64,
+    /// Longest lifetime of an access token, renewals included.
+    pub access_token_max_ttl_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_token_file: None,
+            access_token_ttl_seconds: 7200,
+            access_token_max_ttl_seconds: 7200,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod crypto;
 pub mod fragments;
 pub mod hsm;

@@ -10,13 +10,24 @@ use common::gateway::{openssl, openssl_verifies, write, Gateway, B64};
 use serde_json::{json, Value};
 use sha2::Digest;
 
+/// A key name (Infisical's slug rule) made from an algorithm name.
+fn slug(s: &str) -> String {
+    s.to_lowercase().replace('_', "-")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aes_keys_encrypt_and_decrypt_with_and_without_context() {
     let gw = Gateway::start();
     let project = gw.project("payments").await;
     for alg in ["aes-256-gcm", "aes-128-gcm"] {
         let key = gw
-            .key(&project, &format!("k-{alg}"), "encrypt-decrypt", alg, None)
+            .key(
+                &project,
+                &slug(&format!("k-{alg}")),
+                "encrypt-decrypt",
+                alg,
+                None,
+            )
             .await;
         let plaintext = b"the quick brown fox";
         let ctx = json!({"tenant": "acme", "purpose": "billing"});
@@ -88,7 +99,7 @@ async fn every_signing_algorithm_verifies_with_openssl() {
     let data_file = write(&gw.dir, "data.bin", data);
     for (alg_name, key_alg) in [("RSA", "RSA_4096"), ("ECDSA", "ECC_NIST_P256")] {
         let key = gw
-            .key(&project, key_alg, "sign-verify", key_alg, None)
+            .key(&project, &slug(key_alg), "sign-verify", key_alg, None)
             .await;
         let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
         assert_eq!(s, 200, "{pk}");
@@ -279,7 +290,7 @@ async fn key_metadata_endpoints() {
     let k1 = gw
         .key(&a, "alpha", "encrypt-decrypt", "aes-256-gcm", None)
         .await;
-    gw.key(&a, "beta_1", "encrypt-decrypt", "aes-128-gcm", None)
+    gw.key(&a, "beta-1", "encrypt-decrypt", "aes-128-gcm", None)
         .await;
     gw.key(&b, "alpha", "encrypt-decrypt", "aes-256-gcm", None)
         .await;
@@ -293,7 +304,8 @@ async fn key_metadata_endpoints() {
         "description",
         "projectId",
         "keyUsage",
-        "algorithm",
+        "encryptionAlgorithm",
+        "orgId",
         "version",
         "isDisabled",
         "isReserved",
@@ -304,7 +316,13 @@ async fn key_metadata_endpoints() {
         assert!(key.get(field).is_some(), "key has {field}: {key}");
     }
     assert_eq!(key["version"], 1);
-    assert_eq!(key["algorithm"], "aes-256-gcm");
+    assert_eq!(key["encryptionAlgorithm"], "aes-256-gcm");
+    assert!(
+        key["orgId"]
+            .as_str()
+            .is_some_and(|o| uuid::Uuid::parse_str(o).is_ok()),
+        "{key}"
+    );
 
     let (s, by_name) = gw
         .get(&format!("/api/v1/kms/keys/key-name/alpha?projectId={a}"))
@@ -316,7 +334,7 @@ async fn key_metadata_endpoints() {
         .await;
     assert_ne!(other["key"]["id"].as_str(), Some(k1.as_str()));
     let (s, e) = gw
-        .get(&format!("/api/v1/kms/keys/key-name/beta_1?projectId={b}"))
+        .get(&format!("/api/v1/kms/keys/key-name/beta-1?projectId={b}"))
         .await;
     assert_eq!((s, e["code"].as_str()), (404, Some("key_not_found")));
 
@@ -328,7 +346,7 @@ async fn key_metadata_endpoints() {
     assert_eq!(s, 200, "{list}");
     assert_eq!(list["totalCount"], 2);
     assert_eq!(list["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(list["keys"][0]["name"], "beta_1");
+    assert_eq!(list["keys"][0]["name"], "beta-1");
     let (_, search) = gw
         .get(&format!("/api/v1/kms/keys?projectId={a}&search=ALP"))
         .await;
@@ -362,10 +380,50 @@ async fn key_metadata_endpoints() {
         .call(
             reqwest::Method::PATCH,
             &format!("/api/v1/kms/keys/{k1}"),
-            Some(json!({"name": "beta_1"})),
+            Some(json!({"name": "beta-1"})),
         )
         .await;
     assert_eq!((s, e["code"].as_str()), (409, Some("name_taken")));
+    // Names follow Infisical's slug rule, on creation and on rename.
+    for bad in ["Beta", "beta_1", "with space", "", &"x".repeat(33)] {
+        let (s, e) = gw
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/kms/keys/{k1}"),
+                Some(json!({"name": bad})),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("invalid_name")),
+            "{bad:?}: {e}"
+        );
+        let (s, e) = gw
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/kms/keys",
+                Some(json!({"projectId": a, "name": bad})),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("invalid_name")),
+            "{bad:?}: {e}"
+        );
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains("slug")),
+            "{e}"
+        );
+    }
+    let longest = gw.project("longest-name").await;
+    let (s, e) = gw
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/kms/keys",
+            Some(json!({"projectId": longest, "name": format!("{}-9", "a".repeat(30))})),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
 
     let (s, d) = gw
         .call(
@@ -431,11 +489,20 @@ async fn bad_inputs_get_specific_errors_and_lose_nothing() {
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let b: Value = resp.json().await.unwrap();
     assert_eq!(b["code"], "malformed_json");
+    // Unknown fields are ignored (as Infisical does); a field of the wrong type is not.
+    let (s, b) = gw
+        .call(
+            M::POST,
+            &enc,
+            Some(json!({"plaintext": "aGk=", "extra": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
     refused(
         &gw,
         M::POST,
         &enc,
-        Some(json!({"plaintext": "aGk=", "extra": 1})),
+        Some(json!({"plaintext": 12})),
         400,
         "invalid_request",
     )
@@ -854,9 +921,14 @@ async fn health_readiness_and_metrics() {
         .await
         .unwrap();
     // By route template (never by key id) and status, with a latency histogram.
-    assert!(text.contains(r#"kmsgw_http_requests_total{method="POST",route="/api/v1/kms/keys/{keyId}/encrypt",status="200"} 3"#), "{text}");
-    assert!(text.contains(r#"kmsgw_http_requests_total{method="GET",route="/api/v1/kms/keys/{keyId}/public-key",status="400"} 1"#), "{text}");
-    assert!(text.contains(r#"kmsgw_http_request_duration_seconds_count{method="POST",route="/api/v1/kms/keys/{keyId}/encrypt"} 3"#), "{text}");
+    assert!(
+        text.contains(
+            r#"kmsgw_http_requests_total{frontend="native",operation="key.encrypt",status="200"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"kmsgw_http_requests_total{frontend="native",operation="key.public_key",status="400"} 1"#), "{text}");
+    assert!(text.contains(r#"kmsgw_http_request_duration_seconds_count{frontend="native",operation="key.encrypt"} 3"#), "{text}");
     assert!(!text.contains(&key), "no key id in label values");
     // The first encrypt unwrapped the material, the next two used the cache.
     assert_eq!(gw.metric("kmsgw_key_cache_misses_total").await, 1);

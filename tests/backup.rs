@@ -28,6 +28,7 @@ fn contents(gw: &Gateway) -> String {
         "keys",
         "key_versions",
         "identities",
+        "universal_auth",
         "audit",
         "audit_head",
     ] {

@@ -160,7 +160,15 @@ async fn hsm_signing_keys_sign_in_the_hsm_and_openssl_verifies() {
             ],
         ),
     ] {
-        let (s, k) = hsm_key(&gw, &project, alg, "sign-verify", alg, json!({})).await;
+        let (s, k) = hsm_key(
+            &gw,
+            &project,
+            &alg.to_lowercase().replace('_', "-"),
+            "sign-verify",
+            alg,
+            json!({}),
+        )
+        .await;
         assert_eq!(s, 200, "{k}");
         let id = k["key"]["id"].as_str().unwrap().to_owned();
         labels.push(k["key"]["hsmKeyLabel"].as_str().unwrap().to_owned());

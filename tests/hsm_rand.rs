@@ -20,7 +20,14 @@ const KEY_TYPES: [(&str, &str); 4] = [
 /// Creates a key and returns how many `C_GenerateRandom` calls that took.
 async fn draws_for_key(gw: &Gateway, project: &str, usage: &str, alg: &str) -> u64 {
     let before = gw.metric(RANDOM_CALLS).await;
-    gw.key(project, &format!("k-{alg}"), usage, alg, None).await;
+    gw.key(
+        project,
+        &format!("k-{alg}").to_lowercase().replace('_', "-"),
+        usage,
+        alg,
+        None,
+    )
+    .await;
     gw.metric(RANDOM_CALLS).await - before
 }
 

@@ -342,7 +342,7 @@ async fn scheduled_deletion_refuses_use_can_be_cancelled_then_destroys() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["operation"] == "lifecycle destroy")
+        .find(|r| r["operation"] == "lifecycle.destroy")
         .expect("the destruction is audited")
         .clone();
     assert_eq!(

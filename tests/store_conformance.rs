@@ -56,6 +56,9 @@ conformance!(
     audit_appends_chain_in_order_and_move_the_head,
     audit_appends_under_contention_keep_one_chain,
     identities_list_in_creation_order_and_need_a_project,
+    universal_auth_round_trips_by_client_id_and_identity,
+    universal_auth_client_id_is_unique_and_nothing_is_half_written,
+    universal_auth_is_not_written_when_the_identity_conflicts,
 );
 
 conformance!(
@@ -85,6 +88,9 @@ conformance!(
     audit_appends_chain_in_order_and_move_the_head,
     audit_appends_under_contention_keep_one_chain,
     identities_list_in_creation_order_and_need_a_project,
+    universal_auth_round_trips_by_client_id_and_identity,
+    universal_auth_client_id_is_unique_and_nothing_is_half_written,
+    universal_auth_is_not_written_when_the_identity_conflicts,
 );
 
 #[test]
@@ -154,7 +160,7 @@ fn names(keys: &[KeyRecord]) -> Vec<&str> {
 
 mod suite {
     use super::*;
-    use kms_gateway::store::{AuditChain, IdentityRecord};
+    use kms_gateway::store::{AuditChain, IdentityRecord, UniversalAuthRecord};
 
     /// A chain that is easy to check by hand: the hash is SHA-256 of prev ‖ seq ‖ record.
     struct TestChain;
@@ -174,7 +180,7 @@ mod suite {
         }
     }
 
-    fn identity(project: Option<Uuid>, name: &str, hash: u8) -> IdentityRecord {
+    pub fn identity(project: Option<Uuid>, name: &str, hash: u8) -> IdentityRecord {
         IdentityRecord {
             id: Uuid::new_v4(),
             name: name.into(),
@@ -1071,6 +1077,220 @@ mod suite {
         );
     }
 
+    /// Universal-auth credentials of `identity`; `secret` fills the secret hash.
+    pub fn credentials(
+        identity: &IdentityRecord,
+        client_id: &str,
+        secret: u8,
+    ) -> UniversalAuthRecord {
+        UniversalAuthRecord {
+            identity_id: identity.id,
+            client_id: client_id.into(),
+            secret_sha256: [secret; 32],
+            created_at: "2024-05-01T10:00:00Z".into(),
+        }
+    }
+
+    pub fn universal_auth_round_trips_by_client_id_and_identity(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let machine = identity(Some(p.id), "machine", 1);
+        let creds = credentials(&machine, "6f1c2a9e-0d4b-4e57-9a63-1f2e3d4c5b6a", 0xc1);
+        store
+            .create_identity_with_universal_auth(&machine, &creds)
+            .unwrap();
+        assert_eq!(
+            store.universal_auth(&creds.client_id).unwrap(),
+            Some(creds.clone())
+        );
+        assert_eq!(
+            store.universal_auth_of(machine.id).unwrap(),
+            Some(creds.clone())
+        );
+        // The identity itself is stored as `create_identity` stores one.
+        assert_eq!(store.identity(machine.id).unwrap(), Some(machine.clone()));
+        assert_eq!(
+            store.identity_by_token(&machine.token_sha256).unwrap(),
+            Some(machine.clone())
+        );
+
+        // An administrator (no project) too; each identity finds its own credentials.
+        let admin = identity(None, "admin", 2);
+        let admin_creds = credentials(&admin, "0b7e4d3c-2a19-4f86-b5e4-7c6d5e4f3a2b", 0xc2);
+        store
+            .create_identity_with_universal_auth(&admin, &admin_creds)
+            .unwrap();
+        assert_eq!(
+            store.universal_auth(&admin_creds.client_id).unwrap(),
+            Some(admin_creds.clone())
+        );
+        assert_eq!(
+            store.universal_auth_of(admin.id).unwrap(),
+            Some(admin_creds)
+        );
+        assert_eq!(
+            store.universal_auth_of(machine.id).unwrap(),
+            Some(creds.clone())
+        );
+
+        // Absent: an unknown client id (compared exactly, case included) or identity, and
+        // an identity made without credentials.
+        assert_eq!(store.universal_auth("no-such-client").unwrap(), None);
+        assert_eq!(
+            store
+                .universal_auth(&creds.client_id.to_uppercase())
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.universal_auth_of(Uuid::new_v4()).unwrap(), None);
+        let plain = identity(Some(p.id), "plain", 3);
+        store.create_identity(&plain).unwrap();
+        assert_eq!(store.universal_auth_of(plain.id).unwrap(), None);
+
+        // The credentials of a revoked identity are still found (the caller refuses them).
+        store
+            .revoke_identity(machine.id, "2025-01-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.universal_auth(&creds.client_id).unwrap(),
+            Some(creds.clone())
+        );
+        assert_eq!(store.universal_auth_of(machine.id).unwrap(), Some(creds));
+    }
+
+    pub fn universal_auth_client_id_is_unique_and_nothing_is_half_written(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let first = identity(Some(p.id), "first", 1);
+        let creds = credentials(&first, "client-a", 0xa1);
+        store
+            .create_identity_with_universal_auth(&first, &creds)
+            .unwrap();
+
+        // Another identity (its own token and subject) with the same client id.
+        let second = identity(Some(p.id), "second", 2);
+        let err = store
+            .create_identity_with_universal_auth(&second, &credentials(&second, "client-a", 0xa2))
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("client id") && m.contains("\"client-a\"")),
+            "{err:?}"
+        );
+        // The identity of the failed call went with its credentials.
+        assert_eq!(store.identity(second.id).unwrap(), None);
+        assert_eq!(store.identity_by_token(&second.token_sha256).unwrap(), None);
+        assert_eq!(store.identity_by_tls_subject("CN=second").unwrap(), None);
+        assert_eq!(store.universal_auth_of(second.id).unwrap(), None);
+        assert_eq!(store.universal_auth("client-a").unwrap(), Some(creds));
+        assert_eq!(store.identities().unwrap(), [first]);
+
+        // Nothing of it is left to block the same identity with a free client id.
+        let retry = credentials(&second, "client-b", 0xa2);
+        store
+            .create_identity_with_universal_auth(&second, &retry)
+            .unwrap();
+        assert_eq!(store.universal_auth_of(second.id).unwrap(), Some(retry));
+        assert_eq!(store.identity(second.id).unwrap(), Some(second));
+    }
+
+    pub fn universal_auth_is_not_written_when_the_identity_conflicts(store: &dyn KeyStore) {
+        let p = add_project(store, "p");
+        let taken = identity(Some(p.id), "taken", 1);
+        store.create_identity(&taken).unwrap();
+        let nothing_written = |candidate: &IdentityRecord, client_id: &str| {
+            assert_eq!(
+                store.universal_auth(client_id).unwrap(),
+                None,
+                "{client_id}"
+            );
+            if candidate.id != taken.id {
+                assert_eq!(store.identity(candidate.id).unwrap(), None, "{client_id}");
+            }
+            assert_eq!(
+                store.universal_auth_of(candidate.id).unwrap(),
+                None,
+                "{client_id}"
+            );
+            assert_eq!(
+                store.identities().unwrap(),
+                std::slice::from_ref(&taken),
+                "{client_id}"
+            );
+        };
+
+        // The token hash of another identity.
+        let same_token = identity(Some(p.id), "same-token", 1);
+        let err = store
+            .create_identity_with_universal_auth(
+                &same_token,
+                &credentials(&same_token, "client-token", 0xb1),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("token")),
+            "{err:?}"
+        );
+        nothing_written(&same_token, "client-token");
+
+        // The TLS subject of another identity.
+        let same_subject = IdentityRecord {
+            tls_subject: taken.tls_subject.clone(),
+            ..identity(Some(p.id), "same-subject", 2)
+        };
+        let err = store
+            .create_identity_with_universal_auth(
+                &same_subject,
+                &credentials(&same_subject, "client-subject", 0xb2),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("TLS subject") && m.contains("CN=taken")),
+            "{err:?}"
+        );
+        nothing_written(&same_subject, "client-subject");
+
+        // The id of another identity: that one gets no credentials either.
+        let same_id = IdentityRecord {
+            id: taken.id,
+            ..identity(Some(p.id), "same-id", 3)
+        };
+        let err = store
+            .create_identity_with_universal_auth(
+                &same_id,
+                &credentials(&same_id, "client-id", 0xb3),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains(&taken.id.to_string())),
+            "{err:?}"
+        );
+        nothing_written(&same_id, "client-id");
+
+        // A project that does not exist, and credentials of another identity: refused.
+        let missing = Uuid::new_v4();
+        let orphan = identity(Some(missing), "orphan", 4);
+        let err = store
+            .create_identity_with_universal_auth(
+                &orphan,
+                &credentials(&orphan, "client-orphan", 0xb4),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m.contains(&missing.to_string())),
+            "{err:?}"
+        );
+        nothing_written(&orphan, "client-orphan");
+        let mismatched = identity(Some(p.id), "mismatched", 5);
+        let err = store
+            .create_identity_with_universal_auth(
+                &mismatched,
+                &credentials(&same_token, "client-mismatched", 0xb5),
+            )
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::Other(_)), "{err:?}");
+        nothing_written(&mismatched, "client-mismatched");
+        assert_eq!(store.universal_auth_of(same_token.id).unwrap(), None);
+    }
+
     pub fn concurrent_writers_all_succeed(store: &dyn KeyStore) {
         let p = add_project(store, "p");
         std::thread::scope(|s| {
@@ -1226,6 +1446,40 @@ mod sqlite {
     }
 
     #[test]
+    fn a_store_from_before_universal_auth_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let p = project("p");
+        let old = suite::identity(Some(p.id), "old", 1);
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_project(&p).unwrap();
+            store.create_identity(&old).unwrap();
+        }
+        // Back to the previous release's schema: version 6, before migration 7 added the
+        // table (it adds nothing else).
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE universal_auth; PRAGMA user_version = 6;")
+            .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert!(version >= 7, "{version}");
+        assert_eq!(store.identity(old.id).unwrap(), Some(old.clone()));
+        assert_eq!(store.universal_auth_of(old.id).unwrap(), None);
+        let new = suite::identity(Some(p.id), "new", 2);
+        let creds = suite::credentials(&new, "client-new", 0xd1);
+        store
+            .create_identity_with_universal_auth(&new, &creds)
+            .unwrap();
+        assert_eq!(store.universal_auth("client-new").unwrap(), Some(creds));
+    }
+
+    #[test]
     fn database_file_mode_is_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kms.db");
@@ -1323,6 +1577,39 @@ mod postgres {
         assert_eq!(store.key(k.id).unwrap(), Some(k.clone()));
         assert_eq!(store.key_version(k.id, 1).unwrap(), Some(first_version(&k)));
         assert!(!store.put_meta_if_absent("root.wrapped", b"again").unwrap());
+    }
+
+    #[test]
+    fn a_store_from_before_universal_auth_upgrades() {
+        let db = PgDatabase::new();
+        let p = project("p");
+        let old = suite::identity(Some(p.id), "old", 1);
+        {
+            let store = open(db.url()).unwrap();
+            store.create_project(&p).unwrap();
+            store.create_identity(&old).unwrap();
+        }
+        // Back to the previous release's schema: version 1, before migration 2 added the
+        // table (it adds nothing else).
+        db.sql("DROP TABLE universal_auth; DELETE FROM schema_version WHERE version >= 2");
+
+        let store = open(db.url()).unwrap();
+        assert_eq!(
+            db.query("SELECT version FROM schema_version WHERE version = 2"),
+            [["2"]]
+        );
+        assert_eq!(
+            db.query("SELECT count(*) FROM schema_version"),
+            [[PostgresStore::SCHEMA_VERSION.to_string()]]
+        );
+        assert_eq!(store.identity(old.id).unwrap(), Some(old.clone()));
+        assert_eq!(store.universal_auth_of(old.id).unwrap(), None);
+        let new = suite::identity(Some(p.id), "new", 2);
+        let creds = suite::credentials(&new, "client-new", 0xd1);
+        store
+            .create_identity_with_universal_auth(&new, &creds)
+            .unwrap();
+        assert_eq!(store.universal_auth("client-new").unwrap(), Some(creds));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Request metrics (by route template and status, latency per route) and the `/metrics`
-//! page, which also shows the HSM, cache and fragment counters.
+//! Request metrics (by front-end, operation and status; latency per front-end and
+//! operation) and the `/metrics` page, which also shows the HSM, cache and fragment
+//! counters.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -17,66 +18,15 @@ pub struct Metrics {
     latency: Mutex<HashMap<(&'static str, &'static str), std::sync::Arc<Histogram>>>,
 }
 
-/// The route template of a path, so that ids do not become label values.
-pub fn route_template(segments: &[&str]) -> &'static str {
-    match segments {
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["api", "v1", "projects"] => "/api/v1/projects",
-        ["api", "v1", "admin", "encryption-strategy"] => "/api/v1/admin/encryption-strategy",
-        ["api", "v1", "kms", "keys"] => "/api/v1/kms/keys",
-        ["api", "v1", "kms", "keys", "key-name", _] => "/api/v1/kms/keys/key-name/{name}",
-        ["api", "v1", "kms", "keys", _] => "/api/v1/kms/keys/{keyId}",
-        ["api", "v1", "kms", "keys", _, "encrypt"] => "/api/v1/kms/keys/{keyId}/encrypt",
-        ["api", "v1", "kms", "keys", _, "decrypt"] => "/api/v1/kms/keys/{keyId}/decrypt",
-        ["api", "v1", "kms", "keys", _, "sign"] => "/api/v1/kms/keys/{keyId}/sign",
-        ["api", "v1", "kms", "keys", _, "verify"] => "/api/v1/kms/keys/{keyId}/verify",
-        ["api", "v1", "kms", "keys", _, "public-key"] => "/api/v1/kms/keys/{keyId}/public-key",
-        ["api", "v1", "kms", "keys", _, "signing-algorithms"] => {
-            "/api/v1/kms/keys/{keyId}/signing-algorithms"
-        }
-        ["api", "v1", "kms", "keys", _, "rotate"] => "/api/v1/kms/keys/{keyId}/rotate",
-        ["api", "v1", "kms", "keys", _, "cancel-deletion"] => {
-            "/api/v1/kms/keys/{keyId}/cancel-deletion"
-        }
-        ["api", "v1", "kms", "keys", _, "generate-data-key"] => {
-            "/api/v1/kms/keys/{keyId}/generate-data-key"
-        }
-        ["api", "v1", "kms", "keys", _, "generate-data-key-without-plaintext"] => {
-            "/api/v1/kms/keys/{keyId}/generate-data-key-without-plaintext"
-        }
-        ["api", "v1", "kms", "keys", _, "re-encrypt"] => "/api/v1/kms/keys/{keyId}/re-encrypt",
-        ["api", "v1", "identities"] => "/api/v1/identities",
-        ["api", "v1", "identities", _] => "/api/v1/identities/{identityId}",
-        ["api", "v1", "identities", _, "rotate-token"] => {
-            "/api/v1/identities/{identityId}/rotate-token"
-        }
-        ["api", "v1", "audit"] => "/api/v1/audit",
-        _ => "other",
-    }
-}
-
-fn method_label(m: &hyper::Method) -> &'static str {
-    match *m {
-        hyper::Method::GET => "GET",
-        hyper::Method::POST => "POST",
-        hyper::Method::PATCH => "PATCH",
-        hyper::Method::DELETE => "DELETE",
-        hyper::Method::PUT => "PUT",
-        _ => "OTHER",
-    }
-}
-
 impl Metrics {
     pub fn record(
         &self,
-        method: &hyper::Method,
-        route: &'static str,
+        frontend: &'static str,
+        operation: &'static str,
         status: u16,
         elapsed: Duration,
     ) {
-        let m = method_label(method);
+        let (m, route) = (frontend, operation);
         *self
             .by_route_status
             .lock()
@@ -100,7 +50,7 @@ impl Metrics {
             &mut out,
             "kmsgw_http_requests_total",
             "counter",
-            "HTTP requests by method, route and status.",
+            "HTTP requests by front-end, operation and status.",
         );
         let mut rows: Vec<_> = self
             .by_route_status
@@ -111,13 +61,13 @@ impl Metrics {
             .collect();
         rows.sort();
         for ((m, route, status), n) in rows {
-            let _ = writeln!(out, "kmsgw_http_requests_total{{method=\"{m}\",route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(out, "kmsgw_http_requests_total{{frontend=\"{m}\",operation=\"{route}\",status=\"{status}\"}} {n}");
         }
         header(
             &mut out,
             "kmsgw_http_request_duration_seconds",
             "histogram",
-            "Time to answer a request, by method and route.",
+            "Time to answer a request, by front-end and operation.",
         );
         let mut hists: Vec<_> = self
             .latency
@@ -131,7 +81,7 @@ impl Metrics {
             h.render(
                 &mut out,
                 "kmsgw_http_request_duration_seconds",
-                &format!("method=\"{m}\",route=\"{route}\""),
+                &format!("frontend=\"{m}\",operation=\"{route}\""),
             );
         }
         let cache = keys.cache_counts();

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use crate::audit::{AuditEvent, AuditLog, Stream};
 use crate::config::Settings;
+use crate::core::{Auth, Caller, CoreLimits, Frontend, Gateway, Parts, Principal, RootAdmin};
+use crate::fragments::Fragments;
 use crate::hsm::Hsm;
 use crate::keys::root::RootContext;
+use crate::keys::KeyService;
 use crate::random::RandomSource;
 use crate::store::KeyStore;
 
 pub struct Admin {
     pub store: Arc<dyn KeyStore>,
+    pub settings_mechanism: crate::keys::root::HsmRootMechanism,
     pub hsm: Option<Hsm>,
     pub random: RandomSource,
     pub irk: zeroize::Zeroizing<[u8; 32]>,
@@ -48,6 +52,7 @@ impl Admin {
         );
         Ok(Self {
             store,
+            settings_mechanism: settings.root.mechanism(),
             hsm,
             random,
             irk,
@@ -75,6 +80,41 @@ impl Admin {
         };
         self.audit.record_blocking(&event)?;
         Ok(())
+    }
+
+    /// The operations core over this store, for commands that administer through it
+    /// (so that the CLI applies exactly the API's rules). No fragments are loaded.
+    pub fn gateway(&self) -> Result<Gateway, crate::core::CoreError> {
+        let keys = Arc::new(KeyService::new(
+            self.store.clone(),
+            Arc::new(Fragments::empty()),
+            self.irk.clone(),
+            self.random.clone(),
+            None,
+            self.hsm.clone(),
+        ));
+        Gateway::new(Parts {
+            keys,
+            auth: Auth::new(self.store.clone()),
+            hsm: self.hsm.clone(),
+            audit: self.audit.clone(),
+            root: RootAdmin {
+                root_encryption_key: None,
+                mechanism: self.settings_mechanism,
+            },
+            limits: CoreLimits::default(),
+            irk: self.irk.clone(),
+        })
+    }
+
+    /// The operator at the command line, as the core's caller.
+    pub fn caller() -> Caller {
+        Caller {
+            principal: Some(Arc::new(Principal::operator())),
+            frontend: Frontend::Cli,
+            request_id: format!("cli-{}", std::process::id()),
+            client: None,
+        }
     }
 
     pub fn shutdown(self) {

@@ -59,7 +59,10 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
             match hsm.config().key_label.clone() {
                 Some(label) => {
                     hsm.check_secret_key(&label, SecretKeyKind::Aes256)?;
-                    hsm.check_secret_key(&format!("{label}_HMAC"), SecretKeyKind::Hmac)?;
+                    hsm.check_secret_key(
+                        &crate::hsm::labels::root_hmac(&label),
+                        SecretKeyKind::Hmac,
+                    )?;
                     println!(
                         "root keys {label:?} and {label}_HMAC: ok; AES-GCM round trip: {}",
                         if report.root_round_trip {

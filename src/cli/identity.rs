@@ -1,12 +1,13 @@
-//! `kms-gateway identity create|list|revoke|rotate-token`: machine identities managed on
-//! the store directly (the same records the API's /api/v1/identities manages).
+//! `kms-gateway identity create|list|revoke|rotate-token`: machine identities, managed
+//! through the operations core exactly as the API's /api/v1/identities does (same rules,
+//! the last administrator of every project cannot be revoked, audited after the write).
 
 use clap::Subcommand;
 use uuid::Uuid;
 
-use crate::api::{new_token, parse_permissions, permissions_string, token_sha256};
 use crate::config::Settings;
-use crate::store::IdentityRecord;
+use crate::core::auth::parse_permissions;
+use crate::core::identities::{AuthMethod, CreateIdentity, Credential};
 
 use super::admin::Admin;
 use super::CliResult;
@@ -15,7 +16,7 @@ use super::CliResult;
 pub enum Command {
     /// Create an identity and print its token (shown once; only its SHA-256 is stored).
     #[command(
-        after_help = "Example:\n  kms-gateway identity create --name billing-app --project-id 6f1c... --role encrypt --role decrypt\n  kms-gateway identity create --name ops --role admin          # every project\n\nRoles: admin, keys:manage, encrypt, decrypt, sign, verify, read (every role may read)."
+        after_help = "Example:\n  kms-gateway identity create --name billing-app --project-id 6f1c... --role encrypt --role decrypt\n  kms-gateway identity create --name ops --role admin          # every project\n  kms-gateway identity create --name ci --project-id 6f1c... --role encrypt --universal-auth\n\nRoles: admin, keys:manage, encrypt, decrypt, sign, verify, read (every role may read)."
     )]
     Create {
         #[arg(long)]
@@ -26,13 +27,17 @@ pub enum Command {
         /// A role or permission; repeat or separate with commas.
         #[arg(long, required = true)]
         role: Vec<String>,
-        /// Refuse the token after this many days.
+        /// Refuse the identity after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
         /// Mutual TLS: a client certificate with this subject (as `CN=app, O=Acme`)
         /// authenticates as the identity.
         #[arg(long)]
         tls_subject: Option<String>,
+        /// Universal auth: print a client id and secret (for
+        /// /api/v1/auth/universal-auth/login) instead of a token.
+        #[arg(long)]
+        universal_auth: bool,
     },
     /// List identities (never their tokens).
     #[command(after_help = "Example:\n  kms-gateway identity list")]
@@ -47,13 +52,18 @@ pub enum Command {
 
 pub fn run(settings: Settings, command: Command) -> CliResult {
     let admin = Admin::open(&settings)?;
-    let result = run_with(&admin, command);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run_with(&admin, command));
+    drop(runtime);
     admin.shutdown();
     result
 }
 
-fn run_with(admin: &Admin, command: Command) -> CliResult {
-    let store = &admin.store;
+async fn run_with(admin: &Admin, command: Command) -> CliResult {
+    let gateway = admin.gateway()?;
+    let caller = Admin::caller();
     match command {
         Command::Create {
             name,
@@ -61,45 +71,43 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
             role,
             expires_in_days,
             tls_subject,
+            universal_auth,
         } => {
             let names: Vec<&str> = role.iter().map(String::as_str).collect();
-            let permissions = parse_permissions(&names)?;
-            match project_id {
-                Some(p) => {
-                    store
-                        .project(p)?
-                        .ok_or_else(|| format!("project {p} does not exist"))?;
-                }
-                None if permissions.iter().any(|p| p.as_str() != "admin") => {
-                    return Err("an identity without --project-id administers every project: its role must be admin".into());
-                }
-                None => {}
-            }
-            let token = new_token(&admin.random)?;
-            let id = uuid::Builder::from_random_bytes(admin.random.array()?).into_uuid();
-            let record = IdentityRecord {
-                id,
-                name: name.trim().to_owned(),
+            let request = CreateIdentity {
+                name,
                 project_id,
-                role: permissions_string(&permissions),
-                token_sha256: token_sha256(&token),
-                created_at: crate::keys::now_rfc3339(),
+                permissions: parse_permissions(&names)?,
                 expires_at: expires_in_days.map(|d| crate::keys::rfc3339_in(i64::from(d) * 86_400)),
-                revoked_at: None,
                 tls_subject,
+                auth_method: if universal_auth {
+                    AuthMethod::UniversalAuth
+                } else {
+                    AuthMethod::Token
+                },
             };
-            admin.record(
-                "identity create",
-                "ok",
-                project_id,
-                Some(format!("identity {id}")),
-            )?;
-            store.create_identity(&record)?;
-            eprintln!("identity {id} created; its token (shown only now):");
-            println!("{}", token.as_str());
+            let (view, credential) = gateway.create_identity(&caller, request).await?;
+            let id = view.record.id;
+            match credential {
+                Credential::Token(token) => {
+                    eprintln!("identity {id} created; its token (shown only now):");
+                    println!("{}", token.as_str());
+                }
+                Credential::UniversalAuth {
+                    client_id,
+                    client_secret,
+                } => {
+                    eprintln!(
+                        "identity {id} created; its client id and client secret (shown only now):"
+                    );
+                    println!("{client_id}");
+                    println!("{}", client_secret.as_str());
+                }
+            }
         }
         Command::List => {
-            for r in store.identities()? {
+            for v in gateway.list_identities(&caller).await? {
+                let r = &v.record;
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     r.id,
@@ -115,34 +123,11 @@ fn run_with(admin: &Admin, command: Command) -> CliResult {
             }
         }
         Command::Revoke { id } => {
-            let r = store
-                .identity(id)?
-                .ok_or_else(|| format!("no identity {id}"))?;
-            admin.record(
-                "identity revoke",
-                "ok",
-                r.project_id,
-                Some(format!("identity {id}")),
-            )?;
-            store.revoke_identity(id, &crate::keys::now_rfc3339())?;
-            store.publish(crate::api::IDENTITIES_TOPIC)?;
+            let r = gateway.revoke_identity(&caller, id).await?;
             println!("revoked {id} ({})", r.name);
         }
         Command::RotateToken { id } => {
-            let r = store
-                .identity(id)?
-                .ok_or_else(|| format!("no identity {id}"))?;
-            let token = new_token(&admin.random)?;
-            admin.record(
-                "identity rotate-token",
-                "ok",
-                r.project_id,
-                Some(format!("identity {id}")),
-            )?;
-            store
-                .set_identity_token(id, &token_sha256(&token))?
-                .ok_or_else(|| format!("identity {id} is revoked"))?;
-            store.publish(crate::api::IDENTITIES_TOPIC)?;
+            let (_, token) = gateway.rotate_identity_token(&caller, id).await?;
             eprintln!("identity {id} has a new token (shown only now):");
             println!("{}", token.as_str());
         }

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::api::{self, AppState, Auth, Limits};
+use crate::api::http::{HttpFrontend, HttpProtocol};
+use crate::api::listener::{self, ListenerLimits};
+use crate::api::{self, native::Native};
 use crate::config::Settings;
+use crate::core::{lifecycle::Sweeper, Auth, CoreLimits, Gateway, Parts, RootAdmin};
 use crate::fragments::{FragmentHsm, Fragments};
 use crate::hsm::Hsm;
 use crate::keys::{root, KeyService};
@@ -84,7 +87,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     let auth = Auth::bootstrap(
         &store,
         settings.auth.bootstrap_token_file.as_deref(),
-        &api::default_token_path(&settings.store.url),
+        &crate::core::auth::default_token_path(&settings.store.url),
         &random,
     )?;
     if auth.follow_changes() {
@@ -95,43 +98,52 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &irk,
         crate::audit::Stream::parse(settings.audit.stream.as_deref()),
     );
+    let (ttl, max_ttl) = (
+        settings.auth.access_token_ttl_seconds,
+        settings.auth.access_token_max_ttl_seconds,
+    );
+    if ttl == 0 || ttl > max_ttl {
+        return Err(format!("KMSGW__AUTH__ACCESS_TOKEN_TTL_SECONDS ({ttl}) must be between 1 and KMSGW__AUTH__ACCESS_TOKEN_MAX_TTL_SECONDS ({max_ttl})").into());
+    }
     let keys = Arc::new(KeyService::new(
         store,
         fragments,
-        irk,
+        irk.clone(),
         random,
         settings.fragments.default.clone(),
         hsm.clone(),
     ));
-    let limits = Limits {
-        max_body_bytes: settings.server.max_body_bytes,
-        max_plaintext_bytes: settings.server.max_plaintext_bytes,
-        max_connections: settings.server.max_connections,
-        max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
-        shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
-    };
-    let root_admin = api::RootAdmin {
-        root_encryption_key: rek,
-        mechanism: settings.root.mechanism(),
-    };
     keys.follow_changes();
-    let sweeper_keys = keys.clone();
-    let sweeper_audit = audit.clone();
-    let state = Arc::new(AppState::new(
+    let gateway = Arc::new(Gateway::new(Parts {
         keys,
         auth,
-        hsm.clone(),
-        limits,
-        root_admin,
+        hsm: hsm.clone(),
         audit,
-    ));
+        root: RootAdmin {
+            root_encryption_key: rek,
+            mechanism: settings.root.mechanism(),
+        },
+        limits: CoreLimits {
+            max_plaintext_bytes: settings.server.max_plaintext_bytes,
+            max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
+            access_token_ttl_seconds: settings.auth.access_token_ttl_seconds,
+            access_token_max_ttl_seconds: settings.auth.access_token_max_ttl_seconds,
+        },
+        irk,
+    })?);
+    tracing::info!(org_id = %gateway.org_id(), "operations core ready");
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
-    std::thread::Builder::new()
-        .name("lifecycle".into())
-        .spawn(move || loop {
-            sweep(&sweeper_keys, &sweeper_audit);
-            std::thread::sleep(interval);
-        })?;
+    let sweeper = Sweeper::start(gateway.clone(), interval)?;
+    let frontends: Vec<Arc<dyn HttpFrontend>> = vec![Arc::new(Native::new(gateway.clone()))];
+    let https = Arc::new(HttpProtocol::new(
+        gateway.clone(),
+        frontends,
+        settings.server.max_body_bytes,
+    ));
+    let limits = ListenerLimits {
+        max_connections: settings.server.max_connections,
+        shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,47 +156,17 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         tracing::info!(%addr, "listening");
         println!("listening on https://{addr}");
         tokio::spawn(reload_on_sighup(cert_reloader));
-        api::run(listener, tls, state, shutdown_signal()).await?;
+        listener::run(listener, tls, https, limits, shutdown_signal()).await?;
         tracing::info!("stopped accepting; in-flight requests finished");
         Ok(())
     });
+    // The sweeper may be using the HSM: it stops before the HSM is finalised.
+    sweeper.stop();
+    drop(gateway);
     if let Some(h) = hsm {
         h.shutdown();
     }
     result
-}
-
-/// One pass of the lifecycle sweeper: destroys keys whose deletion date passed and
-/// rotates keys whose rotation period elapsed, each with an audit record.
-fn sweep(keys: &KeyService, audit: &crate::audit::AuditLog) {
-    let actions = match keys.sweep() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "lifecycle sweep failed; next pass retries");
-            return;
-        }
-    };
-    for a in actions {
-        let event = crate::audit::AuditEvent {
-            time: crate::keys::now_rfc3339(),
-            source: "system".into(),
-            project_id: Some(a.key.project_id.to_string()),
-            key_id: Some(a.key.id.to_string()),
-            key_version: a.result.as_ref().ok().copied(),
-            operation: format!("lifecycle {}", a.operation),
-            outcome: match &a.result {
-                Ok(_) => "ok".into(),
-                Err(e) => {
-                    tracing::warn!(key_id = %a.key.id, operation = a.operation, error = %e, "lifecycle action failed");
-                    "failed".into()
-                }
-            },
-            ..Default::default()
-        };
-        if let Err(e) = audit.record_blocking(&event) {
-            tracing::error!(error = %e, "audit record of a lifecycle action not written");
-        }
-    }
 }
 
 /// SIGHUP reloads the TLS certificate and key from their files (the old pair stays in use

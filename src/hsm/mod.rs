@@ -5,6 +5,7 @@
 mod connection;
 mod error;
 mod keys;
+pub mod labels;
 mod resident;
 mod rng;
 
@@ -320,7 +321,7 @@ impl Hsm {
             .clone()
             .ok_or_else(|| HsmError::Other("HSM_KEY_LABEL is not set".into()))?;
         let aes = self.ensure_secret_key(&label, SecretKeyKind::Aes256)?;
-        let hmac = self.ensure_secret_key(&format!("{label}_HMAC"), SecretKeyKind::Hmac)?;
+        let hmac = self.ensure_secret_key(&labels::root_hmac(&label), SecretKeyKind::Hmac)?;
         Ok((aes, hmac))
     }
 

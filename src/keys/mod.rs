@@ -1,186 +1,32 @@
-//! The key hierarchy and the operations: KMS keys and their versions, KEK derivation,
-//! wrapping of key material, encrypt/decrypt/sign/verify. Knows neither HTTP nor which
-//! database is behind the `KeyStore`. Every method blocks (store, HSM): async callers
-//! use `spawn_blocking`.
+//! The key hierarchy: KMS keys and their versions, KEK derivation, wrapping of key
+//! material, and the operations on a key (in `ops`). Knows neither HTTP, nor callers and
+//! their permissions (the core checks those), nor which database is behind the
+//! `KeyStore`. Every method blocks (store, HSM) unless named `*_cached`: async callers use
+//! `spawn_blocking`.
 
 mod material;
+mod ops;
+mod records;
 pub mod root;
+mod types;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::signing::{self, Input, Padding, SigningAlgorithm};
-use crate::crypto::{self, CryptoError};
-use crate::fragments::{FragmentError, FragmentId, Fragments};
-use crate::hsm::{HashKind, Hsm, HsmError, ResidentKind, ResidentSignature};
+use crate::fragments::{FragmentId, Fragments};
+use crate::hsm::{labels, Hsm, HsmError, ResidentKind};
 use crate::random::RandomSource;
 use crate::store::{
     KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, ProjectRecord, StoreError,
 };
 
 pub use material::{Loaded, MaterialCache};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyUsage {
-    EncryptDecrypt,
-    SignVerify,
-}
-
-impl KeyUsage {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "encrypt-decrypt" => Some(Self::EncryptDecrypt),
-            "sign-verify" => Some(Self::SignVerify),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EncryptDecrypt => "encrypt-decrypt",
-            Self::SignVerify => "sign-verify",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Aes256Gcm,
-    Aes128Gcm,
-    Rsa4096,
-    EccNistP256,
-}
-
-impl Algorithm {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "aes-256-gcm" => Some(Self::Aes256Gcm),
-            "aes-128-gcm" => Some(Self::Aes128Gcm),
-            "RSA_4096" => Some(Self::Rsa4096),
-            "ECC_NIST_P256" => Some(Self::EccNistP256),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Aes256Gcm => "aes-256-gcm",
-            Self::Aes128Gcm => "aes-128-gcm",
-            Self::Rsa4096 => "RSA_4096",
-            Self::EccNistP256 => "ECC_NIST_P256",
-        }
-    }
-
-    pub fn usage(self) -> KeyUsage {
-        match self {
-            Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
-            Self::Rsa4096 | Self::EccNistP256 => KeyUsage::SignVerify,
-        }
-    }
-
-    pub fn asymmetric(self) -> Option<signing::AsymmetricKind> {
-        match self {
-            Self::Rsa4096 => Some(signing::AsymmetricKind::Rsa4096),
-            Self::EccNistP256 => Some(signing::AsymmetricKind::EccNistP256),
-            _ => None,
-        }
-    }
-
-    /// The signing algorithm names valid for this key (empty for AES).
-    pub fn signing_algorithms(self) -> &'static [&'static str] {
-        match self {
-            Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
-            Self::EccNistP256 => &signing::ECC_SIGNING_ALGORITHMS,
-            _ => &[],
-        }
-    }
-}
-
-/// Errors of key operations; `api` maps each variant to one status and code.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    #[error("key not found")]
-    KeyNotFound,
-    #[error("project not found")]
-    ProjectNotFound,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096 or ECC_NIST_P256")]
-    UnknownAlgorithm(String),
-    #[error("unknown key usage {0:?}; use encrypt-decrypt or sign-verify")]
-    UnknownUsage(String),
-    #[error("the key is disabled")]
-    KeyDisabled,
-    #[error("the key is pending deletion; cancel the deletion to use it")]
-    PendingDeletion,
-    #[error("the key is not pending deletion")]
-    NotPendingDeletion,
-    #[error("{0}")]
-    ConcurrentUpdate(String),
-    /// Only from the `*_cached` operations: the operation needs the store, the HSM or a
-    /// slow computation; run the ordinary one on a blocking thread instead.
-    #[error("the operation would block")]
-    WouldBlock,
-    #[error("this key's usage is {usage}; it cannot {operation}")]
-    WrongUsage {
-        usage: &'static str,
-        operation: &'static str,
-    },
-    #[error("signing algorithm {0:?} is not valid for this key")]
-    SigningAlgorithmNotValid(String),
-    #[error("a digest of {expected} bytes was expected, got {got}")]
-    DigestLength { expected: usize, got: usize },
-    #[error("RSASSA-PSS over a precomputed digest is not supported; send the message")]
-    PssOverDigest,
-    #[error("the ciphertext is malformed")]
-    MalformedCiphertext,
-    #[error("ciphertexts of key version {version} are no longer accepted (minimum decryption version is {minimum})")]
-    VersionBelowMinimum { version: u32, minimum: u32 },
-    #[error("{0}")]
-    NotSupported(String),
-    #[error("the ciphertext was made by another key")]
-    CiphertextOfAnotherKey,
-    #[error(
-        "the ciphertext cannot be decrypted: it was altered, or the encryption context differs"
-    )]
-    DecryptionFailed,
-    #[error("customer fragment {0} does not exist")]
-    FragmentNotFound(String),
-    #[error("customer fragment {id} is not loaded, so this key cannot be used: {reason}")]
-    FragmentNotLoaded { id: String, reason: String },
-    #[error("no key labelled {0:?} on the HSM")]
-    HsmKeyNotFound(String),
-    #[error("{0}")]
-    HsmKeyUnusable(String),
-    #[error(transparent)]
-    Hsm(#[from] HsmError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<FragmentError> for KeyError {
-    fn from(e: FragmentError) -> Self {
-        match e {
-            FragmentError::NotLoaded { id, reason } => {
-                KeyError::FragmentNotLoaded { id: id.0, reason }
-            }
-            FragmentError::Hsm { source, .. } => KeyError::Hsm(source),
-            other => KeyError::Internal(other.to_string()),
-        }
-    }
-}
+use records::RecordCache;
+pub use records::KEY_RECORD_TTL;
+pub use types::{Algorithm, KeyError, KeyUsage};
 
 /// What `create_key` needs.
 #[derive(Debug, Clone)]
@@ -228,13 +74,6 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// Labels of HSM-resident keys the gateway generates: `kmsgw-<key id>`.
-const GENERATED_LABEL_PREFIX: &str = "kmsgw-";
-
-fn generated_label(id: Uuid) -> String {
-    format!("{GENERATED_LABEL_PREFIX}{id}")
-}
-
 /// Change topics of keys are `key:<id>` (see `KeyStore::publish`).
 const KEY_TOPIC_PREFIX: &str = "key:";
 
@@ -280,13 +119,34 @@ pub struct SweepAction {
     pub result: Result<u32, String>,
 }
 
-fn check_name(name: &str) -> Result<(), KeyError> {
+/// Names of projects and HSM labels: 1 to 128 characters without control characters.
+fn check_label(name: &str) -> Result<(), KeyError> {
     if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(KeyError::InvalidInput(format!(
             "name must be 1 to {MAX_NAME_LEN} characters without control characters"
         )));
     }
     Ok(())
+}
+
+/// Longest key name (Infisical's slug rule).
+pub const MAX_KEY_NAME_LEN: usize = 32;
+
+/// Key names follow Infisical's slug rule: 1 to 32 characters, lower-case letters,
+/// digits and hyphens.
+pub fn check_key_name(name: &str) -> Result<(), KeyError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_KEY_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::InvalidName(format!(
+            "key name {name:?} is not a slug: use 1 to {MAX_KEY_NAME_LEN} lower-case letters, digits and hyphens"
+        )))
+    }
 }
 
 fn check_description(d: &str) -> Result<(), KeyError> {
@@ -312,55 +172,9 @@ pub struct KeyService {
 
 /// Whether an operation may block (store, HSM) or must use caches only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     Full,
     CacheOnly,
-}
-
-/// How long a key record read from the store is used without asking it again, when no
-/// change notice came meanwhile (see `KeyService::follow_changes`).
-pub const KEY_RECORD_TTL: Duration = Duration::from_secs(5);
-
-/// Key records by id. A read that raced a change is not cached: every change moves
-/// `generation`, and a read caches only if the generation it started with still holds.
-#[derive(Default)]
-struct RecordCache {
-    entries: Mutex<HashMap<Uuid, (Instant, KeyRecord)>>,
-    generation: AtomicU64,
-}
-
-impl RecordCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, KeyRecord)>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&self, id: Uuid) -> Option<KeyRecord> {
-        match self.lock().get(&id) {
-            Some((at, record)) if at.elapsed() < KEY_RECORD_TTL => Some(record.clone()),
-            _ => None,
-        }
-    }
-
-    fn put(&self, record: KeyRecord, generation: u64) {
-        let mut entries = self.lock();
-        if self.generation.load(Ordering::SeqCst) == generation {
-            if entries.len() >= 100_000 {
-                entries.clear();
-            }
-            entries.insert(record.id, (Instant::now(), record));
-        }
-    }
-
-    fn forget(&self, id: Option<Uuid>) {
-        let mut entries = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        match id {
-            Some(id) => {
-                entries.remove(&id);
-            }
-            None => entries.clear(),
-        }
-    }
 }
 
 impl KeyService {
@@ -408,7 +222,7 @@ impl KeyService {
     }
 
     pub fn create_project(&self, name: &str) -> Result<ProjectRecord, KeyError> {
-        check_name(name)?;
+        check_label(name)?;
         let project = ProjectRecord {
             id: self.new_id()?,
             name: name.trim().to_owned(),
@@ -432,7 +246,7 @@ impl KeyService {
     }
 
     pub fn create_key(&self, req: NewKey) -> Result<KeyRecord, KeyError> {
-        check_name(&req.name)?;
+        check_key_name(&req.name)?;
         check_description(&req.description)?;
         if let Some(days) = req.rotation_period_days {
             check_rotation_period(days, req.algorithm, req.protection != Protection::Software)?;
@@ -485,23 +299,18 @@ impl KeyService {
                 let hsm = self.hsm()?;
                 let (label, public_key) = match label {
                     None => {
-                        let label = generated_label(id);
+                        let label = labels::generated(id);
                         let public = hsm
                             .generate_resident(&label, kind)
                             .map_err(adoption_error)?;
                         (label, public)
                     }
                     Some(label) => {
-                        check_name(label)?;
+                        check_label(label)?;
                         // The gateway's own keys are never adopted: using the root wrapping
                         // key (or its HMAC companion, or another key's object) as a data key
                         // would break key separation.
-                        let root = hsm.config().key_label.clone();
-                        let reserved = label.starts_with(GENERATED_LABEL_PREFIX)
-                            || root
-                                .as_ref()
-                                .is_some_and(|r| label == r || *label == format!("{r}_HMAC"));
-                        if reserved {
+                        if labels::is_reserved(label, hsm.config().key_label.as_deref()) {
                             return Err(KeyError::HsmKeyUnusable(format!(
                                 "the HSM key {label:?} is one of the gateway's own keys and cannot be adopted"
                             )));
@@ -519,7 +328,7 @@ impl KeyService {
         let key = KeyRecord {
             id,
             project_id: req.project_id,
-            name: req.name.trim().to_owned(),
+            name: req.name,
             description: req.description,
             key_usage: req.usage.as_str().to_owned(),
             algorithm: req.algorithm.as_str().to_owned(),
@@ -623,7 +432,7 @@ impl KeyService {
 
     pub fn update_key(&self, id: Uuid, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
         if let Some(n) = &patch.name {
-            check_name(n)?;
+            check_key_name(n)?;
         }
         if let Some(d) = &patch.description {
             check_description(d)?;
@@ -644,10 +453,6 @@ impl KeyService {
                 )));
             }
         }
-        let patch = KeyPatch {
-            name: patch.name.map(|n| n.trim().to_owned()),
-            ..patch
-        };
         let key = self
             .store
             .update_key(id, &patch, &now_rfc3339())
@@ -746,7 +551,7 @@ impl KeyService {
         match &key.hsm_key_label {
             // Only objects the gateway generated for this key; an adopted object belongs
             // to whoever made it and stays on the token.
-            Some(label) if *label == generated_label(id) => {
+            Some(label) if *label == labels::generated(id) => {
                 let destroyed = self.hsm()?.destroy_resident(label)?;
                 tracing::info!(key_id = %id, label = %label, objects = destroyed, "destroyed the HSM-resident key");
             }
@@ -818,394 +623,6 @@ impl KeyService {
     /// `(version, created_at)` of every version of a key.
     pub fn versions(&self, id: Uuid) -> Result<Vec<(u32, String)>, KeyError> {
         Ok(self.store.key_versions(id)?)
-    }
-
-    /// A fresh data key (16 or 32 bytes) and the same key encrypted under `id`
-    /// (envelope encryption: the caller keeps only the encrypted copy).
-    pub fn generate_data_key(
-        &self,
-        id: Uuid,
-        len: usize,
-        context: &BTreeMap<String, String>,
-    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
-        let mut data_key = Zeroizing::new(vec![0u8; len]);
-        self.random.fill(&mut data_key)?;
-        let blob = self.encrypt(id, &data_key, context)?;
-        Ok((data_key, blob))
-    }
-
-    /// Decrypts with `source` and encrypts with the newest version of `destination`,
-    /// inside the gateway: the plaintext never reaches the caller.
-    pub fn re_encrypt(
-        &self,
-        source: Uuid,
-        ciphertext: &[u8],
-        context: &BTreeMap<String, String>,
-        destination: Uuid,
-        destination_context: &BTreeMap<String, String>,
-    ) -> Result<Vec<u8>, KeyError> {
-        let plaintext = self.decrypt(source, ciphertext, context)?;
-        self.encrypt(destination, &plaintext, destination_context)
-    }
-
-    /// FV of the fragment a key is bound to; `None` for unbound keys.
-    fn fragment_value(
-        &self,
-        fragment: Option<&str>,
-    ) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
-        match fragment {
-            None => Ok(None),
-            Some(id) => Ok(Some(self.fragments.value(&FragmentId(id.to_owned()))?)),
-        }
-    }
-
-    /// The key, checked to be enabled, of the wanted usage and with its fragment loaded.
-    fn usable_key(
-        &self,
-        id: Uuid,
-        usage: KeyUsage,
-        operation: &'static str,
-    ) -> Result<(KeyRecord, Algorithm), KeyError> {
-        self.usable_key_with(id, usage, operation, Access::Full)
-    }
-
-    fn usable_key_with(
-        &self,
-        id: Uuid,
-        usage: KeyUsage,
-        operation: &'static str,
-        access: Access,
-    ) -> Result<(KeyRecord, Algorithm), KeyError> {
-        let key = self.key_with(id, access)?;
-        let algorithm = stored_algorithm(&key)?;
-        if algorithm.usage() != usage {
-            return Err(KeyError::WrongUsage {
-                usage: algorithm.usage().as_str(),
-                operation,
-            });
-        }
-        if key.deletion_date.is_some() {
-            return Err(KeyError::PendingDeletion);
-        }
-        if key.is_disabled {
-            return Err(KeyError::KeyDisabled);
-        }
-        if let Some(f) = &key.customer_fragment_id {
-            let fid = FragmentId(f.clone());
-            if !self.fragments.is_loaded(&fid) {
-                let reason = self
-                    .fragments
-                    .statuses()
-                    .into_iter()
-                    .find(|s| s.id == fid)
-                    .and_then(|s| s.problem)
-                    .unwrap_or_else(|| "it is not in the fragment file".into());
-                return Err(KeyError::FragmentNotLoaded {
-                    id: f.clone(),
-                    reason,
-                });
-            }
-        }
-        Ok((key, algorithm))
-    }
-
-    /// The unwrapped material of one version, from the cache when the key allows it.
-    fn load(
-        &self,
-        key: &KeyRecord,
-        algorithm: Algorithm,
-        version: u32,
-        access: Access,
-    ) -> Result<Arc<Loaded>, KeyError> {
-        let cacheable = match &key.customer_fragment_id {
-            None => true,
-            Some(f) => {
-                self.fragments.fragment_type(&FragmentId(f.clone()))
-                    != Some(crate::fragments::FragmentType::HsmSecured)
-            }
-        };
-        if cacheable {
-            if let Some(hit) = self.cache.get(key.id, version, access == Access::Full) {
-                return Ok(hit);
-            }
-        }
-        if access == Access::CacheOnly {
-            return Err(KeyError::WouldBlock);
-        }
-        let record = self
-            .store
-            .key_version(key.id, version)?
-            .ok_or(KeyError::MalformedCiphertext)?;
-        let fv = self.fragment_value(key.customer_fragment_id.as_deref())?;
-        let material = material::unwrap(
-            &self.irk,
-            fv.as_deref(),
-            key.id,
-            version,
-            algorithm,
-            &record.wrapped_material,
-        )?;
-        let loaded = Arc::new(Loaded::new(algorithm, &material)?);
-        if cacheable {
-            self.cache.put(key.id, version, loaded.clone());
-        }
-        Ok(loaded)
-    }
-
-    pub fn encrypt(
-        &self,
-        id: Uuid,
-        plaintext: &[u8],
-        context: &BTreeMap<String, String>,
-    ) -> Result<Vec<u8>, KeyError> {
-        self.encrypt_with(id, plaintext, context, Access::Full)
-    }
-
-    /// `encrypt` from caches only, for the async runtime's own threads: `WouldBlock` when
-    /// the store, the HSM or its RNG would be needed.
-    pub fn encrypt_cached(
-        &self,
-        id: Uuid,
-        plaintext: &[u8],
-        context: &BTreeMap<String, String>,
-    ) -> Result<Vec<u8>, KeyError> {
-        if matches!(self.random, RandomSource::Hsm(_)) {
-            return Err(KeyError::WouldBlock);
-        }
-        self.encrypt_with(id, plaintext, context, Access::CacheOnly)
-    }
-
-    fn encrypt_with(
-        &self,
-        id: Uuid,
-        plaintext: &[u8],
-        context: &BTreeMap<String, String>,
-        access: Access,
-    ) -> Result<Vec<u8>, KeyError> {
-        let (key, algorithm) =
-            self.usable_key_with(id, KeyUsage::EncryptDecrypt, "encrypt", access)?;
-        let header = crypto::CiphertextHeader {
-            key_id: *key.id.as_bytes(),
-            version: key.version,
-        };
-        if let Some(label) = &key.hsm_key_label {
-            if access == Access::CacheOnly {
-                return Err(KeyError::WouldBlock);
-            }
-            // In the HSM, with a nonce from the HSM's RNG; same ciphertext format.
-            let hsm = self.hsm()?;
-            let mut nonce = [0u8; crypto::NONCE_LEN];
-            hsm.generate_random(&mut nonce)?;
-            let aad = crypto::data_aad(header, &crypto::encode_context(context));
-            let sealed = hsm.aes_gcm_encrypt(label, &nonce, &aad, plaintext)?;
-            return Ok(crypto::assemble_data(header, &nonce, &sealed));
-        }
-        let loaded = self.load(&key, algorithm, key.version, access)?;
-        let aead = loaded.aead()?;
-        let nonce: [u8; crypto::NONCE_LEN] = self.random.array()?;
-        Ok(crypto::seal_data(
-            aead,
-            header,
-            &nonce,
-            plaintext,
-            &crypto::encode_context(context),
-        ))
-    }
-
-    pub fn decrypt(
-        &self,
-        id: Uuid,
-        ciphertext: &[u8],
-        context: &BTreeMap<String, String>,
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.decrypt_with(id, ciphertext, context, Access::Full)
-    }
-
-    /// `decrypt` from caches only (see `encrypt_cached`).
-    pub fn decrypt_cached(
-        &self,
-        id: Uuid,
-        ciphertext: &[u8],
-        context: &BTreeMap<String, String>,
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.decrypt_with(id, ciphertext, context, Access::CacheOnly)
-    }
-
-    fn decrypt_with(
-        &self,
-        id: Uuid,
-        ciphertext: &[u8],
-        context: &BTreeMap<String, String>,
-        access: Access,
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let (mut key, mut algorithm) =
-            self.usable_key_with(id, KeyUsage::EncryptDecrypt, "decrypt", access)?;
-        let header = crypto::decode_ciphertext_header(ciphertext)
-            .map_err(|_| KeyError::MalformedCiphertext)?;
-        if header.key_id != *key.id.as_bytes() {
-            return Err(KeyError::CiphertextOfAnotherKey);
-        }
-        if header.version > key.version {
-            // The cached record may predate a rotation made by another gateway.
-            if access == Access::CacheOnly {
-                return Err(KeyError::WouldBlock);
-            }
-            self.records.forget(Some(id));
-            (key, algorithm) =
-                self.usable_key_with(id, KeyUsage::EncryptDecrypt, "decrypt", access)?;
-        }
-        if header.version == 0 || header.version > key.version {
-            return Err(KeyError::MalformedCiphertext);
-        }
-        if header.version < key.min_decryption_version {
-            return Err(KeyError::VersionBelowMinimum {
-                version: header.version,
-                minimum: key.min_decryption_version,
-            });
-        }
-        if let Some(label) = &key.hsm_key_label {
-            if access == Access::CacheOnly {
-                return Err(KeyError::WouldBlock);
-            }
-            let (nonce, sealed) =
-                crypto::split_data(ciphertext).map_err(|_| KeyError::MalformedCiphertext)?;
-            let aad = crypto::data_aad(header, &crypto::encode_context(context));
-            // Any refusal by the token (SoftHSM2 says CKR_GENERAL_ERROR for a bad tag) is
-            // "not authentic"; only a lost HSM is reported as such.
-            return self
-                .hsm()?
-                .aes_gcm_decrypt(label, &nonce, &aad, sealed)
-                .map_err(|e| {
-                    if e.is_unavailable() {
-                        KeyError::Hsm(e)
-                    } else {
-                        KeyError::DecryptionFailed
-                    }
-                });
-        }
-        let loaded = self.load(&key, algorithm, header.version, access)?;
-        crypto::open_data(loaded.aead()?, ciphertext, &crypto::encode_context(context)).map_err(
-            |e| match e {
-                CryptoError::Authentication => KeyError::DecryptionFailed,
-                _ => KeyError::MalformedCiphertext,
-            },
-        )
-    }
-
-    fn signing_algorithm(
-        algorithm: Algorithm,
-        req: &SignRequest<'_>,
-    ) -> Result<SigningAlgorithm, KeyError> {
-        let alg = SigningAlgorithm::parse(req.algorithm)
-            .filter(|a| algorithm.asymmetric().is_some_and(|k| a.fits(k)))
-            .ok_or_else(|| KeyError::SigningAlgorithmNotValid(req.algorithm.to_owned()))?;
-        if req.is_digest {
-            if alg.padding == Padding::Pss {
-                return Err(KeyError::PssOverDigest);
-            }
-            if req.data.len() != alg.hash.output_len() {
-                return Err(KeyError::DigestLength {
-                    expected: alg.hash.output_len(),
-                    got: req.data.len(),
-                });
-            }
-        }
-        Ok(alg)
-    }
-
-    fn input<'a>(req: &SignRequest<'a>) -> Input<'a> {
-        if req.is_digest {
-            Input::Digest(req.data)
-        } else {
-            Input::Message(req.data)
-        }
-    }
-
-    pub fn sign(&self, id: Uuid, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
-        self.sign_with(id, req, Access::Full)
-    }
-
-    /// `sign` from caches only (see `encrypt_cached`), and only for ECDSA: an RSA-4096
-    /// signature takes over a millisecond, too long for the async runtime's threads.
-    pub fn sign_cached(&self, id: Uuid, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
-        self.sign_with(id, req, Access::CacheOnly)
-    }
-
-    fn sign_with(
-        &self,
-        id: Uuid,
-        req: SignRequest<'_>,
-        access: Access,
-    ) -> Result<Vec<u8>, KeyError> {
-        let (key, algorithm) = self.usable_key_with(id, KeyUsage::SignVerify, "sign", access)?;
-        if access == Access::CacheOnly
-            && (key.hsm_key_label.is_some() || algorithm != Algorithm::EccNistP256)
-        {
-            return Err(KeyError::WouldBlock);
-        }
-        let alg = Self::signing_algorithm(algorithm, &req)?;
-        if let Some(label) = &key.hsm_key_label {
-            // The digest is computed here (or given); the private-key operation runs in the HSM.
-            let digest = if req.is_digest {
-                req.data.to_vec()
-            } else {
-                alg.hash.digest(req.data)
-            };
-            let hash = match alg.hash {
-                signing::Hash::Sha256 => HashKind::Sha256,
-                signing::Hash::Sha384 => HashKind::Sha384,
-                signing::Hash::Sha512 => HashKind::Sha512,
-            };
-            let scheme = match alg.padding {
-                Padding::Ecdsa => ResidentSignature::Ecdsa,
-                Padding::Pkcs1v15 => ResidentSignature::RsaPkcs1(hash),
-                Padding::Pss => ResidentSignature::RsaPss(hash),
-            };
-            return Ok(self.hsm()?.sign_resident(label, scheme, &digest)?);
-        }
-        let loaded = self.load(&key, algorithm, key.version, access)?;
-        loaded
-            .signer()?
-            .sign(alg, Self::input(&req))
-            .map_err(|e| KeyError::Internal(e.to_string()))
-    }
-
-    pub fn verify(
-        &self,
-        id: Uuid,
-        req: SignRequest<'_>,
-        signature: &[u8],
-    ) -> Result<bool, KeyError> {
-        let (key, algorithm) = self.usable_key(id, KeyUsage::SignVerify, "verify")?;
-        let alg = Self::signing_algorithm(algorithm, &req)?;
-        let public = self.public_key_of(&key)?;
-        signing::verify(&public, alg, Self::input(&req), signature)
-            .map_err(|e| KeyError::Internal(e.to_string()))
-    }
-
-    fn public_key_of(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
-        self.store
-            .key_version(key.id, key.version)?
-            .and_then(|v| v.public_key)
-            .ok_or_else(|| KeyError::Internal("the key version has no public key".into()))
-    }
-
-    /// DER SubjectPublicKeyInfo of the newest version.
-    pub fn public_key(&self, id: Uuid) -> Result<Vec<u8>, KeyError> {
-        let (key, _) = self.usable_key(id, KeyUsage::SignVerify, "have a public key")?;
-        self.public_key_of(&key)
-    }
-
-    pub fn signing_algorithms(&self, id: Uuid) -> Result<&'static [&'static str], KeyError> {
-        let key = self.key(id)?;
-        let algorithm = stored_algorithm(&key)?;
-        if algorithm.usage() != KeyUsage::SignVerify {
-            return Err(KeyError::WrongUsage {
-                usage: algorithm.usage().as_str(),
-                operation: "sign",
-            });
-        }
-        Ok(algorithm.signing_algorithms())
     }
 }
 

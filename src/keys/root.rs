@@ -212,7 +212,7 @@ impl RootContext<'_> {
                     let iv: [u8; 16] = self.random.array()?;
                     let ct = hsm.aes_cbc_pad_encrypt(&label, &iv, irk)?;
                     let body = [&[FORMAT_HSM, MECH_CBC_HMAC][..], &iv, &ct].concat();
-                    let tag = hsm.hmac_sha256(&format!("{label}_HMAC"), &body)?;
+                    let tag = hsm.hmac_sha256(&crate::hsm::labels::root_hmac(&label), &body)?;
                     Ok([&body[..], tag.as_slice()].concat())
                 }
             }
@@ -245,7 +245,7 @@ impl RootContext<'_> {
                     MECH_CBC_HMAC if blob.len() == 2 + 16 + 48 + 32 => {
                         let (body, tag) = blob.split_at(blob.len() - 32);
                         let expected = hsm
-                            .hmac_sha256(&format!("{label}_HMAC"), body)
+                            .hmac_sha256(&crate::hsm::labels::root_hmac(&label), body)
                             .map_err(|e| unavailable_or(e, not_authentic()))?;
                         aws_lc_rs::constant_time::verify_slices_are_equal(tag, expected.as_slice())
                             .map_err(|_| not_authentic())?;

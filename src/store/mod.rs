@@ -195,6 +195,20 @@ pub trait KeyStore: Send + Sync + 'static {
         token_sha256: &[u8; 32],
     ) -> StoreResult<Option<IdentityRecord>>;
 
+    /// Stores a new identity and its universal-auth credentials in one transaction.
+    /// Conflict if the token hash, TLS subject or client id is taken (the message names
+    /// which); `Other` if the project does not exist or the credentials are of another
+    /// identity. Nothing is written unless both are.
+    fn create_identity_with_universal_auth(
+        &self,
+        identity: &IdentityRecord,
+        credentials: &UniversalAuthRecord,
+    ) -> StoreResult<()>;
+    /// The credentials with this client id (of a revoked identity too).
+    fn universal_auth(&self, client_id: &str) -> StoreResult<Option<UniversalAuthRecord>>;
+    /// The credentials of one identity, if it has any.
+    fn universal_auth_of(&self, identity_id: Uuid) -> StoreResult<Option<UniversalAuthRecord>>;
+
     /// Appends `records` (canonical JSON) to the audit chain in one transaction: each
     /// gets the next sequence number and `chain.link` of the previous hash; the head is
     /// then replaced by the last one with `chain.seal`. Returns the last sequence number.
@@ -284,6 +298,28 @@ impl std::fmt::Debug for IdentityRecord {
     }
 }
 
+/// Universal-auth credentials of an identity (Infisical's machine login): a client id and
+/// the SHA-256 of its client secret. The identity authenticates by exchanging them for a
+/// short-lived access token; it has no bearer token of its own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UniversalAuthRecord {
+    pub identity_id: Uuid,
+    /// Unique; a UUID string in practice.
+    pub client_id: String,
+    pub secret_sha256: [u8; 32],
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for UniversalAuthRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UniversalAuthRecord")
+            .field("identity_id", &self.identity_id)
+            .field("client_id", &self.client_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to open a store beyond its URL. Only PostgreSQL uses these today.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -306,6 +342,22 @@ fn contains_pattern(search: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Refuses universal-auth credentials given with another identity than their own; both
+/// backends check it before they write.
+fn check_credentials_of(
+    identity: &IdentityRecord,
+    credentials: &UniversalAuthRecord,
+) -> StoreResult<()> {
+    if credentials.identity_id == identity.id {
+        Ok(())
+    } else {
+        Err(StoreError::Other(format!(
+            "universal-auth credentials of identity {} given for identity {}",
+            credentials.identity_id, identity.id
+        )))
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `postgres://…` or `postgresql://…`).
@@ -375,7 +427,20 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, UniversalAuthRecord};
+
+    #[test]
+    fn universal_auth_debug_leaves_out_the_secret_hash() {
+        let record = UniversalAuthRecord {
+            identity_id: uuid::Uuid::nil(),
+            client_id: "client-1".into(),
+            secret_sha256: [0xab; 32],
+            created_at: "2024-05-01T10:00:00Z".into(),
+        };
+        let text = format!("{record:?}");
+        assert!(text.contains("client-1"), "{text}");
+        assert!(!text.contains("secret") && !text.contains("171"), "{text}");
+    }
 
     #[test]
     fn redact_url_hides_passwords_only() {

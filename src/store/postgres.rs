@@ -2,12 +2,14 @@
 //! the retry of transactions that lose a serialization race or a deadlock, and what each
 //! constraint violation means. The same semantics as the SQLite store, which the
 //! conformance suite checks on both. The schema is in `schema`, the reading of rows in
-//! `rows`, connections and SQLSTATEs in `pool`, TLS in `tls`.
+//! `rows`, connections and SQLSTATEs in `pool`, TLS in `tls`, universal-auth credentials
+//! in `universal_auth`.
 
 mod pool;
 mod rows;
 mod schema;
 mod tls;
+mod universal_auth;
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,6 +30,7 @@ use self::tls::TlsMode;
 use super::{
     AuditChain, AuditHead, AuditRow, Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore,
     KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreOptions, StoreResult,
+    UniversalAuthRecord,
 };
 
 /// Key of the advisory lock that orders the very first audit append ("kmsgw-au").
@@ -233,6 +236,29 @@ fn insert_version(
         ],
     )?;
     Ok(())
+}
+
+/// Stores one identity (alone, or inside the caller's transaction).
+fn insert_identity<C: postgres::GenericClient>(
+    db: &mut pool::Db<'_, C>,
+    identity: &IdentityRecord,
+) -> Result<u64, postgres::Error> {
+    db.execute(
+        &format!(
+            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ),
+        &[
+            &identity.id,
+            &identity.name,
+            &identity.project_id,
+            &identity.role,
+            &identity.token_sha256.as_slice(),
+            &identity.created_at,
+            &identity.expires_at,
+            &identity.revoked_at,
+            &identity.tls_subject,
+        ],
+    )
 }
 
 /// A short, jittered pause before attempt `attempt + 1`.
@@ -580,34 +606,33 @@ impl KeyStore for PostgresStore {
     }
 
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
-        let sql = format!(
-            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
         self.run(|conn| {
-            conn.direct()
-                .execute(
-                    &sql,
-                    &[
-                        &identity.id,
-                        &identity.name,
-                        &identity.project_id,
-                        &identity.role,
-                        &identity.token_sha256.as_slice(),
-                        &identity.created_at,
-                        &identity.expires_at,
-                        &identity.revoked_at,
-                        &identity.tls_subject,
-                    ],
-                )
-                .map_err(|err| match violation(&err) {
-                    Some(_) => Fail::Store(StoreError::Conflict(
-                        "the identity's token or TLS subject is taken, or its project does not exist"
-                            .into(),
-                    )),
-                    None => Fail::Pg(err),
-                })?;
+            insert_identity(&mut conn.direct(), identity).map_err(|err| match violation(&err) {
+                Some(_) => Fail::Store(StoreError::Conflict(
+                    "the identity's token or TLS subject is taken, or its project does not exist"
+                        .into(),
+                )),
+                None => Fail::Pg(err),
+            })?;
             Ok(())
         })
+    }
+
+    fn create_identity_with_universal_auth(
+        &self,
+        identity: &IdentityRecord,
+        credentials: &UniversalAuthRecord,
+    ) -> StoreResult<()> {
+        super::check_credentials_of(identity, credentials)?;
+        self.run(|conn| universal_auth::create(conn, identity, credentials))
+    }
+
+    fn universal_auth(&self, client_id: &str) -> StoreResult<Option<UniversalAuthRecord>> {
+        self.run(|conn| universal_auth::by_client_id(conn, client_id))
+    }
+
+    fn universal_auth_of(&self, identity_id: Uuid) -> StoreResult<Option<UniversalAuthRecord>> {
+        self.run(|conn| universal_auth::of_identity(conn, identity_id))
     }
 
     fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>> {

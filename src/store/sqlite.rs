@@ -1,5 +1,8 @@
 //! The SQLite `KeyStore`: one database file (WAL, synchronous FULL), its schema and
-//! migrations, and the mapping of SQLite error codes to `StoreError`.
+//! migrations, and the mapping of SQLite error codes to `StoreError`. Universal-auth
+//! credentials are in `universal_auth`.
+
+mod universal_auth;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use uuid::Uuid;
 use super::{
     AuditChain, AuditHead, AuditRow, Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore,
     KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreResult,
+    UniversalAuthRecord,
 };
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -95,6 +99,14 @@ const MIGRATIONS: &[&str] = &[
     // 6: key lifecycle: scheduled deletion and automatic rotation.
     "ALTER TABLE keys ADD COLUMN deletion_date TEXT;
      ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;",
+    // 7: universal-auth credentials (client id and secret hash) of identities. The
+    // primary key gives an identity one set at most; `UNIQUE` indexes the login lookup.
+    "CREATE TABLE universal_auth (
+         identity_id   TEXT PRIMARY KEY REFERENCES identities (id),
+         client_id     TEXT NOT NULL UNIQUE,
+         secret_sha256 BLOB NOT NULL,
+         created_at    TEXT NOT NULL
+     );",
 ];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
@@ -414,33 +426,53 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
     })
 }
 
+/// Stores one identity (alone, or inside the caller's transaction).
+fn insert_identity(conn: &Connection, identity: &IdentityRecord) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!(
+            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            identity.id.to_string(),
+            identity.name,
+            identity.project_id.map(|p| p.to_string()),
+            identity.role,
+            identity.token_sha256.to_vec(),
+            identity.created_at,
+            identity.expires_at,
+            identity.revoked_at,
+            identity.tls_subject,
+        ],
+    )
+}
+
 impl KeyStore for SqliteStore {
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
         let conn = self.writer();
-        conn.execute(
-            &format!("INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![
-                identity.id.to_string(),
-                identity.name,
-                identity.project_id.map(|p| p.to_string()),
-                identity.role,
-                identity.token_sha256.to_vec(),
-                identity.created_at,
-                identity.expires_at,
-                identity.revoked_at,
-                identity.tls_subject,
-            ],
-        )
-        .map_err(|err| match sqlite_code(&err) {
-            Some(ffi::ErrorCode::ConstraintViolation) => {
-                StoreError::Conflict(
-                    "the identity's token or TLS subject is taken, or its project does not exist"
-                        .into(),
-                )
-            }
+        insert_identity(&conn, identity).map_err(|err| match sqlite_code(&err) {
+            Some(ffi::ErrorCode::ConstraintViolation) => StoreError::Conflict(
+                "the identity's token or TLS subject is taken, or its project does not exist"
+                    .into(),
+            ),
             _ => map_err(err),
         })?;
         Ok(())
+    }
+
+    fn create_identity_with_universal_auth(
+        &self,
+        identity: &IdentityRecord,
+        credentials: &UniversalAuthRecord,
+    ) -> StoreResult<()> {
+        universal_auth::create(&mut self.writer(), identity, credentials)
+    }
+
+    fn universal_auth(&self, client_id: &str) -> StoreResult<Option<UniversalAuthRecord>> {
+        universal_auth::by_client_id(&self.reader(), client_id)
+    }
+
+    fn universal_auth_of(&self, identity_id: Uuid) -> StoreResult<Option<UniversalAuthRecord>> {
+        universal_auth::of_identity(&self.reader(), identity_id)
     }
 
     fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>> {

@@ -7,6 +7,7 @@ use postgres::Row;
 
 use crate::store::{
     IdentityRecord, KeyRecord, KeyVersionRecord, ProjectRecord, StoreError, StoreResult,
+    UniversalAuthRecord,
 };
 
 pub(super) const KEY_COLUMNS: &str =
@@ -15,6 +16,7 @@ pub(super) const KEY_COLUMNS: &str =
                            hsm_key_label, min_decryption_version, deletion_date, rotation_period_days";
 pub(super) const IDENTITY_COLUMNS: &str =
     "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
+pub(super) const UNIVERSAL_AUTH_COLUMNS: &str = "identity_id, client_id, secret_sha256, created_at";
 
 pub(super) fn corrupt(column: &str, err: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("column {column}: {err}"))
@@ -93,6 +95,20 @@ pub(super) fn identity_from_row(row: &Row) -> StoreResult<IdentityRecord> {
         expires_at: get(row, 6)?,
         revoked_at: get(row, 7)?,
         tls_subject: get(row, 8)?,
+    })
+}
+
+pub(super) fn universal_auth_from_row(row: &Row) -> StoreResult<UniversalAuthRecord> {
+    let hash: Vec<u8> = get(row, 2)?;
+    let secret_sha256: [u8; 32] = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt("secret_sha256", "not 32 bytes"))?;
+    Ok(UniversalAuthRecord {
+        identity_id: get(row, 0)?,
+        client_id: get(row, 1)?,
+        secret_sha256,
+        created_at: get(row, 3)?,
     })
 }
 

@@ -78,6 +78,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
            hash BYTEA NOT NULL,
            mac  BYTEA NOT NULL
        );"#,
+    // 2: universal-auth credentials of identities (SQLite migration 7). The constraints
+    // are named: the store tells conflicts apart by these names.
+    r#"CREATE TABLE universal_auth (
+           identity_id   UUID NOT NULL,
+           client_id     TEXT COLLATE "C" NOT NULL,
+           secret_sha256 BYTEA NOT NULL,
+           created_at    TEXT NOT NULL,
+           CONSTRAINT universal_auth_pkey PRIMARY KEY (identity_id),
+           CONSTRAINT universal_auth_identity_id_fkey FOREIGN KEY (identity_id)
+               REFERENCES identities (id),
+           CONSTRAINT universal_auth_client_id_key UNIQUE (client_id)
+       );"#,
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

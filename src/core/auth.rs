@@ -1,4 +1,5 @@
-//! Bearer-token authentication and the permission model (docs/SECURITY.md).
+//! Authentication and the permission model (docs/SECURITY.md): who a bearer token, a
+//! client certificate or an access token belongs to, and what that identity may do.
 //!
 //! Every token belongs to an identity in the store, kept there only as its SHA-256.
 //! An identity is bound to one project with a set of permissions, or, for an
@@ -103,7 +104,20 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn from_record(r: &IdentityRecord) -> Self {
+    /// The operator at the host's command line: an administrator of every project, with
+    /// no identity in the store (`id` nil).
+    pub fn operator() -> Self {
+        Self {
+            id: Uuid::nil(),
+            name: std::env::var("USER")
+                .map_or_else(|_| "os-user".into(), |u| format!("os-user:{u}")),
+            project: None,
+            permissions: [Permission::Admin].into(),
+            expires: None,
+        }
+    }
+
+    pub(super) fn from_record(r: &IdentityRecord) -> Self {
         let names: Vec<&str> = r.role.split(',').collect();
         Self {
             id: r.id,
@@ -141,6 +155,31 @@ impl Principal {
     }
 }
 
+/// `Forbidden` unless the caller has `permission`.
+pub fn require(p: &Principal, permission: Permission) -> Result<(), super::CoreError> {
+    if p.has(permission) {
+        Ok(())
+    } else {
+        Err(super::CoreError::forbidden(format!(
+            "identity {:?} lacks the {} permission",
+            p.name,
+            permission.as_str()
+        )))
+    }
+}
+
+/// `Forbidden` unless the caller administers every project.
+pub fn require_global_admin(p: &Principal) -> Result<(), super::CoreError> {
+    if p.is_global_admin() {
+        Ok(())
+    } else {
+        Err(super::CoreError::forbidden(format!(
+            "identity {:?} is not an administrator of every project",
+            p.name
+        )))
+    }
+}
+
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
@@ -153,6 +192,7 @@ pub enum AuthFailure {
 type CacheEntry = (Instant, Result<Arc<Principal>, AuthFailure>);
 
 /// Checks presented tokens against the identities in the store.
+#[derive(Clone)]
 pub struct Auth {
     store: Arc<dyn KeyStore>,
     cache: Arc<Mutex<HashMap<[u8; 32], CacheEntry>>>,
@@ -291,6 +331,24 @@ impl Auth {
         h.update(b"kms-gateway/v1/tls-subject\0");
         h.update(subject.as_bytes());
         h.finalize().into()
+    }
+
+    /// The cache key of an identity named by an access token (never equal to a token's).
+    pub fn identity_digest(id: Uuid) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"kms-gateway/v1/identity\0");
+        h.update(id.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The identity an access token names, from the store (blocks).
+    pub fn lookup_identity(
+        &self,
+        id: Uuid,
+    ) -> Result<Result<Arc<Principal>, AuthFailure>, StoreError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let record = self.store.identity(id)?;
+        Ok(self.remember(&Self::identity_digest(id), record, generation))
     }
 
     /// The identity of a verified client certificate's subject, from the store (blocks).

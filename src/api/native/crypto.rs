@@ -1,0 +1,225 @@
+//! Cryptographic routes: encrypt, decrypt, sign, verify, public key, signing algorithms,
+//! data keys and re-encryption. Bodies may repeat the path's `keyId`, as Infisical's Node
+//! SDK sends it; it must then name the same key.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::json::{self, bad, decode_b64, parse, B64};
+use super::{Failure, Input, Reply};
+use crate::core::crypto::{DataKey, Decrypt, Encrypt, ReEncrypt, Sign};
+use crate::core::CoreError;
+
+/// The path's key id, checked against a `keyId` the body repeats.
+fn key_id(input: &Input<'_>, in_body: Option<&str>) -> Result<Uuid, Failure> {
+    let id = json::id(&input.params[0], "keyId")?;
+    match in_body {
+        Some(b) if Uuid::parse_str(b).ok() != Some(id) => Err(bad(
+            "key_id_mismatch",
+            "the body's keyId is not the key of the path",
+        )),
+        _ => Ok(id),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EncryptBody {
+    plaintext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+pub async fn encrypt(input: Input<'_>) -> Reply {
+    let req: EncryptBody = parse(&input.body)?;
+    let key_id = key_id(&input, req.key_id.as_deref())?;
+    let encoded = Zeroizing::new(req.plaintext);
+    let max = input.gateway.limits().max_plaintext_bytes;
+    // Refused before decoding a plaintext far over the limit.
+    if encoded.len() > max.div_ceil(3) * 4 + 4 {
+        return Err(Failure::Input(CoreError::too_large(
+            "plaintext_too_large",
+            format!("plaintext must be at most {max} bytes"),
+        )));
+    }
+    let plaintext = Zeroizing::new(decode_b64("plaintext", &encoded)?);
+    let request = Encrypt {
+        key_id,
+        plaintext,
+        context: req.encryption_context.unwrap_or_default(),
+    };
+    let out = input.gateway.encrypt(input.caller, request).await?;
+    Ok(json!({"ciphertext": B64.encode(out.ciphertext)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DecryptBody {
+    ciphertext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+pub async fn decrypt(input: Input<'_>) -> Reply {
+    let req: DecryptBody = parse(&input.body)?;
+    let key_id = key_id(&input, req.key_id.as_deref())?;
+    let request = Decrypt {
+        key_id,
+        ciphertext: decode_b64("ciphertext", &req.ciphertext)?,
+        context: req.encryption_context.unwrap_or_default(),
+    };
+    let out = input.gateway.decrypt(input.caller, request).await?;
+    // The base64 text is plaintext too: zeroised once the response is serialised.
+    let text = Zeroizing::new(B64.encode(out.plaintext.as_slice()));
+    Ok(json!({"plaintext": text.as_str()}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignBody {
+    data: String,
+    signing_algorithm: String,
+    #[serde(default)]
+    is_digest: bool,
+    #[serde(default)]
+    signature: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+fn sign_request(input: &Input<'_>, req: &SignBody) -> Result<Sign, Failure> {
+    Ok(Sign {
+        key_id: key_id(input, req.key_id.as_deref())?,
+        data: decode_b64("data", &req.data)?,
+        signing_algorithm: req.signing_algorithm.clone(),
+        is_digest: req.is_digest,
+    })
+}
+
+pub async fn sign(input: Input<'_>) -> Reply {
+    let req: SignBody = parse(&input.body)?;
+    let request = sign_request(&input, &req)?;
+    let key_id = request.key_id;
+    let signature = input.gateway.sign(input.caller, request).await?;
+    Ok(
+        json!({"signature": B64.encode(signature), "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
+    )
+}
+
+pub async fn verify(input: Input<'_>) -> Reply {
+    let req: SignBody = parse(&input.body)?;
+    let request = sign_request(&input, &req)?;
+    let signature = decode_b64(
+        "signature",
+        req.signature.as_deref().ok_or_else(|| {
+            bad(
+                "invalid_request",
+                "invalid request: missing field `signature`",
+            )
+        })?,
+    )?;
+    let key_id = request.key_id;
+    let valid = input
+        .gateway
+        .verify(input.caller, request, signature)
+        .await?;
+    Ok(
+        json!({"signatureValid": valid, "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
+    )
+}
+
+pub async fn public_key(input: Input<'_>) -> Reply {
+    let id = key_id(&input, None)?;
+    let der = input.gateway.public_key(input.caller, id).await?;
+    Ok(json!({"publicKey": B64.encode(der)}))
+}
+
+pub async fn signing_algorithms(input: Input<'_>) -> Reply {
+    let id = key_id(&input, None)?;
+    let algorithms = input.gateway.signing_algorithms(input.caller, id).await?;
+    Ok(json!({"signingAlgorithms": algorithms}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataKeyBody {
+    key_spec: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    without_plaintext: bool,
+}
+
+/// `generate-data-key` and `generate-data-key-without-plaintext` (the route decides;
+/// `withoutPlaintext` in the body does the same).
+pub async fn generate_data_key(input: Input<'_>) -> Reply {
+    let req: DataKeyBody = parse(&input.body)?;
+    let key_id = key_id(&input, None)?;
+    let length = match req.key_spec.as_str() {
+        "AES_256" => 32,
+        "AES_128" => 16,
+        other => {
+            return Err(bad(
+                "invalid_key_spec",
+                format!("keySpec {other:?} is not AES_256 or AES_128"),
+            ))
+        }
+    };
+    let without = req.without_plaintext || input.template.ends_with("without-plaintext");
+    let request = DataKey {
+        key_id,
+        length,
+        context: req.encryption_context.unwrap_or_default(),
+    };
+    let out = input
+        .gateway
+        .generate_data_key(input.caller, request)
+        .await?;
+    let mut body = json!({"ciphertextBlob": B64.encode(&out.encrypted.ciphertext), "keyId": key_id.to_string(), "keySpec": req.key_spec});
+    if !without {
+        let text = Zeroizing::new(B64.encode(out.plaintext.as_slice()));
+        body["plaintext"] = text.as_str().into();
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReEncryptBody {
+    ciphertext: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    destination_key_id: Option<String>,
+    #[serde(default)]
+    destination_encryption_context: Option<BTreeMap<String, String>>,
+}
+
+pub async fn re_encrypt(input: Input<'_>) -> Reply {
+    let req: ReEncryptBody = parse(&input.body)?;
+    let key_id = key_id(&input, None)?;
+    let destination_key_id = match &req.destination_key_id {
+        Some(d) => Some(json::id(d, "destinationKeyId")?),
+        None => None,
+    };
+    let request = ReEncrypt {
+        key_id,
+        ciphertext: decode_b64("ciphertext", &req.ciphertext)?,
+        context: req.encryption_context.unwrap_or_default(),
+        destination_key_id,
+        destination_context: req.destination_encryption_context,
+    };
+    let out = input.gateway.re_encrypt(input.caller, request).await?;
+    Ok(
+        json!({"ciphertext": B64.encode(&out.ciphertext), "keyId": out.key_id.to_string(), "version": out.key_version}),
+    )
+}

@@ -1,0 +1,127 @@
+//! JSON in and out for the native API: parsing bodies (unknown fields are ignored, as
+//! Infisical does), base64, ids and numbers, and the JSON shapes of keys and identities.
+
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::Failure;
+use crate::core::identities::IdentityView;
+use crate::core::CoreError;
+use crate::store::KeyRecord;
+
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+pub fn bad(code: &'static str, message: impl Into<String>) -> Failure {
+    Failure::Input(CoreError::invalid(code, message))
+}
+
+/// The body as `T`; an empty body is read as `{}` when `empty_ok`.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, Failure> {
+    let body: &[u8] = if body.is_empty() && empty_ok {
+        b"{}"
+    } else {
+        body
+    };
+    if body.is_empty() {
+        return Err(bad("malformed_json", "a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => bad("invalid_request", format!("invalid request: {e}")),
+            _ => bad(
+                "malformed_json",
+                format!("malformed JSON at line {} column {}", e.line(), e.column()),
+            ),
+        }
+    })
+}
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    parse_body(body, false)
+}
+
+pub fn id(s: &str, what: &str) -> Result<Uuid, Failure> {
+    Uuid::parse_str(s).map_err(|_| bad("invalid_id", format!("{what} must be a UUID")))
+}
+
+pub fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, Failure> {
+    B64.decode(value.trim()).map_err(|_| {
+        bad(
+            "invalid_base64",
+            format!("{field} is not valid base64 (standard alphabet, padded)"),
+        )
+    })
+}
+
+/// A non-negative integer query parameter, `default` when absent.
+pub fn number(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, Failure> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            bad(
+                "invalid_request",
+                format!("{name} must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+/// A required query parameter.
+pub fn required<'q>(
+    q: &'q std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<&'q str, Failure> {
+    q.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| bad("invalid_request", format!("{name} is required")))
+}
+
+/// Infisical's key object plus ours (DESIGN.md §5).
+pub fn key(k: &KeyRecord, org_id: Uuid) -> Value {
+    json!({
+        "id": k.id.to_string(),
+        "orgId": org_id.to_string(),
+        "name": k.name,
+        "description": k.description,
+        "isDisabled": k.is_disabled,
+        "projectId": k.project_id.to_string(),
+        "keyUsage": k.key_usage,
+        "encryptionAlgorithm": k.algorithm,
+        "version": k.version,
+        "createdAt": k.created_at,
+        "updatedAt": k.updated_at,
+        "isReserved": k.is_reserved,
+        "customerFragmentId": k.customer_fragment_id,
+        "protection": if k.hsm_key_label.is_some() { "hsm" } else { "software" },
+        "hsmKeyLabel": k.hsm_key_label,
+        "minDecryptionVersion": k.min_decryption_version,
+        "keyState": if k.deletion_date.is_some() { "PendingDeletion" } else if k.is_disabled { "Disabled" } else { "Enabled" },
+        "deletionDate": k.deletion_date,
+        "rotationPeriodDays": k.rotation_period_days,
+    })
+}
+
+pub fn identity(v: &IdentityView) -> Value {
+    let r = &v.record;
+    let permissions: Vec<&str> = r.role.split(',').collect();
+    json!({
+        "id": r.id.to_string(),
+        "name": r.name,
+        "projectId": r.project_id.map(|p| p.to_string()),
+        "role": if permissions.len() == 1 { Some(permissions[0]) } else { None },
+        "permissions": permissions,
+        "authMethod": if v.client_id.is_some() { "universal-auth" } else { "token" },
+        "clientId": v.client_id,
+        "createdAt": r.created_at,
+        "expiresAt": r.expires_at,
+        "revokedAt": r.revoked_at,
+        "tlsSubject": r.tls_subject,
+    })
+}

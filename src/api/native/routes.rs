@@ -1,0 +1,280 @@
+//! The native API's routes: one table of method, path template and core operation, used
+//! to match requests, to label metrics, and (in a test) to check that the OpenAPI
+//! document describes every route.
+
+use hyper::Method;
+
+use super::{admin, crypto, identities, keys, Input, Reply};
+use crate::core::Operation;
+
+/// One route. `{name}` in a template matches one path segment.
+pub struct Route {
+    pub method: Method,
+    pub template: &'static str,
+    pub operation: Operation,
+    /// False for the routes that need no credentials (login, renew, the document).
+    pub authenticated: bool,
+}
+
+const fn route(method: Method, template: &'static str, operation: Operation) -> Route {
+    Route {
+        method,
+        template,
+        operation,
+        authenticated: true,
+    }
+}
+
+const fn public(method: Method, template: &'static str, operation: Operation) -> Route {
+    Route {
+        method,
+        template,
+        operation,
+        authenticated: false,
+    }
+}
+
+use Operation as O;
+
+/// Every route of the native API.
+pub static ROUTES: &[Route] = &[
+    public(Method::GET, "/api/v1/openapi.json", O::ShowOpenApi),
+    public(Method::POST, "/api/v1/auth/universal-auth/login", O::Login),
+    public(Method::POST, "/api/v1/auth/token/renew", O::RenewToken),
+    route(Method::GET, "/api/v1/status", O::ShowStatus),
+    route(Method::POST, "/api/v1/projects", O::CreateProject),
+    route(
+        Method::GET,
+        "/api/v1/admin/encryption-strategy",
+        O::ShowStrategy,
+    ),
+    route(
+        Method::PATCH,
+        "/api/v1/admin/encryption-strategy",
+        O::SetStrategy,
+    ),
+    route(Method::GET, "/api/v1/audit", O::ReadAudit),
+    route(Method::POST, "/api/v1/identities", O::CreateIdentity),
+    route(Method::GET, "/api/v1/identities", O::ListIdentities),
+    route(
+        Method::DELETE,
+        "/api/v1/identities/{identityId}",
+        O::RevokeIdentity,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/identities/{identityId}/rotate-token",
+        O::RotateIdentityToken,
+    ),
+    route(Method::POST, "/api/v1/kms/keys", O::CreateKey),
+    route(Method::GET, "/api/v1/kms/keys", O::ListKeys),
+    route(
+        Method::GET,
+        "/api/v1/kms/keys/key-name/{keyName}",
+        O::GetKeyByName,
+    ),
+    route(Method::GET, "/api/v1/kms/keys/{keyId}", O::GetKey),
+    route(Method::PATCH, "/api/v1/kms/keys/{keyId}", O::UpdateKey),
+    route(
+        Method::DELETE,
+        "/api/v1/kms/keys/{keyId}",
+        O::ScheduleKeyDeletion,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/cancel-deletion",
+        O::CancelKeyDeletion,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/rotate",
+        O::RotateKey,
+    ),
+    route(Method::POST, "/api/v1/kms/keys/{keyId}/encrypt", O::Encrypt),
+    route(Method::POST, "/api/v1/kms/keys/{keyId}/decrypt", O::Decrypt),
+    route(Method::POST, "/api/v1/kms/keys/{keyId}/sign", O::Sign),
+    route(Method::POST, "/api/v1/kms/keys/{keyId}/verify", O::Verify),
+    route(
+        Method::GET,
+        "/api/v1/kms/keys/{keyId}/public-key",
+        O::PublicKey,
+    ),
+    route(
+        Method::GET,
+        "/api/v1/kms/keys/{keyId}/signing-algorithms",
+        O::SigningAlgorithms,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/generate-data-key",
+        O::GenerateDataKey,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/generate-data-key-without-plaintext",
+        O::GenerateDataKey,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/re-encrypt",
+        O::ReEncrypt,
+    ),
+];
+
+pub enum Match {
+    Found(&'static Route, Vec<String>),
+    /// The path exists, not with this method.
+    WrongMethod,
+    None,
+}
+
+/// The `{…}` segments if `path` fits `template`.
+fn fit(template: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut want = template.split('/');
+    let mut have = path.split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(h)) if w.starts_with('{') => {
+                if h.is_empty() {
+                    return None;
+                }
+                let decoded =
+                    form_urlencoded::parse(format!("v={}", h.replace('+', "%2B")).as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                params.push(decoded);
+            }
+            (Some(w), Some(h)) if w == h => {}
+            _ => return None,
+        }
+    }
+}
+
+pub fn find(method: &Method, path: &str) -> Match {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let mut path_known = false;
+    for r in ROUTES {
+        if let Some(params) = fit(r.template, path) {
+            // A literal route wins over a template one (`key-name/x` over `{keyId}`).
+            if r.method == *method {
+                return Match::Found(r, params);
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Match::WrongMethod
+    } else {
+        Match::None
+    }
+}
+
+/// Runs the handler of `operation`.
+pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
+    match operation {
+        O::ShowStatus => admin::status(input).await,
+        O::CreateProject => admin::create_project(input).await,
+        O::ShowStrategy => admin::encryption_strategy(input, false).await,
+        O::SetStrategy => admin::encryption_strategy(input, true).await,
+        O::ReadAudit => admin::audit_page(input).await,
+        O::Login => identities::login(input).await,
+        O::RenewToken => identities::renew(input).await,
+        O::CreateIdentity => identities::create(input).await,
+        O::ListIdentities => identities::list(input).await,
+        O::RevokeIdentity => identities::revoke(input).await,
+        O::RotateIdentityToken => identities::rotate_token(input).await,
+        O::CreateKey => keys::create(input).await,
+        O::ListKeys => keys::list(input).await,
+        O::GetKeyByName => keys::by_name(input).await,
+        O::GetKey => keys::get(input).await,
+        O::UpdateKey => keys::update(input).await,
+        O::ScheduleKeyDeletion => keys::delete(input).await,
+        O::CancelKeyDeletion => keys::cancel_deletion(input).await,
+        O::RotateKey => keys::rotate(input).await,
+        O::Encrypt => crypto::encrypt(input).await,
+        O::Decrypt => crypto::decrypt(input).await,
+        O::Sign => crypto::sign(input).await,
+        O::Verify => crypto::verify(input).await,
+        O::PublicKey => crypto::public_key(input).await,
+        O::SigningAlgorithms => crypto::signing_algorithms(input).await,
+        O::GenerateDataKey => crypto::generate_data_key(input).await,
+        O::ReEncrypt => crypto::re_encrypt(input).await,
+        _ => Err(super::Failure::Input(crate::core::CoreError::not_found(
+            "not_found",
+            "no such endpoint",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_routes_win_and_methods_are_told_apart() {
+        match find(&Method::GET, "/api/v1/kms/keys/key-name/orders") {
+            Match::Found(r, p) => {
+                assert_eq!(r.operation, O::GetKeyByName);
+                assert_eq!(p, vec!["orders".to_string()]);
+            }
+            _ => panic!("key-name route not found"),
+        }
+        assert!(
+            matches!(find(&Method::GET, "/api/v1/kms/keys/abc/"), Match::Found(r, _) if r.operation == O::GetKey)
+        );
+        assert!(matches!(
+            find(&Method::PUT, "/api/v1/kms/keys/abc"),
+            Match::WrongMethod
+        ));
+        assert!(matches!(find(&Method::GET, "/api/v1/nothing"), Match::None));
+        assert!(matches!(
+            find(&Method::GET, "/api/v1/kms/keys//encrypt"),
+            Match::None
+        ));
+    }
+
+    /// Every route is in the OpenAPI document, with its method; and the document has no
+    /// path the router does not serve.
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::super::OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
+        let paths = doc["paths"].as_object().expect("paths");
+        for r in ROUTES {
+            let item = paths.get(r.template).unwrap_or_else(|| {
+                panic!("{} {} has no entry in openapi.json", r.method, r.template)
+            });
+            let method = r.method.as_str().to_ascii_lowercase();
+            assert!(
+                item.get(&method).is_some(),
+                "{} {} has no operation in openapi.json",
+                r.method,
+                r.template
+            );
+        }
+        for (path, item) in paths {
+            for method in item.as_object().expect("path item").keys() {
+                if ["parameters", "summary", "description"].contains(&method.as_str()) {
+                    continue;
+                }
+                let served = ROUTES
+                    .iter()
+                    .any(|r| r.template == path && r.method.as_str().eq_ignore_ascii_case(method));
+                assert!(
+                    served,
+                    "openapi.json describes {method} {path}, which no route serves"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The cryptographic operations as every front-end calls them: encrypt, decrypt, sign,
+//! verify, data keys, re-encryption, public keys. Results are typed (a ciphertext comes
+//! with the key version that made it), so no adapter parses a ciphertext.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::auth::require;
+use super::record::operation;
+use super::{from_cache, Caller, CoreError, Gateway, Operation, Permission};
+use crate::keys::{KeyService, SignRequest};
+
+/// An encryption context (AWS's name): authenticated, not encrypted, needed again to decrypt.
+pub type Context = BTreeMap<String, String>;
+
+pub struct Encrypt {
+    pub key_id: Uuid,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub context: Context,
+}
+
+/// A ciphertext in the format of DESIGN.md §4 and what made it.
+#[derive(Debug, Clone)]
+pub struct Encrypted {
+    pub ciphertext: Vec<u8>,
+    pub key_id: Uuid,
+    pub key_version: u32,
+}
+
+pub struct Decrypt {
+    pub key_id: Uuid,
+    pub ciphertext: Vec<u8>,
+    pub context: Context,
+}
+
+pub struct Decrypted {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_id: Uuid,
+    pub key_version: u32,
+}
+
+/// A sign or verify request: `data` is the message, or with `is_digest` its digest.
+pub struct Sign {
+    pub key_id: Uuid,
+    pub data: Vec<u8>,
+    pub signing_algorithm: String,
+    pub is_digest: bool,
+}
+
+pub struct DataKey {
+    pub key_id: Uuid,
+    /// 16 or 32 bytes.
+    pub length: usize,
+    pub context: Context,
+}
+
+pub struct GeneratedDataKey {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub encrypted: Encrypted,
+}
+
+pub struct ReEncrypt {
+    pub key_id: Uuid,
+    pub ciphertext: Vec<u8>,
+    pub context: Context,
+    /// Default: the source key (a move to its newest version).
+    pub destination_key_id: Option<Uuid>,
+    /// Default: `context`.
+    pub destination_context: Option<Context>,
+}
+
+/// The key version named in a ciphertext of DESIGN.md §4 (bytes 17..21), if it has one.
+fn version_of(ciphertext: &[u8]) -> Option<u32> {
+    ciphertext
+        .get(17..21)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn sign_request(r: &Sign) -> SignRequest<'_> {
+    SignRequest {
+        data: &r.data,
+        algorithm: &r.signing_algorithm,
+        is_digest: r.is_digest,
+    }
+}
+
+impl Gateway {
+    fn check_plaintext(&self, plaintext: &[u8]) -> Result<(), CoreError> {
+        let max = self.limits.max_plaintext_bytes;
+        if plaintext.is_empty() {
+            return Err(CoreError::invalid(
+                "empty_plaintext",
+                "plaintext must not be empty",
+            ));
+        }
+        if plaintext.len() > max {
+            return Err(CoreError::too_large(
+                "plaintext_too_large",
+                format!("plaintext must be at most {max} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn encrypt(&self, caller: &Caller, req: Encrypt) -> Result<Encrypted, CoreError> {
+        operation!(self, caller, Operation::Encrypt, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Encrypt)
+                .await?;
+            self.check_plaintext(&req.plaintext)?;
+            let ciphertext =
+                match from_cache(self.keys.encrypt_cached(&key, &req.plaintext, &req.context)) {
+                    Some(r) => r?,
+                    None => {
+                        self.blocking(move |k| k.encrypt(&key, &req.plaintext, &req.context))
+                            .await?
+                    }
+                };
+            let key_version = version_of(&ciphertext).unwrap_or_default();
+            rec.key_version = Some(key_version);
+            Ok(Encrypted {
+                ciphertext,
+                key_id: req.key_id,
+                key_version,
+            })
+        })
+    }
+
+    pub async fn decrypt(&self, caller: &Caller, req: Decrypt) -> Result<Decrypted, CoreError> {
+        operation!(self, caller, Operation::Decrypt, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Decrypt)
+                .await?;
+            let key_version = version_of(&req.ciphertext).unwrap_or_default();
+            rec.key_version = Some(key_version);
+            let plaintext = match from_cache(self.keys.decrypt_cached(
+                &key,
+                &req.ciphertext,
+                &req.context,
+            )) {
+                Some(r) => r?,
+                None => {
+                    self.blocking(move |k| k.decrypt(&key, &req.ciphertext, &req.context))
+                        .await?
+                }
+            };
+            Ok(Decrypted {
+                plaintext,
+                key_id: req.key_id,
+                key_version,
+            })
+        })
+    }
+
+    /// The signature (PKCS#1 v1.5 or PSS for RSA, DER for ECDSA).
+    pub async fn sign(&self, caller: &Caller, req: Sign) -> Result<Vec<u8>, CoreError> {
+        operation!(self, caller, Operation::Sign, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Sign)
+                .await?;
+            match from_cache(self.keys.sign_cached(&key, sign_request(&req))) {
+                Some(r) => r,
+                None => {
+                    self.blocking(move |k| k.sign(&key, sign_request(&req)))
+                        .await
+                }
+            }
+        })
+    }
+
+    /// Whether `signature` is valid for the request.
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        req: Sign,
+        signature: Vec<u8>,
+    ) -> Result<bool, CoreError> {
+        operation!(self, caller, Operation::Verify, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Verify)
+                .await?;
+            self.blocking(move |k| k.verify(&key, sign_request(&req), &signature))
+                .await
+        })
+    }
+
+    /// DER SubjectPublicKeyInfo of the key's newest version.
+    pub async fn public_key(&self, caller: &Caller, id: Uuid) -> Result<Vec<u8>, CoreError> {
+        operation!(self, caller, Operation::PublicKey, |rec| {
+            let p = rec.admitted()?;
+            let key = self.visible_key(&mut rec, &p, id, Permission::Read).await?;
+            self.blocking(move |k| k.public_key(&key)).await
+        })
+    }
+
+    pub async fn signing_algorithms(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<&'static [&'static str], CoreError> {
+        operation!(self, caller, Operation::SigningAlgorithms, |rec| {
+            let p = rec.admitted()?;
+            let key = self.visible_key(&mut rec, &p, id, Permission::Read).await?;
+            Ok(KeyService::signing_algorithms(&key)?)
+        })
+    }
+
+    /// A fresh data key and the same key encrypted under the KMS key (envelope encryption).
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        req: DataKey,
+    ) -> Result<GeneratedDataKey, CoreError> {
+        operation!(self, caller, Operation::GenerateDataKey, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Encrypt)
+                .await?;
+            if req.length != 16 && req.length != 32 {
+                return Err(CoreError::invalid(
+                    "invalid_key_spec",
+                    "a data key is 16 or 32 bytes (AES_128 or AES_256)",
+                ));
+            }
+            let (plaintext, ciphertext) = self
+                .blocking(move |k| k.generate_data_key(&key, req.length, &req.context))
+                .await?;
+            let key_version = version_of(&ciphertext).unwrap_or_default();
+            rec.key_version = Some(key_version);
+            Ok(GeneratedDataKey {
+                plaintext,
+                encrypted: Encrypted {
+                    ciphertext,
+                    key_id: req.key_id,
+                    key_version,
+                },
+            })
+        })
+    }
+
+    /// Decrypts with the source key and encrypts with the newest version of the
+    /// destination, inside the gateway: the plaintext never reaches the caller.
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        req: ReEncrypt,
+    ) -> Result<Encrypted, CoreError> {
+        operation!(self, caller, Operation::ReEncrypt, |rec| {
+            let p = rec.admitted()?;
+            let source = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Decrypt)
+                .await?;
+            rec.key_version = version_of(&req.ciphertext);
+            let destination = match req.destination_key_id {
+                Some(d) if d != req.key_id => {
+                    // Checked with a scratch record: this record names the source key.
+                    let mut scratch = super::record::Record::new(caller, Operation::ReEncrypt);
+                    let dest = self
+                        .visible_key(&mut scratch, &p, d, Permission::Encrypt)
+                        .await?;
+                    rec.target = Some(format!("destination key {d}"));
+                    dest
+                }
+                _ => {
+                    require(&p, Permission::Encrypt)?;
+                    source.clone()
+                }
+            };
+            let dest_context = req
+                .destination_context
+                .unwrap_or_else(|| req.context.clone());
+            let destination_id = destination.id;
+            let ciphertext = self
+                .blocking(move |k| {
+                    k.re_encrypt(
+                        &source,
+                        &req.ciphertext,
+                        &req.context,
+                        &destination,
+                        &dest_context,
+                    )
+                })
+                .await?;
+            Ok(Encrypted {
+                key_version: version_of(&ciphertext).unwrap_or_default(),
+                ciphertext,
+                key_id: destination_id,
+            })
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! Key administration: create, read, list, update, schedule and cancel deletion, rotate.
+//! Every front-end's key routes call these.
+
+use uuid::Uuid;
+
+use super::auth::{require, require_global_admin};
+use super::record::{operation, Record};
+use super::{Caller, CoreError, Gateway, Operation, Permission, Principal};
+use crate::keys::{Algorithm, KeyError, KeyUsage, NewKey, Protection, DELETION_WINDOW_DAYS};
+use crate::store::{KeyPatch, KeyRecord, ListQuery};
+
+/// What creating a key needs; front-ends translate their own names into these.
+#[derive(Debug, Clone)]
+pub struct CreateKey {
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    /// Default: encrypt-decrypt (or the usage of `algorithm` when only that is given).
+    pub usage: Option<KeyUsage>,
+    /// Default per usage: AES-256-GCM for encrypt-decrypt, RSA-4096 for sign-verify.
+    pub algorithm: Option<Algorithm>,
+    pub customer_fragment_id: Option<String>,
+    pub protection: Protection,
+    pub rotation_period_days: Option<u32>,
+}
+
+/// One key with its versions (`(version, created_at)`, oldest first) when asked for.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub key: KeyRecord,
+    pub versions: Option<Vec<(u32, String)>>,
+}
+
+/// The default algorithm of a usage.
+pub fn default_algorithm(usage: KeyUsage) -> Algorithm {
+    match usage {
+        KeyUsage::EncryptDecrypt => Algorithm::Aes256Gcm,
+        KeyUsage::SignVerify => Algorithm::Rsa4096,
+    }
+}
+
+impl Gateway {
+    /// The key `id` if the caller may see it (else "not found", exactly as for a key that
+    /// does not exist), checked for `permission`; named in the record. Loaded once per
+    /// operation (from the record cache when fresh).
+    pub(super) async fn visible_key(
+        &self,
+        rec: &mut Record<'_>,
+        principal: &Principal,
+        id: Uuid,
+        permission: Permission,
+    ) -> Result<KeyRecord, CoreError> {
+        let key = match self.keys.key_cached(id) {
+            Some(key) => key,
+            None => self.blocking(move |k| k.key(id)).await?,
+        };
+        if !principal.sees(key.project_id) {
+            return Err(KeyError::KeyNotFound.into());
+        }
+        rec.key(&key);
+        require(principal, permission)?;
+        Ok(key)
+    }
+
+    /// The project `id` if the caller may see it (else "not found"), checked for `permission`.
+    pub(super) fn visible_project(
+        rec: &mut Record<'_>,
+        principal: &Principal,
+        id: Uuid,
+        permission: Permission,
+    ) -> Result<Uuid, CoreError> {
+        if !principal.sees(id) {
+            return Err(KeyError::ProjectNotFound.into());
+        }
+        rec.project = Some(id);
+        require(principal, permission)?;
+        Ok(id)
+    }
+
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        req: CreateKey,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::CreateKey, |rec| {
+            let p = rec.admitted()?;
+            let project_id =
+                Self::visible_project(&mut rec, &p, req.project_id, Permission::KeysManage)?;
+            if matches!(&req.protection, Protection::Hsm { label: Some(_), .. }) {
+                // Adopting an object already on the token is an operator's decision.
+                require_global_admin(&p)?;
+            }
+            let usage = req
+                .usage
+                .or(req.algorithm.map(Algorithm::usage))
+                .unwrap_or(KeyUsage::EncryptDecrypt);
+            let new = NewKey {
+                project_id,
+                name: req.name,
+                description: req.description.unwrap_or_default(),
+                usage,
+                algorithm: req.algorithm.unwrap_or(default_algorithm(usage)),
+                customer_fragment_id: req.customer_fragment_id.filter(|s| !s.is_empty()),
+                rotation_period_days: req.rotation_period_days,
+                protection: req.protection,
+            };
+            let key = self.blocking(move |k| k.create_key(new)).await?;
+            rec.key(&key);
+            Ok(key)
+        })
+    }
+
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        query: ListQuery,
+    ) -> Result<(Vec<KeyRecord>, u64), CoreError> {
+        operation!(self, caller, Operation::ListKeys, |rec| {
+            let p = rec.admitted()?;
+            Self::visible_project(&mut rec, &p, query.project_id, Permission::Read)?;
+            if query.limit == 0 || query.limit > 100 {
+                return Err(CoreError::invalid(
+                    "invalid_request",
+                    "limit must be between 1 and 100",
+                ));
+            }
+            self.blocking(move |k| k.list_keys(&query)).await
+        })
+    }
+
+    /// The key with its versions.
+    pub async fn key(&self, caller: &Caller, id: Uuid) -> Result<KeyView, CoreError> {
+        operation!(self, caller, Operation::GetKey, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::Read).await?;
+            let (key, versions) = self
+                .blocking(move |k| Ok((k.key(id)?, k.versions(id)?)))
+                .await?;
+            Ok(KeyView {
+                key,
+                versions: Some(versions),
+            })
+        })
+    }
+
+    pub async fn key_by_name(
+        &self,
+        caller: &Caller,
+        project_id: Uuid,
+        name: String,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::GetKeyByName, |rec| {
+            let p = rec.admitted()?;
+            Self::visible_project(&mut rec, &p, project_id, Permission::Read)?;
+            let key = self
+                .blocking(move |k| k.key_by_name(project_id, &name))
+                .await?;
+            rec.key(&key);
+            Ok(key)
+        })
+    }
+
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        patch: KeyPatch,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::UpdateKey, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::KeysManage)
+                .await?;
+            let patch = KeyPatch {
+                deletion_date: None,
+                ..patch
+            };
+            self.blocking(move |k| k.update_key(id, patch)).await
+        })
+    }
+
+    /// Schedules the key's destruction after `pending_window_days` (7 to 30, default 30).
+    pub async fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        pending_window_days: Option<u32>,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::ScheduleKeyDeletion, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::KeysManage)
+                .await?;
+            let days = pending_window_days.unwrap_or(DELETION_WINDOW_DAYS.2);
+            self.blocking(move |k| k.schedule_deletion(id, days)).await
+        })
+    }
+
+    pub async fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::CancelKeyDeletion, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::KeysManage)
+                .await?;
+            self.blocking(move |k| k.cancel_deletion(id)).await
+        })
+    }
+
+    /// A new version; encryption uses it from now on.
+    pub async fn rotate_key(&self, caller: &Caller, id: Uuid) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::RotateKey, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::KeysManage)
+                .await?;
+            let key = self.blocking(move |k| k.rotate(id)).await?;
+            rec.key_version = Some(key.version);
+            Ok(key)
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! The operations core: the one place where the gateway's policy lives. Every front-end
+//! (the native Infisical-style API, the CLI, and the AWS, Vault, KMIP and console
+//! adapters) turns its protocol into a typed request, calls an operation of [`Gateway`]
+//! with the [`Caller`], and maps the typed result or [`CoreError`] back onto its wire.
+//!
+//! Inside each operation, in this order and nowhere else: admission (the per-identity
+//! bound), the key record loaded once, "not found" for anything outside the caller's
+//! project exactly as for a missing one, then the permission, then the work (cached fast
+//! path on the async thread, or the blocking pool), then one audit record naming the
+//! [`Operation`] and the [`Frontend`]. The core knows no HTTP, no SQL and no PKCS#11.
+
+pub mod admin;
+pub mod auth;
+pub mod crypto;
+pub mod error;
+pub mod identities;
+pub mod keys;
+
+pub mod lifecycle;
+mod record;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+pub use auth::{Auth, AuthFailure, Permission, Principal};
+pub use error::{CoreError, ErrorKind};
+pub use record::Operation;
+use record::Record;
+
+use crate::audit::AuditLog;
+use crate::hsm::Hsm;
+use crate::keys::{KeyError, KeyService};
+
+/// Which front-end a request came through (named in its audit record and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Frontend {
+    /// The Infisical-compatible HTTPS API under `/api/v1`.
+    Native,
+    /// The admin command line.
+    Cli,
+    /// The gateway itself (the lifecycle sweeper).
+    System,
+}
+
+impl Frontend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frontend::Native => "native",
+            Frontend::Cli => "cli",
+            Frontend::System => "system",
+        }
+    }
+
+    /// The audit record's `source`: `api` for network front-ends.
+    fn source(self) -> &'static str {
+        match self {
+            Frontend::Cli => "cli",
+            Frontend::System => "system",
+            _ => "api",
+        }
+    }
+}
+
+/// Who asks, through which front-end, for which request: every operation takes one.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` until authenticated (refusals of unauthenticated requests are audited too).
+    pub principal: Option<Arc<Principal>>,
+    pub frontend: Frontend,
+    pub request_id: String,
+    /// The client's address, when there is one.
+    pub client: Option<String>,
+}
+
+impl Caller {
+    pub fn anonymous(frontend: Frontend, request_id: String, client: Option<String>) -> Self {
+        Self {
+            principal: None,
+            frontend,
+            request_id,
+            client,
+        }
+    }
+
+    fn principal(&self) -> Result<&Arc<Principal>, CoreError> {
+        self.principal.as_ref().ok_or_else(|| {
+            CoreError::unauthenticated("unauthorized", "a valid bearer token is required")
+        })
+    }
+}
+
+/// What the admin operations need to re-wrap the instance root key.
+pub struct RootAdmin {
+    pub root_encryption_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    pub mechanism: crate::keys::root::HsmRootMechanism,
+}
+
+/// Bounds the core applies to every front-end.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreLimits {
+    pub max_plaintext_bytes: usize,
+    pub max_concurrent_per_identity: usize,
+    /// Lifetime of a universal-auth access token unless the identity sets its own.
+    pub access_token_ttl_seconds: u64,
+    /// Longest lifetime of a universal-auth access token, renewals included.
+    pub access_token_max_ttl_seconds: u64,
+}
+
+impl Default for CoreLimits {
+    fn default() -> Self {
+        Self {
+            max_plaintext_bytes: 4096,
+            max_concurrent_per_identity: 64,
+            access_token_ttl_seconds: 7200,
+            access_token_max_ttl_seconds: 7200,
+        }
+    }
+}
+
+/// The operations core (see the module documentation).
+pub struct Gateway {
+    keys: Arc<KeyService>,
+    auth: Auth,
+    hsm: Option<Hsm>,
+    audit: AuditLog,
+    root: RootAdmin,
+    limits: CoreLimits,
+    org_id: Uuid,
+    tokens: tokens::AccessTokens,
+    logins: tokens::LoginThrottle,
+    in_flight: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+}
+
+/// The parts a [`Gateway`] is made of.
+pub struct Parts {
+    pub keys: Arc<KeyService>,
+    pub auth: Auth,
+    pub hsm: Option<Hsm>,
+    pub audit: AuditLog,
+    pub root: RootAdmin,
+    pub limits: CoreLimits,
+    /// The instance root key: the access-token MAC key is derived from it.
+    pub irk: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl Gateway {
+    /// Assembles the core; reads (or makes, once) this installation's organisation id.
+    pub fn new(parts: Parts) -> Result<Self, CoreError> {
+        let org_id = admin::org_id(parts.keys.store().as_ref(), parts.keys.random())?;
+        Ok(Self {
+            tokens: tokens::AccessTokens::new(&parts.irk),
+            logins: tokens::LoginThrottle::default(),
+            keys: parts.keys,
+            auth: parts.auth,
+            hsm: parts.hsm,
+            audit: parts.audit,
+            root: parts.root,
+            limits: parts.limits,
+            org_id,
+            in_flight: Mutex::default(),
+        })
+    }
+
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
+    }
+
+    pub fn hsm(&self) -> Option<&Hsm> {
+        self.hsm.as_ref()
+    }
+
+    pub fn limits(&self) -> &CoreLimits {
+        &self.limits
+    }
+
+    /// This installation's organisation id (Infisical's `orgId` of every key).
+    pub fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+
+    /// A slot for one more request of `identity`, or `None` when it has its maximum in flight.
+    fn admit(&self, identity: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(identity)
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.limits.max_concurrent_per_identity.max(1),
+                ))
+            })
+            .clone();
+        sem.try_acquire_owned().ok()
+    }
+
+    /// Starts the record of an operation of an authenticated caller, admitted under
+    /// its per-identity bound.
+    fn begin<'c>(&self, caller: &'c Caller, operation: Operation) -> Record<'c> {
+        let mut record = Record::new(caller, operation);
+        match caller.principal() {
+            Err(e) => record.refuse(e),
+            Ok(p) => match self.admit(p.id) {
+                Some(slot) => record.slot = Some(slot),
+                None => record.refuse(CoreError::too_many_requests(
+                    self.limits.max_concurrent_per_identity,
+                )),
+            },
+        }
+        record
+    }
+
+    /// Writes the operation's one audit record. Without it the caller gets no result; a
+    /// failed operation keeps its own error (usually the cause: a store that is down
+    /// fails both).
+    async fn finish<T>(
+        &self,
+        record: Record<'_>,
+        result: Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let event = record.event(result.as_ref().err());
+        match self.audit.record(&event).await {
+            Ok(_) => result,
+            Err(e) => {
+                tracing::error!(request_id = %record.caller.request_id, error = %e, "audit record not written");
+                result.and(Err(CoreError::audit_unavailable()))
+            }
+        }
+    }
+
+    /// Records a request that a front-end refused before any operation ran (malformed
+    /// body, no credentials, no such route) and hands the error back.
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        error: CoreError,
+    ) -> CoreError {
+        let record = Record::new(caller, operation);
+        match self.finish::<()>(record, Err(error)).await {
+            Err(e) => e,
+            Ok(()) => CoreError::internal(),
+        }
+    }
+
+    /// Runs a key-service call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&KeyService) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let keys = self.keys.clone();
+        match tokio::task::spawn_blocking(move || op(&keys)).await {
+            Ok(r) => r.map_err(CoreError::from),
+            Err(_) => Err(CoreError::task_failed()),
+        }
+    }
+}
+
+/// The result of a `*_cached` operation run on this (async) thread, or `None` when it
+/// would block: then the ordinary operation runs on the blocking pool.
+fn from_cache<T>(result: Result<T, KeyError>) -> Option<Result<T, CoreError>> {
+    match result {
+        Err(KeyError::WouldBlock) => None,
+        other => Some(other.map_err(CoreError::from)),
+    }
+}

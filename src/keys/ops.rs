@@ -1,0 +1,397 @@
+//! The cryptographic operations on a key record already loaded (and checked for the
+//! caller) by the core: encrypt, decrypt, sign, verify, data keys, re-encryption.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::{
+    material, stored_algorithm, Access, Algorithm, KeyError, KeyService, KeyUsage, Loaded,
+    SignRequest,
+};
+use crate::crypto::signing::{self, Input, Padding, SigningAlgorithm};
+use crate::crypto::{self, CryptoError};
+use crate::fragments::FragmentId;
+use crate::hsm::{HashKind, ResidentSignature};
+use crate::random::RandomSource;
+use crate::store::KeyRecord;
+
+impl KeyService {
+    /// A fresh data key (16 or 32 bytes) and the same key encrypted under `id`
+    /// (envelope encryption: the caller keeps only the encrypted copy).
+    pub fn generate_data_key(
+        &self,
+        key: &KeyRecord,
+        len: usize,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
+        let mut data_key = Zeroizing::new(vec![0u8; len]);
+        self.random.fill(&mut data_key)?;
+        let blob = self.encrypt(key, &data_key, context)?;
+        Ok((data_key, blob))
+    }
+
+    /// Decrypts with `source` and encrypts with the newest version of `destination`,
+    /// inside the gateway: the plaintext never reaches the caller.
+    pub fn re_encrypt(
+        &self,
+        source: &KeyRecord,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+        destination: &KeyRecord,
+        destination_context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        let plaintext = self.decrypt(source, ciphertext, context)?;
+        self.encrypt(destination, &plaintext, destination_context)
+    }
+
+    /// FV of the fragment a key is bound to; `None` for unbound keys.
+    pub(super) fn fragment_value(
+        &self,
+        fragment: Option<&str>,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
+        match fragment {
+            None => Ok(None),
+            Some(id) => Ok(Some(self.fragments.value(&FragmentId(id.to_owned()))?)),
+        }
+    }
+
+    /// The key's algorithm, once the key is checked to be enabled, of the wanted usage
+    /// and with its fragment loaded.
+    fn usable(
+        &self,
+        key: &KeyRecord,
+        usage: KeyUsage,
+        operation: &'static str,
+    ) -> Result<Algorithm, KeyError> {
+        let algorithm = stored_algorithm(key)?;
+        if algorithm.usage() != usage {
+            return Err(KeyError::WrongUsage {
+                usage: algorithm.usage().as_str(),
+                operation,
+            });
+        }
+        if key.deletion_date.is_some() {
+            return Err(KeyError::PendingDeletion);
+        }
+        if key.is_disabled {
+            return Err(KeyError::KeyDisabled);
+        }
+        if let Some(f) = &key.customer_fragment_id {
+            let fid = FragmentId(f.clone());
+            if !self.fragments.is_loaded(&fid) {
+                let reason = self
+                    .fragments
+                    .statuses()
+                    .into_iter()
+                    .find(|s| s.id == fid)
+                    .and_then(|s| s.problem)
+                    .unwrap_or_else(|| "it is not in the fragment file".into());
+                return Err(KeyError::FragmentNotLoaded {
+                    id: f.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(algorithm)
+    }
+
+    /// The unwrapped material of one version, from the cache when the key allows it.
+    fn load(
+        &self,
+        key: &KeyRecord,
+        algorithm: Algorithm,
+        version: u32,
+        access: Access,
+    ) -> Result<Arc<Loaded>, KeyError> {
+        let cacheable = match &key.customer_fragment_id {
+            None => true,
+            Some(f) => {
+                self.fragments.fragment_type(&FragmentId(f.clone()))
+                    != Some(crate::fragments::FragmentType::HsmSecured)
+            }
+        };
+        if cacheable {
+            if let Some(hit) = self.cache.get(key.id, version, access == Access::Full) {
+                return Ok(hit);
+            }
+        }
+        if access == Access::CacheOnly {
+            return Err(KeyError::WouldBlock);
+        }
+        let record = self
+            .store
+            .key_version(key.id, version)?
+            .ok_or(KeyError::MalformedCiphertext)?;
+        let fv = self.fragment_value(key.customer_fragment_id.as_deref())?;
+        let material = material::unwrap(
+            &self.irk,
+            fv.as_deref(),
+            key.id,
+            version,
+            algorithm,
+            &record.wrapped_material,
+        )?;
+        let loaded = Arc::new(Loaded::new(algorithm, &material)?);
+        if cacheable {
+            self.cache.put(key.id, version, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    pub fn encrypt(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        self.encrypt_with(key, plaintext, context, Access::Full)
+    }
+
+    /// `encrypt` from caches only, for the async runtime's own threads: `WouldBlock` when
+    /// the store, the HSM or its RNG would be needed.
+    pub fn encrypt_cached(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, KeyError> {
+        if matches!(self.random, RandomSource::Hsm(_)) {
+            return Err(KeyError::WouldBlock);
+        }
+        self.encrypt_with(key, plaintext, context, Access::CacheOnly)
+    }
+
+    fn encrypt_with(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+        access: Access,
+    ) -> Result<Vec<u8>, KeyError> {
+        let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "encrypt")?;
+        let header = crypto::CiphertextHeader {
+            key_id: *key.id.as_bytes(),
+            version: key.version,
+        };
+        if let Some(label) = &key.hsm_key_label {
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
+            // In the HSM, with a nonce from the HSM's RNG; same ciphertext format.
+            let hsm = self.hsm()?;
+            let mut nonce = [0u8; crypto::NONCE_LEN];
+            hsm.generate_random(&mut nonce)?;
+            let aad = crypto::data_aad(header, &crypto::encode_context(context));
+            let sealed = hsm.aes_gcm_encrypt(label, &nonce, &aad, plaintext)?;
+            return Ok(crypto::assemble_data(header, &nonce, &sealed));
+        }
+        let loaded = self.load(key, algorithm, key.version, access)?;
+        let aead = loaded.aead()?;
+        let nonce: [u8; crypto::NONCE_LEN] = self.random.array()?;
+        Ok(crypto::seal_data(
+            aead,
+            header,
+            &nonce,
+            plaintext,
+            &crypto::encode_context(context),
+        ))
+    }
+
+    pub fn decrypt(
+        &self,
+        key: &KeyRecord,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.decrypt_with(key, ciphertext, context, Access::Full)
+    }
+
+    /// `decrypt` from caches only (see `encrypt_cached`).
+    pub fn decrypt_cached(
+        &self,
+        key: &KeyRecord,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.decrypt_with(key, ciphertext, context, Access::CacheOnly)
+    }
+
+    fn decrypt_with(
+        &self,
+        key: &KeyRecord,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+        access: Access,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let mut algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "decrypt")?;
+        let mut key = std::borrow::Cow::Borrowed(key);
+        let header = crypto::decode_ciphertext_header(ciphertext)
+            .map_err(|_| KeyError::MalformedCiphertext)?;
+        if header.key_id != *key.id.as_bytes() {
+            return Err(KeyError::CiphertextOfAnotherKey);
+        }
+        if header.version > key.version {
+            // The cached record may predate a rotation made by another gateway.
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
+            self.records.forget(Some(key.id));
+            let fresh = self.key_with(key.id, access)?;
+            algorithm = self.usable(&fresh, KeyUsage::EncryptDecrypt, "decrypt")?;
+            key = std::borrow::Cow::Owned(fresh);
+        }
+        if header.version == 0 || header.version > key.version {
+            return Err(KeyError::MalformedCiphertext);
+        }
+        if header.version < key.min_decryption_version {
+            return Err(KeyError::VersionBelowMinimum {
+                version: header.version,
+                minimum: key.min_decryption_version,
+            });
+        }
+        if let Some(label) = &key.hsm_key_label {
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
+            let (nonce, sealed) =
+                crypto::split_data(ciphertext).map_err(|_| KeyError::MalformedCiphertext)?;
+            let aad = crypto::data_aad(header, &crypto::encode_context(context));
+            // Any refusal by the token (SoftHSM2 says CKR_GENERAL_ERROR for a bad tag) is
+            // "not authentic"; only a lost HSM is reported as such.
+            return self
+                .hsm()?
+                .aes_gcm_decrypt(label, &nonce, &aad, sealed)
+                .map_err(|e| {
+                    if e.is_unavailable() {
+                        KeyError::Hsm(e)
+                    } else {
+                        KeyError::DecryptionFailed
+                    }
+                });
+        }
+        let loaded = self.load(&key, algorithm, header.version, access)?;
+        crypto::open_data(loaded.aead()?, ciphertext, &crypto::encode_context(context)).map_err(
+            |e| match e {
+                CryptoError::Authentication => KeyError::DecryptionFailed,
+                _ => KeyError::MalformedCiphertext,
+            },
+        )
+    }
+
+    fn signing_algorithm(
+        algorithm: Algorithm,
+        req: &SignRequest<'_>,
+    ) -> Result<SigningAlgorithm, KeyError> {
+        let alg = SigningAlgorithm::parse(req.algorithm)
+            .filter(|a| algorithm.asymmetric().is_some_and(|k| a.fits(k)))
+            .ok_or_else(|| KeyError::SigningAlgorithmNotValid(req.algorithm.to_owned()))?;
+        if req.is_digest {
+            if alg.padding == Padding::Pss {
+                return Err(KeyError::PssOverDigest);
+            }
+            if req.data.len() != alg.hash.output_len() {
+                return Err(KeyError::DigestLength {
+                    expected: alg.hash.output_len(),
+                    got: req.data.len(),
+                });
+            }
+        }
+        Ok(alg)
+    }
+
+    fn input<'a>(req: &SignRequest<'a>) -> Input<'a> {
+        if req.is_digest {
+            Input::Digest(req.data)
+        } else {
+            Input::Message(req.data)
+        }
+    }
+
+    pub fn sign(&self, key: &KeyRecord, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
+        self.sign_with(key, req, Access::Full)
+    }
+
+    /// `sign` from caches only (see `encrypt_cached`), and only for ECDSA: an RSA-4096
+    /// signature takes over a millisecond, too long for the async runtime's threads.
+    pub fn sign_cached(&self, key: &KeyRecord, req: SignRequest<'_>) -> Result<Vec<u8>, KeyError> {
+        self.sign_with(key, req, Access::CacheOnly)
+    }
+
+    fn sign_with(
+        &self,
+        key: &KeyRecord,
+        req: SignRequest<'_>,
+        access: Access,
+    ) -> Result<Vec<u8>, KeyError> {
+        let algorithm = self.usable(key, KeyUsage::SignVerify, "sign")?;
+        if access == Access::CacheOnly
+            && (key.hsm_key_label.is_some() || algorithm != Algorithm::EccNistP256)
+        {
+            return Err(KeyError::WouldBlock);
+        }
+        let alg = Self::signing_algorithm(algorithm, &req)?;
+        if let Some(label) = &key.hsm_key_label {
+            // The digest is computed here (or given); the private-key operation runs in the HSM.
+            let digest = if req.is_digest {
+                req.data.to_vec()
+            } else {
+                alg.hash.digest(req.data)
+            };
+            let hash = match alg.hash {
+                signing::Hash::Sha256 => HashKind::Sha256,
+                signing::Hash::Sha384 => HashKind::Sha384,
+                signing::Hash::Sha512 => HashKind::Sha512,
+            };
+            let scheme = match alg.padding {
+                Padding::Ecdsa => ResidentSignature::Ecdsa,
+                Padding::Pkcs1v15 => ResidentSignature::RsaPkcs1(hash),
+                Padding::Pss => ResidentSignature::RsaPss(hash),
+            };
+            return Ok(self.hsm()?.sign_resident(label, scheme, &digest)?);
+        }
+        let loaded = self.load(key, algorithm, key.version, access)?;
+        loaded
+            .signer()?
+            .sign(alg, Self::input(&req))
+            .map_err(|e| KeyError::Internal(e.to_string()))
+    }
+
+    pub fn verify(
+        &self,
+        key: &KeyRecord,
+        req: SignRequest<'_>,
+        signature: &[u8],
+    ) -> Result<bool, KeyError> {
+        let algorithm = self.usable(key, KeyUsage::SignVerify, "verify")?;
+        let alg = Self::signing_algorithm(algorithm, &req)?;
+        let public = self.public_key_of(key)?;
+        signing::verify(&public, alg, Self::input(&req), signature)
+            .map_err(|e| KeyError::Internal(e.to_string()))
+    }
+
+    fn public_key_of(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
+        self.store
+            .key_version(key.id, key.version)?
+            .and_then(|v| v.public_key)
+            .ok_or_else(|| KeyError::Internal("the key version has no public key".into()))
+    }
+
+    /// DER SubjectPublicKeyInfo of the newest version.
+    pub fn public_key(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
+        self.usable(key, KeyUsage::SignVerify, "have a public key")?;
+        self.public_key_of(key)
+    }
+
+    pub fn signing_algorithms(key: &KeyRecord) -> Result<&'static [&'static str], KeyError> {
+        let algorithm = stored_algorithm(key)?;
+        if algorithm.usage() != KeyUsage::SignVerify {
+            return Err(KeyError::WrongUsage {
+                usage: algorithm.usage().as_str(),
+                operation: "sign",
+            });
+        }
+        Ok(algorithm.signing_algorithms())
+    }
+}

@@ -1,0 +1,166 @@
+//! The vocabulary of keys: usages, algorithms and the errors of key operations.
+
+use crate::crypto::signing;
+use crate::fragments::FragmentError;
+use crate::hsm::HsmError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsage {
+    EncryptDecrypt,
+    SignVerify,
+}
+
+impl KeyUsage {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "encrypt-decrypt" => Some(Self::EncryptDecrypt),
+            "sign-verify" => Some(Self::SignVerify),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EncryptDecrypt => "encrypt-decrypt",
+            Self::SignVerify => "sign-verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Aes256Gcm,
+    Aes128Gcm,
+    Rsa4096,
+    EccNistP256,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "aes-256-gcm" => Some(Self::Aes256Gcm),
+            "aes-128-gcm" => Some(Self::Aes128Gcm),
+            "RSA_4096" => Some(Self::Rsa4096),
+            "ECC_NIST_P256" => Some(Self::EccNistP256),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aes256Gcm => "aes-256-gcm",
+            Self::Aes128Gcm => "aes-128-gcm",
+            Self::Rsa4096 => "RSA_4096",
+            Self::EccNistP256 => "ECC_NIST_P256",
+        }
+    }
+
+    pub fn usage(self) -> KeyUsage {
+        match self {
+            Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
+            Self::Rsa4096 | Self::EccNistP256 => KeyUsage::SignVerify,
+        }
+    }
+
+    pub fn asymmetric(self) -> Option<signing::AsymmetricKind> {
+        match self {
+            Self::Rsa4096 => Some(signing::AsymmetricKind::Rsa4096),
+            Self::EccNistP256 => Some(signing::AsymmetricKind::EccNistP256),
+            _ => None,
+        }
+    }
+
+    /// The signing algorithm names valid for this key (empty for AES).
+    pub fn signing_algorithms(self) -> &'static [&'static str] {
+        match self {
+            Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
+            Self::EccNistP256 => &signing::ECC_SIGNING_ALGORITHMS,
+            _ => &[],
+        }
+    }
+}
+
+/// Errors of key operations; `api` maps each variant to one status and code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("project not found")]
+    ProjectNotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A key name outside Infisical's slug rule.
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096 or ECC_NIST_P256")]
+    UnknownAlgorithm(String),
+    #[error("unknown key usage {0:?}; use encrypt-decrypt or sign-verify")]
+    UnknownUsage(String),
+    #[error("the key is disabled")]
+    KeyDisabled,
+    #[error("the key is pending deletion; cancel the deletion to use it")]
+    PendingDeletion,
+    #[error("the key is not pending deletion")]
+    NotPendingDeletion,
+    #[error("{0}")]
+    ConcurrentUpdate(String),
+    /// Only from the `*_cached` operations: the operation needs the store, the HSM or a
+    /// slow computation; run the ordinary one on a blocking thread instead.
+    #[error("the operation would block")]
+    WouldBlock,
+    #[error("this key's usage is {usage}; it cannot {operation}")]
+    WrongUsage {
+        usage: &'static str,
+        operation: &'static str,
+    },
+    #[error("signing algorithm {0:?} is not valid for this key")]
+    SigningAlgorithmNotValid(String),
+    #[error("a digest of {expected} bytes was expected, got {got}")]
+    DigestLength { expected: usize, got: usize },
+    #[error("RSASSA-PSS over a precomputed digest is not supported; send the message")]
+    PssOverDigest,
+    #[error("the ciphertext is malformed")]
+    MalformedCiphertext,
+    #[error("ciphertexts of key version {version} are no longer accepted (minimum decryption version is {minimum})")]
+    VersionBelowMinimum { version: u32, minimum: u32 },
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("the ciphertext was made by another key")]
+    CiphertextOfAnotherKey,
+    #[error(
+        "the ciphertext cannot be decrypted: it was altered, or the encryption context differs"
+    )]
+    DecryptionFailed,
+    #[error("customer fragment {0} does not exist")]
+    FragmentNotFound(String),
+    #[error("customer fragment {id} is not loaded, so this key cannot be used: {reason}")]
+    FragmentNotLoaded { id: String, reason: String },
+    #[error("no key labelled {0:?} on the HSM")]
+    HsmKeyNotFound(String),
+    #[error("{0}")]
+    HsmKeyUnusable(String),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<FragmentError> for KeyError {
+    fn from(e: FragmentError) -> Self {
+        match e {
+            FragmentError::NotLoaded { id, reason } => {
+                KeyError::FragmentNotLoaded { id: id.0, reason }
+            }
+            FragmentError::Hsm { source, .. } => KeyError::Hsm(source),
+            other => KeyError::Internal(other.to_string()),
+        }
+    }
+}
