@@ -15,7 +15,7 @@ deps:
 	scripts/install-deps.sh
 
 ## test: the whole suite on a throw-away SoftHSM2 token, then on a Kryoptic token.
-test: deps test-softhsm test-kryoptic test-deploy test-docker
+test: deps test-softhsm test-kryoptic test-clients test-deploy test-docker
 
 ## The PostgreSQL store tests share one throw-away cluster (a database each) per run.
 test-softhsm:
@@ -26,6 +26,11 @@ kryoptic:
 
 test-kryoptic: kryoptic
 	KMSGW_TEST_PKCS11=kryoptic scripts/pg-cluster.sh with $(NEXTEST)
+
+## test-clients: Infisical's Python SDK and schemathesis against one real gateway.
+.PHONY: test-clients
+test-clients:
+	scripts/client-tests.sh
 
 ## test-deploy: the Kubernetes manifests in deploy/kubernetes, checked without a cluster.
 ## test-docker: the image built and driven end to end (skipped without a Docker engine).

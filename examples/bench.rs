@@ -264,7 +264,7 @@ async fn setup(api: &Api) -> Result<Vec<Op>, String> {
     let name = json!({"name": format!("bench-{}", std::process::id())});
     let project = api.create("/api/v1/projects", name, "/project/id").await?;
     let key = |usage: &str, alg: &str| {
-        let body = json!({"projectId": project, "name": format!("bench-{alg}"),
+        let body = json!({"projectId": project, "name": format!("bench-{}", alg.to_lowercase().replace('_', "-")),
                           "keyUsage": usage, "encryptionAlgorithm": alg});
         async move { api.create("/api/v1/kms/keys", body, "/key/id").await }
     };

@@ -1088,6 +1088,8 @@ mod suite {
             client_id: client_id.into(),
             secret_sha256: [secret; 32],
             created_at: "2024-05-01T10:00:00Z".into(),
+            access_token_ttl_seconds: Some(600),
+            access_token_max_ttl_seconds: None,
         }
     }
 

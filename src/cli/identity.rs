@@ -80,6 +80,8 @@ async fn run_with(admin: &Admin, command: Command) -> CliResult {
                 permissions: parse_permissions(&names)?,
                 expires_at: expires_in_days.map(|d| crate::keys::rfc3339_in(i64::from(d) * 86_400)),
                 tls_subject,
+                access_token_ttl_seconds: None,
+                access_token_max_ttl_seconds: None,
                 auth_method: if universal_auth {
                     AuthMethod::UniversalAuth
                 } else {
@@ -124,7 +126,7 @@ async fn run_with(admin: &Admin, command: Command) -> CliResult {
         }
         Command::Revoke { id } => {
             let r = gateway.revoke_identity(&caller, id).await?;
-            println!("revoked {id} ({})", r.name);
+            println!("revoked {id} ({})", r.record.name);
         }
         Command::RotateToken { id } => {
             let (_, token) = gateway.rotate_identity_token(&caller, id).await?;

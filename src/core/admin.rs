@@ -114,6 +114,12 @@ impl Gateway {
         operation!(self, caller, Operation::ReadAudit, |rec| {
             let p = rec.admitted()?;
             require_global_admin(&p)?;
+            if after > i64::MAX as u64 {
+                return Err(CoreError::invalid(
+                    "invalid_request",
+                    format!("after must be at most {}", i64::MAX),
+                ));
+            }
             if limit == 0 || limit > 1000 {
                 return Err(CoreError::invalid(
                     "invalid_request",

@@ -37,15 +37,30 @@ pub struct CreateIdentity {
     pub expires_at: Option<String>,
     pub tls_subject: Option<String>,
     pub auth_method: AuthMethod,
+    /// Universal auth: the access tokens' lifetime and maximum lifetime in seconds
+    /// (`None`: the installation's defaults).
+    pub access_token_ttl_seconds: Option<u64>,
+    pub access_token_max_ttl_seconds: Option<u64>,
 }
 
 /// An identity as administrators see it (never its secrets).
 #[derive(Debug, Clone)]
 pub struct IdentityView {
     pub record: IdentityRecord,
-    /// Universal auth: the client id.
-    pub client_id: Option<String>,
+    /// Universal auth: the client id and the access tokens' lifetimes (seconds, defaults
+    /// applied).
+    pub universal_auth: Option<UniversalAuthView>,
 }
+
+#[derive(Debug, Clone)]
+pub struct UniversalAuthView {
+    pub client_id: String,
+    pub access_token_ttl_seconds: u64,
+    pub access_token_max_ttl_seconds: u64,
+}
+
+/// Longest access-token lifetime an identity may ask for (Infisical's default maximum).
+pub const MAX_ACCESS_TOKEN_TTL_SECONDS: u64 = 30 * 86_400;
 
 /// The secret a new identity (or a rotation) hands out once.
 pub enum Credential {
@@ -131,6 +146,57 @@ fn is_global_admin_record(r: &IdentityRecord) -> bool {
 }
 
 impl Gateway {
+    /// The lifetimes an identity's access tokens get (its own, else the defaults).
+    fn lifetimes(&self, ua: &UniversalAuthRecord) -> (u64, u64) {
+        let max = ua
+            .access_token_max_ttl_seconds
+            .unwrap_or(self.limits.access_token_max_ttl_seconds);
+        let ttl = ua
+            .access_token_ttl_seconds
+            .unwrap_or(self.limits.access_token_ttl_seconds)
+            .min(max);
+        (ttl, max)
+    }
+
+    fn universal_auth_view(&self, ua: &UniversalAuthRecord) -> UniversalAuthView {
+        let (ttl, max) = self.lifetimes(ua);
+        UniversalAuthView {
+            client_id: ua.client_id.clone(),
+            access_token_ttl_seconds: ttl,
+            access_token_max_ttl_seconds: max,
+        }
+    }
+
+    /// Lifetimes are for universal-auth identities: 1 s ≤ TTL ≤ maximum ≤ 30 days.
+    fn check_lifetimes(&self, req: &CreateIdentity) -> Result<(), CoreError> {
+        let (ttl, max) = (
+            req.access_token_ttl_seconds,
+            req.access_token_max_ttl_seconds,
+        );
+        if ttl.is_none() && max.is_none() {
+            return Ok(());
+        }
+        if req.auth_method != AuthMethod::UniversalAuth {
+            return Err(CoreError::invalid(
+                "invalid_request",
+                "accessTokenTTL and accessTokenMaxTTL are for universal-auth identities",
+            ));
+        }
+        let max = max.unwrap_or(
+            self.limits
+                .access_token_max_ttl_seconds
+                .max(ttl.unwrap_or(0)),
+        );
+        let ttl = ttl.unwrap_or(self.limits.access_token_ttl_seconds.min(max));
+        if ttl == 0 || ttl > max || max > MAX_ACCESS_TOKEN_TTL_SECONDS {
+            return Err(CoreError::invalid(
+                "invalid_request",
+                format!("accessTokenTTL must be at least 1 and at most accessTokenMaxTTL, which is at most {MAX_ACCESS_TOKEN_TTL_SECONDS} seconds"),
+            ));
+        }
+        Ok(())
+    }
+
     async fn store_call<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn crate::store::KeyStore) -> Result<T, crate::store::StoreError>
@@ -243,6 +309,7 @@ impl Gateway {
                     }
                 }
             }
+            self.check_lifetimes(&req)?;
             let random = self.keys.random().clone();
             let secret = new_token(&random).map_err(|_| CoreError::internal())?;
             let id = uuid::Builder::from_random_bytes(random.array().map_err(CoreError::from)?)
@@ -268,7 +335,7 @@ impl Gateway {
                     (
                         IdentityView {
                             record,
-                            client_id: None,
+                            universal_auth: None,
                         },
                         Credential::Token(secret),
                     )
@@ -286,14 +353,17 @@ impl Gateway {
                         client_id: client_id.clone(),
                         secret_sha256: token_sha256(&client_secret),
                         created_at: record.created_at.clone(),
+                        access_token_ttl_seconds: req.access_token_ttl_seconds,
+                        access_token_max_ttl_seconds: req.access_token_max_ttl_seconds,
                     };
+                    let summary = self.universal_auth_view(&ua);
                     let stored = record.clone();
                     self.store_call(move |s| s.create_identity_with_universal_auth(&stored, &ua))
                         .await?;
                     (
                         IdentityView {
                             record,
-                            client_id: Some(client_id.clone()),
+                            universal_auth: Some(summary),
                         },
                         Credential::UniversalAuth {
                             client_id,
@@ -314,20 +384,25 @@ impl Gateway {
             require(&p, Permission::Admin)?;
             let global = p.is_global_admin();
             let project = p.project;
-            self.store_call(move |s| {
-                let mut out = Vec::new();
-                for r in s.identities()? {
-                    if global || (r.project_id.is_some() && r.project_id == project) {
-                        let client_id = s.universal_auth_of(r.id)?.map(|u| u.client_id);
-                        out.push(IdentityView {
-                            record: r,
-                            client_id,
-                        });
+            let found = self
+                .store_call(move |s| {
+                    let mut out = Vec::new();
+                    for r in s.identities()? {
+                        if global || (r.project_id.is_some() && r.project_id == project) {
+                            let ua = s.universal_auth_of(r.id)?;
+                            out.push((r, ua));
+                        }
                     }
-                }
-                Ok(out)
-            })
-            .await
+                    Ok(out)
+                })
+                .await?;
+            Ok(found
+                .into_iter()
+                .map(|(record, ua)| IdentityView {
+                    record,
+                    universal_auth: ua.map(|u| self.universal_auth_view(&u)),
+                })
+                .collect())
         })
     }
 
@@ -366,7 +441,7 @@ impl Gateway {
         &self,
         caller: &Caller,
         id: Uuid,
-    ) -> Result<IdentityRecord, CoreError> {
+    ) -> Result<IdentityView, CoreError> {
         operation!(self, caller, Operation::RevokeIdentity, |rec| {
             let p = rec.admitted()?;
             let record = self.administered_identity(&mut rec, &p, id).await?;
@@ -396,7 +471,11 @@ impl Gateway {
                 .await?
                 .ok_or_else(identity_not_found)?;
             self.identities_changed().await?;
-            Ok(revoked)
+            let ua = self.store_call(move |s| s.universal_auth_of(id)).await?;
+            Ok(IdentityView {
+                record: revoked,
+                universal_auth: ua.map(|u| self.universal_auth_view(&u)),
+            })
         })
     }
 
@@ -490,8 +569,7 @@ impl Gateway {
             }
             self.logins.succeeded(&client_id);
             let now = now_seconds();
-            let max_ttl = self.limits.access_token_max_ttl_seconds;
-            let ttl = self.limits.access_token_ttl_seconds.min(max_ttl);
+            let (ttl, max_ttl) = self.lifetimes(&ua);
             let token = self.tokens.issue(Claims {
                 identity: ua.identity_id,
                 expires_at: now + ttl,
@@ -530,7 +608,13 @@ impl Gateway {
                     "the access token reached its maximum lifetime; log in again",
                 ));
             }
-            let expires_at = (now + self.limits.access_token_ttl_seconds).min(claims.max_at);
+            let identity = claims.identity;
+            let ua = self
+                .store_call(move |s| s.universal_auth_of(identity))
+                .await?
+                .ok_or(failure_error(AuthFailure::Invalid))?;
+            let (ttl, max_ttl) = self.lifetimes(&ua);
+            let expires_at = (now + ttl).min(claims.max_at);
             let renewed = self.tokens.issue(Claims {
                 expires_at,
                 ..claims
@@ -538,7 +622,7 @@ impl Gateway {
             Ok(AccessToken {
                 token: renewed,
                 expires_in: expires_at - now,
-                max_ttl: self.limits.access_token_max_ttl_seconds,
+                max_ttl,
             })
         }
         .await;

@@ -118,6 +118,12 @@ impl Gateway {
         operation!(self, caller, Operation::ListKeys, |rec| {
             let p = rec.admitted()?;
             Self::visible_project(&mut rec, &p, query.project_id, Permission::Read)?;
+            if query.offset > i64::MAX as u64 {
+                return Err(CoreError::invalid(
+                    "invalid_request",
+                    format!("offset must be at most {}", i64::MAX),
+                ));
+            }
             if query.limit == 0 || query.limit > 100 {
                 return Err(CoreError::invalid(
                     "invalid_request",

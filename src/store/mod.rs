@@ -308,6 +308,10 @@ pub struct UniversalAuthRecord {
     pub client_id: String,
     pub secret_sha256: [u8; 32],
     pub created_at: String,
+    /// Lifetime of its access tokens in seconds (`None`: the installation's default).
+    pub access_token_ttl_seconds: Option<u64>,
+    /// Longest lifetime of its access tokens, renewals included (`None`: the default).
+    pub access_token_max_ttl_seconds: Option<u64>,
 }
 
 impl std::fmt::Debug for UniversalAuthRecord {
@@ -316,6 +320,11 @@ impl std::fmt::Debug for UniversalAuthRecord {
             .field("identity_id", &self.identity_id)
             .field("client_id", &self.client_id)
             .field("created_at", &self.created_at)
+            .field("access_token_ttl_seconds", &self.access_token_ttl_seconds)
+            .field(
+                "access_token_max_ttl_seconds",
+                &self.access_token_max_ttl_seconds,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -436,6 +445,8 @@ mod tests {
             client_id: "client-1".into(),
             secret_sha256: [0xab; 32],
             created_at: "2024-05-01T10:00:00Z".into(),
+            access_token_ttl_seconds: None,
+            access_token_max_ttl_seconds: None,
         };
         let text = format!("{record:?}");
         assert!(text.contains("client-1"), "{text}");

@@ -105,7 +105,9 @@ const MIGRATIONS: &[&str] = &[
          identity_id   TEXT PRIMARY KEY REFERENCES identities (id),
          client_id     TEXT NOT NULL UNIQUE,
          secret_sha256 BLOB NOT NULL,
-         created_at    TEXT NOT NULL
+         created_at    TEXT NOT NULL,
+         access_token_ttl_seconds     INTEGER,
+         access_token_max_ttl_seconds INTEGER
      );",
 ];
 

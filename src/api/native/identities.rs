@@ -29,6 +29,11 @@ struct Create {
     /// `token` (default) or `universal-auth`.
     #[serde(default)]
     auth_method: Option<String>,
+    /// Universal auth: seconds an access token lives (Infisical's names).
+    #[serde(default, rename = "accessTokenTTL")]
+    access_token_ttl: Option<u64>,
+    #[serde(default, rename = "accessTokenMaxTTL")]
+    access_token_max_ttl: Option<u64>,
 }
 
 pub async fn create(input: Input<'_>) -> Reply {
@@ -62,6 +67,8 @@ pub async fn create(input: Input<'_>) -> Reply {
         expires_at: req.expires_at,
         tls_subject: req.tls_subject,
         auth_method,
+        access_token_ttl_seconds: req.access_token_ttl,
+        access_token_max_ttl_seconds: req.access_token_max_ttl,
     };
     let (view, credential) = input.gateway.create_identity(input.caller, request).await?;
     let identity = json::identity(&view);
@@ -83,11 +90,7 @@ pub async fn list(input: Input<'_>) -> Reply {
 
 pub async fn revoke(input: Input<'_>) -> Reply {
     let id = json::id(&input.params[0], "identityId")?;
-    let record = input.gateway.revoke_identity(input.caller, id).await?;
-    let view = crate::core::identities::IdentityView {
-        record,
-        client_id: None,
-    };
+    let view = input.gateway.revoke_identity(input.caller, id).await?;
     Ok(json!({"identity": json::identity(&view)}))
 }
 
@@ -99,7 +102,7 @@ pub async fn rotate_token(input: Input<'_>) -> Reply {
         .await?;
     let view = crate::core::identities::IdentityView {
         record,
-        client_id: None,
+        universal_auth: None,
     };
     Ok(json!({"identity": json::identity(&view), "token": token.as_str()}))
 }

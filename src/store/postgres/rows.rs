@@ -16,7 +16,9 @@ pub(super) const KEY_COLUMNS: &str =
                            hsm_key_label, min_decryption_version, deletion_date, rotation_period_days";
 pub(super) const IDENTITY_COLUMNS: &str =
     "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
-pub(super) const UNIVERSAL_AUTH_COLUMNS: &str = "identity_id, client_id, secret_sha256, created_at";
+pub(super) const UNIVERSAL_AUTH_COLUMNS: &str =
+    "identity_id, client_id, secret_sha256, created_at, \
+    access_token_ttl_seconds, access_token_max_ttl_seconds";
 
 pub(super) fn corrupt(column: &str, err: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("column {column}: {err}"))
@@ -109,7 +111,16 @@ pub(super) fn universal_auth_from_row(row: &Row) -> StoreResult<UniversalAuthRec
         client_id: get(row, 1)?,
         secret_sha256,
         created_at: get(row, 3)?,
+        access_token_ttl_seconds: seconds_at(row, 4)?,
+        access_token_max_ttl_seconds: seconds_at(row, 5)?,
     })
+}
+
+/// A lifetime column: NULL, or a non-negative number.
+fn seconds_at(row: &Row, idx: usize) -> StoreResult<Option<u64>> {
+    let v: Option<i64> = get(row, idx)?;
+    v.map(|n| u64::try_from(n).map_err(|_| corrupt("access token lifetime", "negative")))
+        .transpose()
 }
 
 pub(super) fn hash_at(row: &Row, idx: usize) -> StoreResult<[u8; 32]> {

@@ -85,6 +85,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
            client_id     TEXT COLLATE "C" NOT NULL,
            secret_sha256 BYTEA NOT NULL,
            created_at    TEXT NOT NULL,
+           access_token_ttl_seconds     BIGINT,
+           access_token_max_ttl_seconds BIGINT,
            CONSTRAINT universal_auth_pkey PRIMARY KEY (identity_id),
            CONSTRAINT universal_auth_identity_id_fkey FOREIGN KEY (identity_id)
                REFERENCES identities (id),

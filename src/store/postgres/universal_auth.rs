@@ -17,8 +17,9 @@ pub(super) fn create(
     identity: &IdentityRecord,
     credentials: &UniversalAuthRecord,
 ) -> Result<(), Fail> {
-    let insert =
-        format!("INSERT INTO universal_auth ({UNIVERSAL_AUTH_COLUMNS}) VALUES ($1, $2, $3, $4)");
+    let insert = format!(
+        "INSERT INTO universal_auth ({UNIVERSAL_AUTH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    );
     conn.transaction(IsolationLevel::ReadCommitted, |db| {
         insert_identity(db, identity).map_err(|err| identity_conflict(err, identity))?;
         db.execute(
@@ -28,6 +29,12 @@ pub(super) fn create(
                 &credentials.client_id,
                 &credentials.secret_sha256.as_slice(),
                 &credentials.created_at,
+                &credentials
+                    .access_token_ttl_seconds
+                    .map(|n| n.min(i64::MAX as u64) as i64),
+                &credentials
+                    .access_token_max_ttl_seconds
+                    .map(|n| n.min(i64::MAX as u64) as i64),
             ],
         )
         .map_err(|err| match violation(&err) {

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::{constraint, insert_identity, map_err, uuid_at};
 use crate::store::{IdentityRecord, StoreError, StoreResult, UniversalAuthRecord};
 
-const COLUMNS: &str = "identity_id, client_id, secret_sha256, created_at";
+const COLUMNS: &str = "identity_id, client_id, secret_sha256, created_at, \
+    access_token_ttl_seconds, access_token_max_ttl_seconds";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<UniversalAuthRecord> {
     let hash: Vec<u8> = row.get(2)?;
@@ -24,7 +25,24 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<UniversalAuthRecord> {
         client_id: row.get(1)?,
         secret_sha256,
         created_at: row.get(3)?,
+        access_token_ttl_seconds: seconds(row, 4)?,
+        access_token_max_ttl_seconds: seconds(row, 5)?,
     })
+}
+
+/// A lifetime column: NULL, or a non-negative number.
+fn seconds(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = row.get(idx)?;
+    v.map(|n| {
+        u64::try_from(n).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                idx,
+                Type::Integer,
+                "negative lifetime".into(),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// Stores `identity` and `credentials` in one immediate transaction.
@@ -41,12 +59,18 @@ pub(super) fn create(
         return Err(identity_conflict(&tx, identity, err));
     }
     tx.execute(
-        &format!("INSERT INTO universal_auth ({COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
+        &format!("INSERT INTO universal_auth ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
         params![
             credentials.identity_id.to_string(),
             credentials.client_id,
             credentials.secret_sha256.to_vec(),
             credentials.created_at,
+            credentials
+                .access_token_ttl_seconds
+                .map(|n| n.min(i64::MAX as u64) as i64),
+            credentials
+                .access_token_max_ttl_seconds
+                .map(|n| n.min(i64::MAX as u64) as i64),
         ],
     )
     .map_err(|err| match constraint(&err) {
