@@ -102,8 +102,24 @@ impl HttpProtocol {
                         request_id: request_id.clone(),
                         max_body_bytes: self.max_body_bytes,
                     };
-                    let (r, op) = f.handle(req, info).await;
-                    (r, f.name(), op)
+                    // In a task of its own: a client that hangs up (a reset, an HTTP/2
+                    // RST_STREAM) drops this future, not the operation, which finishes
+                    // and writes its audit record.
+                    let frontend = f.clone();
+                    let name = f.name();
+                    match tokio::spawn(async move { frontend.handle(req, info).await }).await {
+                        Ok((r, op)) => (r, name, op),
+                        Err(e) => {
+                            tracing::error!(request_id, error = %e, "a request handler failed");
+                            let r = plain_error(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal_error",
+                                "internal error; see the gateway's log for the request id",
+                                &request_id,
+                            );
+                            (r, name, "failed")
+                        }
+                    }
                 }
                 None => (
                     plain_error(

@@ -107,72 +107,77 @@ impl Metrics {
             keys.fragments().hsm_derivations(),
         );
         if let Some(h) = hsm {
-            let c = h.counts();
-            single(
-                &mut out,
-                "kmsgw_hsm_healthy",
-                "gauge",
-                "1 while the HSM connection works.",
-                u64::from(h.is_healthy()),
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_sessions_in_use",
-                "gauge",
-                "PKCS#11 sessions lent to operations now.",
-                h.sessions_in_use(),
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_pool_size",
-                "gauge",
-                "Upper bound of PKCS#11 sessions in use.",
-                h.config().pool_size as u64,
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_operation_errors_total",
-                "counter",
-                "HSM operations that failed.",
-                c.operation_errors,
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_hmac_calls_total",
-                "counter",
-                "HMAC operations run in the HSM.",
-                c.hmac_calls,
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_random_calls_total",
-                "counter",
-                "C_GenerateRandom calls.",
-                c.random_calls,
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_reconnects_total",
-                "counter",
-                "Reconnect attempts to the HSM.",
-                c.reconnects,
-            );
-            single(
-                &mut out,
-                "kmsgw_hsm_sessions_opened_total",
-                "counter",
-                "PKCS#11 sessions opened.",
-                c.sessions_opened,
-            );
-            header(
-                &mut out,
-                "kmsgw_hsm_operation_duration_seconds",
-                "histogram",
-                "Time of each HSM operation, pool wait included.",
-            );
-            h.operation_latency()
-                .render(&mut out, "kmsgw_hsm_operation_duration_seconds", "");
+            hsm_metrics(&mut out, h);
         }
         out
     }
+}
+
+/// The HSM's gauges, counters and operation latency.
+fn hsm_metrics(out: &mut String, h: &Hsm) {
+    let c = h.counts();
+    single(
+        out,
+        "kmsgw_hsm_healthy",
+        "gauge",
+        "1 while the HSM connection works.",
+        u64::from(h.is_healthy()),
+    );
+    single(
+        out,
+        "kmsgw_hsm_sessions_in_use",
+        "gauge",
+        "PKCS#11 sessions lent to operations now.",
+        h.sessions_in_use(),
+    );
+    single(
+        out,
+        "kmsgw_hsm_pool_size",
+        "gauge",
+        "Upper bound of PKCS#11 sessions in use.",
+        h.config().pool_size as u64,
+    );
+    single(
+        out,
+        "kmsgw_hsm_operation_errors_total",
+        "counter",
+        "HSM operations that failed.",
+        c.operation_errors,
+    );
+    single(
+        out,
+        "kmsgw_hsm_hmac_calls_total",
+        "counter",
+        "HMAC operations run in the HSM.",
+        c.hmac_calls,
+    );
+    single(
+        out,
+        "kmsgw_hsm_random_calls_total",
+        "counter",
+        "C_GenerateRandom calls.",
+        c.random_calls,
+    );
+    single(
+        out,
+        "kmsgw_hsm_reconnects_total",
+        "counter",
+        "Reconnect attempts to the HSM.",
+        c.reconnects,
+    );
+    single(
+        out,
+        "kmsgw_hsm_sessions_opened_total",
+        "counter",
+        "PKCS#11 sessions opened.",
+        c.sessions_opened,
+    );
+    header(
+        out,
+        "kmsgw_hsm_operation_duration_seconds",
+        "histogram",
+        "Time of each HSM operation, pool wait included.",
+    );
+    h.operation_latency()
+        .render(out, "kmsgw_hsm_operation_duration_seconds", "");
 }

@@ -50,10 +50,9 @@ fn parse_type(s: &str) -> Result<FragmentType, String> {
         })
 }
 
-pub fn run(settings: Settings, args: Args) -> CliResult {
-    if args.name.trim().is_empty() {
-        return Err("--name must not be empty".into());
-    }
+/// The HMAC key label and, for `hsm_wrap_encrypt`, the AES key-encryption key label the
+/// fragment type needs, checked.
+fn labels_of(args: &Args) -> Result<(Option<String>, Option<String>), String> {
     let label = match (
         args.fragment_type.needs_hsm(),
         args.hsm_key_label.as_deref(),
@@ -64,11 +63,11 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
                 "--type {} needs --hsm-key-label",
                 args.fragment_type.as_str()
             )
-            .into())
+            .to_owned())
         }
         (false, Some(_)) => {
             return Err(
-                "--hsm-key-label applies only to the hsm_wrapped, hsm_secured and hsm_wrap_encrypt types".into(),
+                "--hsm-key-label applies only to the hsm_wrapped, hsm_secured and hsm_wrap_encrypt types".to_owned(),
             )
         }
         (false, None) => None,
@@ -76,17 +75,25 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
     let wrap_encrypt = args.fragment_type == FragmentType::HsmWrapEncrypt;
     let kek_label = match (wrap_encrypt, args.kek_label.as_deref()) {
         (true, Some(l)) if !l.trim().is_empty() => Some(l.trim().to_owned()),
-        (true, _) => return Err("--type hsm_wrap_encrypt needs --kek-label".into()),
+        (true, _) => return Err("--type hsm_wrap_encrypt needs --kek-label".to_owned()),
         (false, Some(_)) => {
-            return Err("--kek-label applies only to the hsm_wrap_encrypt type".into())
+            return Err("--kek-label applies only to the hsm_wrap_encrypt type".to_owned())
         }
         (false, None) => None,
     };
     if kek_label.is_some() && kek_label == label {
         return Err(
-            "--kek-label must differ from --hsm-key-label (one AES key, one HMAC key)".into(),
+            "--kek-label must differ from --hsm-key-label (one AES key, one HMAC key)".to_owned(),
         );
     }
+    Ok((label, kek_label))
+}
+
+pub fn run(settings: Settings, args: Args) -> CliResult {
+    if args.name.trim().is_empty() {
+        return Err("--name must not be empty".into());
+    }
+    let (label, kek_label) = labels_of(&args)?;
     let hsm_config = settings.hsm_config()?;
     let needs_hsm = label.is_some() || hsm_config.as_ref().is_some_and(|c| c.use_rand);
     let hsm = match (needs_hsm, hsm_config) {

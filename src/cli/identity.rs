@@ -55,14 +55,18 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(run_with(&admin, command));
+    // Made outside the runtime: it reads the store (which may be PostgreSQL's
+    // synchronous client, which refuses to run on a runtime thread).
+    let result = admin
+        .gateway()
+        .map_err(Into::into)
+        .and_then(|gateway| runtime.block_on(run_with(&gateway, command)));
     drop(runtime);
     admin.shutdown();
     result
 }
 
-async fn run_with(admin: &Admin, command: Command) -> CliResult {
-    let gateway = admin.gateway()?;
+async fn run_with(gateway: &crate::core::Gateway, command: Command) -> CliResult {
     let caller = Admin::caller();
     match command {
         Command::Create {

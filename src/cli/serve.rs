@@ -37,37 +37,13 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     let (tls, cert_reloader) =
         api::server_config(&cert, &key, settings.tls.client_ca_file.as_deref())?;
 
-    let hsm = match settings.hsm_config()? {
-        Some(cfg) => {
-            let hsm = Hsm::connect(cfg)?;
-            let report = hsm.self_test()?;
-            let t = hsm.token();
-            tracing::info!(slot = t.id, label = %t.label, model = %t.model, mechanisms = report.mechanism_count, "HSM ready");
-            Some(hsm)
-        }
-        None => {
-            tracing::warn!("no HSM configured (PKCS11_LIB_PATH unset): only standard fragments and the software root strategy are available");
-            None
-        }
-    };
+    let hsm = connect_hsm(&settings)?;
     let random = match &hsm {
         Some(h) if h.config().use_rand => RandomSource::Hsm(h.clone()),
         _ => RandomSource::Os,
     };
     let store = crate::store::open_with(&settings.store.url, &settings.store.options()?)?;
-    let provider: Option<Arc<dyn FragmentHsm>> =
-        hsm.clone().map(|h| Arc::new(h) as Arc<dyn FragmentHsm>);
-    let fragments = Arc::new(Fragments::load(&settings.fragments.source(), provider)?);
-    let loaded = fragments
-        .statuses()
-        .iter()
-        .filter(|s| s.problem.is_none())
-        .count();
-    tracing::info!(
-        loaded,
-        total = fragments.statuses().len(),
-        "customer fragments loaded"
-    );
+    let fragments = load_fragments(&settings, hsm.as_ref())?;
     let rek = settings.root_encryption_key()?;
     let root_ctx = root::RootContext {
         store: &store,
@@ -98,13 +74,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &irk,
         crate::audit::Stream::parse(settings.audit.stream.as_deref()),
     );
-    let (ttl, max_ttl) = (
-        settings.auth.access_token_ttl_seconds,
-        settings.auth.access_token_max_ttl_seconds,
-    );
-    if ttl == 0 || ttl > max_ttl {
-        return Err(format!("KMSGW__AUTH__ACCESS_TOKEN_TTL_SECONDS ({ttl}) must be between 1 and KMSGW__AUTH__ACCESS_TOKEN_MAX_TTL_SECONDS ({max_ttl})").into());
-    }
+    let limits = core_limits(&settings)?;
     let keys = Arc::new(KeyService::new(
         store,
         fragments,
@@ -123,12 +93,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
             root_encryption_key: rek,
             mechanism: settings.root.mechanism(),
         },
-        limits: CoreLimits {
-            max_plaintext_bytes: settings.server.max_plaintext_bytes,
-            max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
-            access_token_ttl_seconds: settings.auth.access_token_ttl_seconds,
-            access_token_max_ttl_seconds: settings.auth.access_token_max_ttl_seconds,
-        },
+        limits,
         irk,
     })?);
     tracing::info!(org_id = %gateway.org_id(), "operations core ready");
@@ -145,21 +110,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result: CliResult = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&settings.server.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "listening");
-        println!("listening on https://{addr}");
-        tokio::spawn(reload_on_sighup(cert_reloader));
-        listener::run(listener, tls, https, limits, shutdown_signal()).await?;
-        tracing::info!("stopped accepting; in-flight requests finished");
-        Ok(())
-    });
+    let result = serve_https(&settings.server.listen, tls, cert_reloader, https, limits);
     // The sweeper may be using the HSM: it stops before the HSM is finalised.
     sweeper.stop();
     drop(gateway);
@@ -167,6 +118,89 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         h.shutdown();
     }
     result
+}
+
+/// The HSM, connected and self-tested, when one is configured.
+fn connect_hsm(
+    settings: &Settings,
+) -> Result<Option<Hsm>, Box<dyn std::error::Error + Send + Sync>> {
+    match settings.hsm_config()? {
+        Some(cfg) => {
+            let hsm = Hsm::connect(cfg)?;
+            let report = hsm.self_test()?;
+            let t = hsm.token();
+            tracing::info!(slot = t.id, label = %t.label, model = %t.model, mechanisms = report.mechanism_count, "HSM ready");
+            Ok(Some(hsm))
+        }
+        None => {
+            tracing::warn!("no HSM configured (PKCS11_LIB_PATH unset): only standard fragments and the software root strategy are available");
+            Ok(None)
+        }
+    }
+}
+
+/// The customer fragments (`hsm_wrapped` values derived in the HSM now).
+fn load_fragments(
+    settings: &Settings,
+    hsm: Option<&Hsm>,
+) -> Result<Arc<Fragments>, Box<dyn std::error::Error + Send + Sync>> {
+    let provider: Option<Arc<dyn FragmentHsm>> =
+        hsm.cloned().map(|h| Arc::new(h) as Arc<dyn FragmentHsm>);
+    let fragments = Arc::new(Fragments::load(&settings.fragments.source(), provider)?);
+    let loaded = fragments
+        .statuses()
+        .iter()
+        .filter(|s| s.problem.is_none())
+        .count();
+    tracing::info!(
+        loaded,
+        total = fragments.statuses().len(),
+        "customer fragments loaded"
+    );
+    Ok(fragments)
+}
+
+/// The core's limits, checked.
+fn core_limits(settings: &Settings) -> Result<CoreLimits, String> {
+    let (ttl, max_ttl) = (
+        settings.auth.access_token_ttl_seconds,
+        settings.auth.access_token_max_ttl_seconds,
+    );
+    let ceiling = crate::core::identities::MAX_ACCESS_TOKEN_TTL_SECONDS;
+    if ttl == 0 || ttl > max_ttl || max_ttl > ceiling {
+        return Err(format!("KMSGW__AUTH__ACCESS_TOKEN_TTL_SECONDS ({ttl}) must be between 1 and KMSGW__AUTH__ACCESS_TOKEN_MAX_TTL_SECONDS ({max_ttl}), which is at most {ceiling}"));
+    }
+    Ok(CoreLimits {
+        max_plaintext_bytes: settings.server.max_plaintext_bytes,
+        max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
+        access_token_ttl_seconds: ttl,
+        access_token_max_ttl_seconds: max_ttl,
+    })
+}
+
+/// Serves HTTPS on `listen` until SIGTERM or SIGINT, then drains.
+fn serve_https(
+    listen: &str,
+    tls: Arc<rustls::ServerConfig>,
+    cert_reloader: Arc<api::ReloadableCert>,
+    https: Arc<HttpProtocol>,
+    limits: ListenerLimits,
+) -> CliResult {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+        println!("listening on https://{addr}");
+        tokio::spawn(reload_on_sighup(cert_reloader));
+        listener::run(listener, tls, https, limits, shutdown_signal()).await?;
+        tracing::info!("stopped accepting; in-flight requests finished");
+        Ok(())
+    })
 }
 
 /// SIGHUP reloads the TLS certificate and key from their files (the old pair stays in use

@@ -54,10 +54,14 @@ pub struct DataKey {
     /// 16 or 32 bytes.
     pub length: usize,
     pub context: Context,
+    /// Whether the plaintext data key is returned (else only its encrypted copy; the
+    /// audit record names which).
+    pub with_plaintext: bool,
 }
 
 pub struct GeneratedDataKey {
-    pub plaintext: Zeroizing<Vec<u8>>,
+    /// `None` when not asked for.
+    pub plaintext: Option<Zeroizing<Vec<u8>>>,
     pub encrypted: Encrypted,
 }
 
@@ -217,7 +221,12 @@ impl Gateway {
         caller: &Caller,
         req: DataKey,
     ) -> Result<GeneratedDataKey, CoreError> {
-        operation!(self, caller, Operation::GenerateDataKey, |rec| {
+        let op = if req.with_plaintext {
+            Operation::GenerateDataKey
+        } else {
+            Operation::GenerateDataKeyWithoutPlaintext
+        };
+        operation!(self, caller, op, |rec| {
             let p = rec.admitted()?;
             let key = self
                 .visible_key(&mut rec, &p, req.key_id, Permission::Encrypt)
@@ -234,7 +243,7 @@ impl Gateway {
             let key_version = version_of(&ciphertext).unwrap_or_default();
             rec.key_version = Some(key_version);
             Ok(GeneratedDataKey {
-                plaintext,
+                plaintext: req.with_plaintext.then_some(plaintext),
                 encrypted: Encrypted {
                     ciphertext,
                     key_id: req.key_id,

@@ -3,16 +3,12 @@
 //! cannot disagree.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::auth::{
-    new_token, permissions_string, require, require_global_admin, token_sha256, AuthFailure,
-};
+use super::auth::{new_token, permissions_string, require, require_global_admin, token_sha256};
 use super::record::operation;
-use super::tokens::{now_seconds, AccessTokens, Claims};
 use super::{Caller, CoreError, Gateway, Operation, Permission, Principal};
 use crate::keys::{now_rfc3339, parse_time};
 use crate::store::{IdentityRecord, UniversalAuthRecord};
@@ -71,74 +67,10 @@ pub enum Credential {
     },
 }
 
-/// What a front-end presents to authenticate a request.
-pub enum Credentials<'a> {
-    None,
-    Bearer(&'a str),
-    /// The subject of a verified client certificate.
-    TlsSubject(&'a str),
-}
-
-/// An access token and its lifetimes, in seconds.
-pub struct AccessToken {
-    pub token: Zeroizing<String>,
-    pub expires_in: u64,
-    pub max_ttl: u64,
-}
-
 const MAX_IDENTITY_NAME: usize = 128;
 
 fn identity_not_found() -> CoreError {
     CoreError::not_found("identity_not_found", "identity not found")
-}
-
-fn invalid_credentials() -> CoreError {
-    CoreError::unauthenticated(
-        "invalid_credentials",
-        "the client id or client secret is wrong",
-    )
-}
-
-fn failure_error(f: AuthFailure) -> CoreError {
-    let (code, message) = match f {
-        AuthFailure::Invalid => ("unauthorized", "a valid bearer token is required"),
-        AuthFailure::Expired => ("token_expired", "the bearer token has expired"),
-        AuthFailure::Revoked => ("token_revoked", "the bearer token was revoked"),
-    };
-    CoreError::unauthenticated(code, message)
-}
-
-/// What identifies the caller in the store.
-enum Lookup {
-    /// The SHA-256 of an identity's own token.
-    Token([u8; 32]),
-    /// A verified client certificate's subject.
-    Subject(String),
-    /// The identity an access token names.
-    Identity(Uuid),
-}
-
-impl Lookup {
-    /// The key of the identity cache.
-    fn digest(&self) -> [u8; 32] {
-        match self {
-            Lookup::Token(d) => *d,
-            Lookup::Subject(s) => super::Auth::subject_digest(s),
-            Lookup::Identity(id) => super::Auth::identity_digest(*id),
-        }
-    }
-
-    /// From the store (blocks).
-    fn run(
-        &self,
-        auth: &super::Auth,
-    ) -> Result<Result<Arc<Principal>, AuthFailure>, crate::store::StoreError> {
-        match self {
-            Lookup::Token(d) => auth.lookup(d),
-            Lookup::Subject(s) => auth.lookup_subject(s),
-            Lookup::Identity(id) => auth.lookup_identity(*id),
-        }
-    }
 }
 
 fn is_global_admin_record(r: &IdentityRecord) -> bool {
@@ -146,18 +78,6 @@ fn is_global_admin_record(r: &IdentityRecord) -> bool {
 }
 
 impl Gateway {
-    /// The lifetimes an identity's access tokens get (its own, else the defaults).
-    fn lifetimes(&self, ua: &UniversalAuthRecord) -> (u64, u64) {
-        let max = ua
-            .access_token_max_ttl_seconds
-            .unwrap_or(self.limits.access_token_max_ttl_seconds);
-        let ttl = ua
-            .access_token_ttl_seconds
-            .unwrap_or(self.limits.access_token_ttl_seconds)
-            .min(max);
-        (ttl, max)
-    }
-
     fn universal_auth_view(&self, ua: &UniversalAuthRecord) -> UniversalAuthView {
         let (ttl, max) = self.lifetimes(ua);
         UniversalAuthView {
@@ -197,7 +117,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn store_call<T: Send + 'static>(
+    pub(super) async fn store_call<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn crate::store::KeyStore) -> Result<T, crate::store::StoreError>
             + Send
@@ -219,36 +139,106 @@ impl Gateway {
             .map_err(|_| CoreError::task_failed())
     }
 
-    /// Who presented `credentials` (blocks only on a cache miss).
-    pub async fn authenticate(
+    /// The checks of a new identity before anything is made: the caller administers
+    /// where it goes, a valid name, permissions fitting the scope, a future expiry, and
+    /// lifetimes only for universal auth. Returns the trimmed name.
+    async fn check_new_identity(
         &self,
-        credentials: Credentials<'_>,
-    ) -> Result<Arc<Principal>, CoreError> {
-        let lookup = match credentials {
-            Credentials::None => return Err(failure_error(AuthFailure::Invalid)),
-            Credentials::Bearer(token) if AccessTokens::is_access_token(token) => {
-                let claims = self
-                    .tokens
-                    .check(token)
-                    .ok_or(failure_error(AuthFailure::Invalid))?;
-                if now_seconds() >= claims.expires_at {
-                    return Err(failure_error(AuthFailure::Expired));
-                }
-                Lookup::Identity(claims.identity)
+        rec: &mut super::record::Record<'_>,
+        p: &Principal,
+        req: &CreateIdentity,
+    ) -> Result<String, CoreError> {
+        require(p, Permission::Admin)?;
+        let name = req.name.trim().to_owned();
+        if name.is_empty() || name.len() > MAX_IDENTITY_NAME || name.chars().any(char::is_control) {
+            return Err(CoreError::invalid(
+                "invalid_request",
+                format!(
+                    "name must be 1 to {MAX_IDENTITY_NAME} characters without control characters"
+                ),
+            ));
+        }
+        if req.permissions.is_empty() {
+            return Err(CoreError::invalid(
+                "invalid_role",
+                "a role or at least one permission is required",
+            ));
+        }
+        match req.project_id {
+            Some(project) => {
+                Self::visible_project(rec, p, project, Permission::Admin)?;
+                self.store_call(move |s| s.project(project))
+                    .await?
+                    .ok_or_else(|| CoreError::from(crate::keys::KeyError::ProjectNotFound))?;
             }
-            Credentials::Bearer(token) => Lookup::Token(token_sha256(token)),
-            Credentials::TlsSubject(subject) => Lookup::Subject(subject.to_owned()),
-        };
-        let found = match self.auth.cached(&lookup.digest()) {
-            Some(found) => found,
             None => {
-                let auth = self.auth.clone();
-                tokio::task::spawn_blocking(move || lookup.run(&auth))
-                    .await
-                    .map_err(|_| CoreError::task_failed())??
+                require_global_admin(p)?;
+                if req.permissions.iter().any(|p| *p != Permission::Admin) {
+                    return Err(CoreError::invalid(
+                        "invalid_role",
+                        "an identity without projectId is an administrator of every project: its role must be admin",
+                    ));
+                }
             }
+        }
+        if let Some(e) = &req.expires_at {
+            match parse_time(e) {
+                Some(t) if t > parse_time(&now_rfc3339()).unwrap_or(0) => {}
+                Some(_) => {
+                    return Err(CoreError::invalid(
+                        "invalid_request",
+                        "expiresAt must be in the future",
+                    ))
+                }
+                None => {
+                    return Err(CoreError::invalid(
+                        "invalid_request",
+                        "expiresAt must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z",
+                    ))
+                }
+            }
+        }
+        self.check_lifetimes(req)?;
+        Ok(name)
+    }
+
+    /// Stores a universal-auth identity with a new client id and secret. Its own token
+    /// hash is that of a secret nobody keeps: it authenticates only through login.
+    async fn store_universal_auth(
+        &self,
+        record: IdentityRecord,
+        req: &CreateIdentity,
+    ) -> Result<(IdentityView, Credential), CoreError> {
+        let random = self.keys.random();
+        let client_id = uuid::Builder::from_random_bytes(random.array().map_err(CoreError::from)?)
+            .into_uuid()
+            .to_string();
+        let client_secret = new_token(random).map_err(|_| CoreError::internal())?;
+        let ua = UniversalAuthRecord {
+            identity_id: record.id,
+            client_id: client_id.clone(),
+            secret_sha256: token_sha256(&client_secret),
+            created_at: record.created_at.clone(),
+            access_token_ttl_seconds: req.access_token_ttl_seconds,
+            // A lifetime above the default maximum raises the maximum with it.
+            access_token_max_ttl_seconds: req.access_token_max_ttl_seconds.or(req
+                .access_token_ttl_seconds
+                .filter(|t| *t > self.limits.access_token_max_ttl_seconds)),
         };
-        found.map_err(failure_error)
+        let summary = self.universal_auth_view(&ua);
+        let stored = record.clone();
+        self.store_call(move |s| s.create_identity_with_universal_auth(&stored, &ua))
+            .await?;
+        Ok((
+            IdentityView {
+                record,
+                universal_auth: Some(summary),
+            },
+            Credential::UniversalAuth {
+                client_id,
+                client_secret,
+            },
+        ))
     }
 
     pub async fn create_identity(
@@ -258,58 +248,7 @@ impl Gateway {
     ) -> Result<(IdentityView, Credential), CoreError> {
         operation!(self, caller, Operation::CreateIdentity, |rec| {
             let p = rec.admitted()?;
-            require(&p, Permission::Admin)?;
-            let name = req.name.trim().to_owned();
-            if name.is_empty()
-                || name.len() > MAX_IDENTITY_NAME
-                || name.chars().any(char::is_control)
-            {
-                return Err(CoreError::invalid(
-                    "invalid_request",
-                    format!("name must be 1 to {MAX_IDENTITY_NAME} characters without control characters"),
-                ));
-            }
-            if req.permissions.is_empty() {
-                return Err(CoreError::invalid(
-                    "invalid_role",
-                    "a role or at least one permission is required",
-                ));
-            }
-            match req.project_id {
-                Some(project) => {
-                    Self::visible_project(&mut rec, &p, project, Permission::Admin)?;
-                    self.store_call(move |s| s.project(project))
-                        .await?
-                        .ok_or_else(|| CoreError::from(crate::keys::KeyError::ProjectNotFound))?;
-                }
-                None => {
-                    require_global_admin(&p)?;
-                    if req.permissions.iter().any(|p| *p != Permission::Admin) {
-                        return Err(CoreError::invalid(
-                            "invalid_role",
-                            "an identity without projectId is an administrator of every project: its role must be admin",
-                        ));
-                    }
-                }
-            }
-            if let Some(e) = &req.expires_at {
-                match parse_time(e) {
-                    Some(t) if t > parse_time(&now_rfc3339()).unwrap_or(0) => {}
-                    Some(_) => {
-                        return Err(CoreError::invalid(
-                            "invalid_request",
-                            "expiresAt must be in the future",
-                        ))
-                    }
-                    None => {
-                        return Err(CoreError::invalid(
-                            "invalid_request",
-                            "expiresAt must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z",
-                        ))
-                    }
-                }
-            }
-            self.check_lifetimes(&req)?;
+            let name = self.check_new_identity(&mut rec, &p, &req).await?;
             let random = self.keys.random().clone();
             let secret = new_token(&random).map_err(|_| CoreError::internal())?;
             let id = uuid::Builder::from_random_bytes(random.array().map_err(CoreError::from)?)
@@ -321,10 +260,11 @@ impl Gateway {
                 role: permissions_string(&req.permissions),
                 token_sha256: token_sha256(&secret),
                 created_at: now_rfc3339(),
-                expires_at: req.expires_at,
+                expires_at: req.expires_at.clone(),
                 revoked_at: None,
                 tls_subject: req
                     .tls_subject
+                    .as_deref()
                     .map(|t| t.trim().to_owned())
                     .filter(|t| !t.is_empty()),
             };
@@ -340,37 +280,7 @@ impl Gateway {
                         Credential::Token(secret),
                     )
                 }
-                AuthMethod::UniversalAuth => {
-                    // The identity's own token hash is that of a secret nobody keeps: it
-                    // authenticates only through login.
-                    let client_id =
-                        uuid::Builder::from_random_bytes(random.array().map_err(CoreError::from)?)
-                            .into_uuid()
-                            .to_string();
-                    let client_secret = new_token(&random).map_err(|_| CoreError::internal())?;
-                    let ua = UniversalAuthRecord {
-                        identity_id: id,
-                        client_id: client_id.clone(),
-                        secret_sha256: token_sha256(&client_secret),
-                        created_at: record.created_at.clone(),
-                        access_token_ttl_seconds: req.access_token_ttl_seconds,
-                        access_token_max_ttl_seconds: req.access_token_max_ttl_seconds,
-                    };
-                    let summary = self.universal_auth_view(&ua);
-                    let stored = record.clone();
-                    self.store_call(move |s| s.create_identity_with_universal_auth(&stored, &ua))
-                        .await?;
-                    (
-                        IdentityView {
-                            record,
-                            universal_auth: Some(summary),
-                        },
-                        Credential::UniversalAuth {
-                            client_id,
-                            client_secret,
-                        },
-                    )
-                }
+                AuthMethod::UniversalAuth => self.store_universal_auth(record, &req).await?,
             };
             rec.target = Some(format!("identity {id}"));
             Ok((view, credential))
@@ -513,119 +423,5 @@ impl Gateway {
             self.identities_changed().await?;
             Ok((updated, token))
         })
-    }
-
-    /// Universal-auth login: the client id and secret for an access token. Failures are
-    /// counted per client id and per address; past the limit, logins wait (429).
-    pub async fn login(
-        &self,
-        caller: &Caller,
-        client_id: String,
-        client_secret: Zeroizing<String>,
-    ) -> Result<AccessToken, CoreError> {
-        let mut rec = super::record::Record::new(caller, Operation::Login);
-        let result = async {
-            let address = caller
-                .client
-                .as_deref()
-                .map(|c| c.rsplit_once(':').map_or(c, |(h, _)| h))
-                .unwrap_or("");
-            let keys = [client_id.as_str(), address];
-            if let Some(wait) = self.logins.blocked(&keys) {
-                let mut e = CoreError::new(
-                    super::ErrorKind::TooMany,
-                    "too_many_login_attempts",
-                    format!("too many failed logins; retry in {wait} s"),
-                );
-                e.retry_after = Some(wait);
-                return Err(e);
-            }
-            let lookup_id = client_id.clone();
-            let found = self
-                .store_call(move |s| match s.universal_auth(&lookup_id)? {
-                    Some(ua) => Ok(s.identity(ua.identity_id)?.map(|r| (ua, r))),
-                    None => Ok(None),
-                })
-                .await?;
-            let digest = token_sha256(&client_secret);
-            let Some((ua, record)) = found.filter(|(ua, _)| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(&ua.secret_sha256, &digest)
-                    .is_ok()
-            }) else {
-                self.logins.failed(&keys);
-                return Err(invalid_credentials());
-            };
-            let principal = Principal::from_record(&record);
-            rec.principal = Some(Arc::new(principal.clone()));
-            rec.project = record.project_id;
-            if record.revoked_at.is_some() {
-                return Err(failure_error(AuthFailure::Revoked));
-            }
-            if principal
-                .expires
-                .is_some_and(|at| parse_time(&now_rfc3339()).unwrap_or(i64::MAX) >= at)
-            {
-                return Err(failure_error(AuthFailure::Expired));
-            }
-            self.logins.succeeded(&client_id);
-            let now = now_seconds();
-            let (ttl, max_ttl) = self.lifetimes(&ua);
-            let token = self.tokens.issue(Claims {
-                identity: ua.identity_id,
-                expires_at: now + ttl,
-                max_at: now + max_ttl,
-            });
-            Ok(AccessToken {
-                token,
-                expires_in: ttl,
-                max_ttl,
-            })
-        }
-        .await;
-        self.finish(rec, result).await
-    }
-
-    /// A new access token for a valid one, expiring `ttl` from now but never past the
-    /// first token's maximum lifetime.
-    pub async fn renew_access_token(
-        &self,
-        caller: &Caller,
-        token: Zeroizing<String>,
-    ) -> Result<AccessToken, CoreError> {
-        let mut rec = super::record::Record::new(caller, Operation::RenewToken);
-        let result = async {
-            let claims = self
-                .tokens
-                .check(&token)
-                .ok_or(failure_error(AuthFailure::Invalid))?;
-            let principal = self.authenticate(Credentials::Bearer(&token)).await?;
-            rec.principal = Some(principal.clone());
-            rec.project = principal.project;
-            let now = now_seconds();
-            if now >= claims.max_at {
-                return Err(CoreError::unauthenticated(
-                    "token_expired",
-                    "the access token reached its maximum lifetime; log in again",
-                ));
-            }
-            let identity = claims.identity;
-            let ua = self
-                .store_call(move |s| s.universal_auth_of(identity))
-                .await?
-                .ok_or(failure_error(AuthFailure::Invalid))?;
-            let (ttl, max_ttl) = self.lifetimes(&ua);
-            let expires_at = (now + ttl).min(claims.max_at);
-            let renewed = self.tokens.issue(Claims {
-                expires_at,
-                ..claims
-            });
-            Ok(AccessToken {
-                token: renewed,
-                expires_in: expires_at - now,
-                max_ttl,
-            })
-        }
-        .await;
-        self.finish(rec, result).await
     }
 }

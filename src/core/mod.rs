@@ -17,6 +17,7 @@ pub mod identities;
 pub mod keys;
 
 pub mod lifecycle;
+pub mod login;
 mod record;
 pub mod tokens;
 

@@ -39,6 +39,8 @@ pub enum Operation {
     PublicKey,
     SigningAlgorithms,
     GenerateDataKey,
+    /// A data key of which only the encrypted copy leaves the gateway.
+    GenerateDataKeyWithoutPlaintext,
     ReEncrypt,
     /// The API's own description (not audited: it is public and the same for everyone).
     ShowOpenApi,
@@ -76,6 +78,7 @@ impl Operation {
             O::PublicKey => "key.public_key",
             O::SigningAlgorithms => "key.signing_algorithms",
             O::GenerateDataKey => "key.generate_data_key",
+            O::GenerateDataKeyWithoutPlaintext => "key.generate_data_key_without_plaintext",
             O::ReEncrypt => "key.re_encrypt",
             O::ShowOpenApi => "openapi.show",
             O::Unrouted => "request.unrouted",

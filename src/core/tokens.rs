@@ -11,6 +11,7 @@
 //! tokens.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -101,50 +102,75 @@ impl AccessTokens {
     }
 }
 
-/// How many failed logins a client id, or an address, may have in one window.
+/// How many login attempts that did not succeed a client id, or an address, may have in
+/// one window.
 const MAX_FAILURES: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(60);
-/// Entries kept at most (the map is cleared past this: an attacker cannot grow it).
+/// Entries kept at most per map; past it, expired entries are dropped (an address can
+/// add at most `MAX_FAILURES` client ids a minute, so the client map cannot be flooded
+/// from few addresses).
 const MAX_ENTRIES: usize = 100_000;
 
-/// Slows down online guessing of client secrets: after `MAX_FAILURES` failed logins for
-/// one client id or from one address within a minute, logins for it are refused (429)
-/// until the minute is over.
+/// Counts of one key in the current window.
+type Counts<K> = HashMap<K, (Instant, u32)>;
+
+/// Slows down online guessing of client secrets: after `MAX_FAILURES` unsuccessful
+/// logins for one client id or from one address within a minute, logins for it are
+/// refused (429) until the minute is over. An attempt counts when it starts (so parallel
+/// requests cannot guess more) and is taken back when it succeeds. Addresses and client
+/// ids are counted apart (a client id cannot block an address, nor the reverse).
 #[derive(Default)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+    counts: Mutex<(Counts<IpAddr>, Counts<Uuid>)>,
+}
+
+fn wait_of(entry: Option<&(Instant, u32)>) -> Option<u32> {
+    let (start, n) = entry?;
+    (*n >= MAX_FAILURES && start.elapsed() < WINDOW)
+        .then(|| (WINDOW.saturating_sub(start.elapsed()).as_secs() as u32).max(1))
+}
+
+fn count<K: std::hash::Hash + Eq + Copy>(map: &mut Counts<K>, key: K) {
+    if map.len() >= MAX_ENTRIES {
+        map.retain(|_, (start, _)| start.elapsed() < WINDOW);
+    }
+    let entry = map.entry(key).or_insert((Instant::now(), 0));
+    if entry.0.elapsed() >= WINDOW {
+        *entry = (Instant::now(), 0);
+    }
+    entry.1 += 1;
 }
 
 impl LoginThrottle {
-    /// Seconds to wait if any of `keys` has used up its failures, else `None`.
-    pub fn blocked(&self, keys: &[&str]) -> Option<u32> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| map.get(*k))
-            .filter(|(start, n)| *n >= MAX_FAILURES && start.elapsed() < WINDOW)
-            .map(|(start, _)| (WINDOW.saturating_sub(start.elapsed()).as_secs() as u32).max(1))
-            .max()
+    /// Starts an attempt: `Err(seconds to wait)` if the address or the client id has used
+    /// up its attempts, else counts it for both.
+    pub fn attempt(&self, address: Option<IpAddr>, client: Option<Uuid>) -> Result<(), u32> {
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_address, by_client) = &mut *guard;
+        let wait = address
+            .and_then(|a| wait_of(by_address.get(&a)))
+            .max(client.and_then(|c| wait_of(by_client.get(&c))));
+        if let Some(w) = wait {
+            return Err(w);
+        }
+        if let Some(a) = address {
+            count(by_address, a);
+        }
+        if let Some(c) = client {
+            count(by_client, c);
+        }
+        Ok(())
     }
 
-    pub fn failed(&self, keys: &[&str]) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
+    /// The attempt succeeded: it does not count against the address, and the client id
+    /// starts afresh.
+    pub fn succeeded(&self, address: Option<IpAddr>, client: Uuid) {
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_address, by_client) = &mut *guard;
+        by_client.remove(&client);
+        if let Some(e) = address.and_then(|a| by_address.get_mut(&a)) {
+            e.1 = e.1.saturating_sub(1);
         }
-        for k in keys {
-            let entry = map.entry((*k).to_owned()).or_insert((Instant::now(), 0));
-            if entry.0.elapsed() >= WINDOW {
-                *entry = (Instant::now(), 0);
-            }
-            entry.1 += 1;
-        }
-    }
-
-    pub fn succeeded(&self, client_id: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(client_id);
     }
 }
 
@@ -176,17 +202,25 @@ mod tests {
     #[test]
     fn throttle_blocks_after_five_failures() {
         let t = LoginThrottle::default();
-        for _ in 0..4 {
-            t.failed(&["client", "127.0.0.1"]);
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let there: IpAddr = "127.0.0.2".parse().unwrap();
+        let client = Uuid::from_bytes([3; 16]);
+        let other = Uuid::from_bytes([4; 16]);
+        for _ in 0..5 {
+            assert_eq!(t.attempt(Some(here), Some(client)), Ok(()));
         }
-        assert_eq!(t.blocked(&["client"]), None);
-        t.failed(&["client", "127.0.0.1"]);
+        // Used up for that address and that client id, not for others.
         assert!(t
-            .blocked(&["client"])
-            .is_some_and(|s| (1..=60).contains(&s)));
-        assert!(t.blocked(&["other", "127.0.0.1"]).is_some());
-        assert_eq!(t.blocked(&["other", "127.0.0.2"]), None);
-        t.succeeded("client");
-        assert_eq!(t.blocked(&["client"]), None);
+            .attempt(Some(here), Some(other))
+            .is_err_and(|s| (1..=60).contains(&s)));
+        assert!(t.attempt(Some(there), Some(client)).is_err());
+        assert_eq!(t.attempt(Some(there), Some(other)), Ok(()));
+        // A success takes its attempt back and clears the client id.
+        t.succeeded(Some(there), other);
+        for _ in 0..4 {
+            assert_eq!(t.attempt(Some(there), None), Ok(()));
+        }
+        assert!(t.attempt(Some(there), None).is_ok());
+        assert!(t.attempt(Some(there), None).is_err());
     }
 }

@@ -28,6 +28,10 @@ use records::RecordCache;
 pub use records::KEY_RECORD_TTL;
 pub use types::{Algorithm, KeyError, KeyUsage};
 
+/// Where new material went: its fragment, its HSM label, the wrapped material and the
+/// public key.
+type NewMaterial = (Option<String>, Option<String>, Vec<u8>, Option<Vec<u8>>);
+
 /// What `create_key` needs.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -245,6 +249,76 @@ impl KeyService {
             .ok_or(KeyError::ProjectNotFound)
     }
 
+    /// New software material for key `id`, wrapped under its KEK: (fragment, no label,
+    /// wrapped material, public key).
+    fn software_material(&self, id: Uuid, req: &NewKey) -> Result<NewMaterial, KeyError> {
+        let fragment = req
+            .customer_fragment_id
+            .clone()
+            .or_else(|| self.default_fragment.clone());
+        if let Some(fid) = &fragment {
+            let known = FragmentId(fid.clone());
+            if !self.fragments.statuses().iter().any(|s| s.id == known) {
+                return Err(KeyError::FragmentNotFound(fid.clone()));
+            }
+        }
+        let (material, public_key) = material::generate(req.algorithm, &self.random)?;
+        let fv = self.fragment_value(fragment.as_deref())?;
+        let wrapped = material::wrap(
+            &self.irk,
+            fv.as_deref(),
+            id,
+            1,
+            req.algorithm,
+            &material,
+            &self.random,
+        )?;
+        Ok((fragment, None, wrapped, public_key))
+    }
+
+    /// A key generated in (or adopted from) the HSM for key `id`: (no fragment, label, no
+    /// wrapped material, public key).
+    fn resident_material(
+        &self,
+        id: Uuid,
+        req: &NewKey,
+        label: Option<&str>,
+        create_if_missing: bool,
+    ) -> Result<NewMaterial, KeyError> {
+        if req.customer_fragment_id.is_some() {
+            return Err(KeyError::InvalidInput(
+                "an HSM-resident key cannot be bound to a customer fragment: its material never leaves the HSM".into(),
+            ));
+        }
+        let kind = resident_kind(req.algorithm)?;
+        let hsm = self.hsm()?;
+        let (label, public_key) = match label {
+            None => {
+                let label = labels::generated(id);
+                let public = hsm
+                    .generate_resident(&label, kind)
+                    .map_err(adoption_error)?;
+                (label, public)
+            }
+            Some(label) => {
+                check_label(label)?;
+                // The gateway's own keys are never adopted: using the root wrapping
+                // key (or its HMAC companion, or another key's object) as a data key
+                // would break key separation.
+                if labels::is_reserved(label, hsm.config().key_label.as_deref()) {
+                    return Err(KeyError::HsmKeyUnusable(format!(
+                        "the HSM key {label:?} is one of the gateway's own keys and cannot be adopted"
+                    )));
+                }
+                let public = hsm
+                    .adopt_resident(label, kind, create_if_missing)
+                    .map_err(adoption_error)?;
+                (label.to_owned(), public)
+            }
+        };
+        Ok((None, Some(label), Vec::new(), public_key))
+    }
+
     pub fn create_key(&self, req: NewKey) -> Result<KeyRecord, KeyError> {
         check_key_name(&req.name)?;
         check_description(&req.description)?;
@@ -262,67 +336,11 @@ impl KeyService {
         self.project_exists(req.project_id)?;
         let id = self.new_id()?;
         let (fragment, hsm_key_label, wrapped, public_key) = match &req.protection {
-            Protection::Software => {
-                let fragment = req
-                    .customer_fragment_id
-                    .clone()
-                    .or_else(|| self.default_fragment.clone());
-                if let Some(fid) = &fragment {
-                    let known = FragmentId(fid.clone());
-                    if !self.fragments.statuses().iter().any(|s| s.id == known) {
-                        return Err(KeyError::FragmentNotFound(fid.clone()));
-                    }
-                }
-                let (material, public_key) = material::generate(req.algorithm, &self.random)?;
-                let fv = self.fragment_value(fragment.as_deref())?;
-                let wrapped = material::wrap(
-                    &self.irk,
-                    fv.as_deref(),
-                    id,
-                    1,
-                    req.algorithm,
-                    &material,
-                    &self.random,
-                )?;
-                (fragment, None, wrapped, public_key)
-            }
+            Protection::Software => self.software_material(id, &req)?,
             Protection::Hsm {
                 label,
                 create_if_missing,
-            } => {
-                if req.customer_fragment_id.is_some() {
-                    return Err(KeyError::InvalidInput(
-                        "an HSM-resident key cannot be bound to a customer fragment: its material never leaves the HSM".into(),
-                    ));
-                }
-                let kind = resident_kind(req.algorithm)?;
-                let hsm = self.hsm()?;
-                let (label, public_key) = match label {
-                    None => {
-                        let label = labels::generated(id);
-                        let public = hsm
-                            .generate_resident(&label, kind)
-                            .map_err(adoption_error)?;
-                        (label, public)
-                    }
-                    Some(label) => {
-                        check_label(label)?;
-                        // The gateway's own keys are never adopted: using the root wrapping
-                        // key (or its HMAC companion, or another key's object) as a data key
-                        // would break key separation.
-                        if labels::is_reserved(label, hsm.config().key_label.as_deref()) {
-                            return Err(KeyError::HsmKeyUnusable(format!(
-                                "the HSM key {label:?} is one of the gateway's own keys and cannot be adopted"
-                            )));
-                        }
-                        let public = hsm
-                            .adopt_resident(label, kind, *create_if_missing)
-                            .map_err(adoption_error)?;
-                        (label.clone(), public)
-                    }
-                };
-                (None, Some(label), Vec::new(), public_key)
-            }
+            } => self.resident_material(id, &req, label.as_deref(), *create_if_missing)?,
         };
         let now = now_rfc3339();
         let key = KeyRecord {

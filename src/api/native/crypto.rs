@@ -78,9 +78,9 @@ pub async fn decrypt(input: Input<'_>) -> Reply {
         context: req.encryption_context.unwrap_or_default(),
     };
     let out = input.gateway.decrypt(input.caller, request).await?;
-    // The base64 text is plaintext too: zeroised once the response is serialised.
-    let text = Zeroizing::new(B64.encode(out.plaintext.as_slice()));
-    Ok(json!({"plaintext": text.as_str()}))
+    // The response body holds the plaintext's base64 until it is sent; it is not
+    // zeroised (see docs/SECURITY.md).
+    Ok(json!({"plaintext": B64.encode(out.plaintext.as_slice())}))
 }
 
 #[derive(Deserialize)]
@@ -179,15 +179,15 @@ pub async fn generate_data_key(input: Input<'_>) -> Reply {
         key_id,
         length,
         context: req.encryption_context.unwrap_or_default(),
+        with_plaintext: !without,
     };
     let out = input
         .gateway
         .generate_data_key(input.caller, request)
         .await?;
     let mut body = json!({"ciphertextBlob": B64.encode(&out.encrypted.ciphertext), "keyId": key_id.to_string(), "keySpec": req.key_spec});
-    if !without {
-        let text = Zeroizing::new(B64.encode(out.plaintext.as_slice()));
-        body["plaintext"] = text.as_str().into();
+    if let Some(plaintext) = &out.plaintext {
+        body["plaintext"] = B64.encode(plaintext.as_slice()).into();
     }
     Ok(body)
 }

@@ -7,7 +7,8 @@ use zeroize::Zeroizing;
 use super::json::{self, bad, parse};
 use super::{Input, Reply};
 use crate::core::auth::parse_permissions;
-use crate::core::identities::{AccessToken, AuthMethod, CreateIdentity, Credential};
+use crate::core::identities::{AuthMethod, CreateIdentity, Credential};
+use crate::core::login::AccessToken;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

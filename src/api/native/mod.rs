@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::http::{json_response, read_body, HttpFrontend, HttpResponse, RequestInfo};
 use super::listener::BoxFuture;
-use crate::core::identities::Credentials;
+use crate::core::login::Credentials;
 use crate::core::{Caller, CoreError, Frontend, Gateway, Operation};
 pub use routes::{Route, ROUTES};
 

@@ -112,7 +112,7 @@ pub static ROUTES: &[Route] = &[
     route(
         Method::POST,
         "/api/v1/kms/keys/{keyId}/generate-data-key-without-plaintext",
-        O::GenerateDataKey,
+        O::GenerateDataKeyWithoutPlaintext,
     ),
     route(
         Method::POST,
@@ -204,7 +204,9 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
         O::Verify => crypto::verify(input).await,
         O::PublicKey => crypto::public_key(input).await,
         O::SigningAlgorithms => crypto::signing_algorithms(input).await,
-        O::GenerateDataKey => crypto::generate_data_key(input).await,
+        O::GenerateDataKey | O::GenerateDataKeyWithoutPlaintext => {
+            crypto::generate_data_key(input).await
+        }
         O::ReEncrypt => crypto::re_encrypt(input).await,
         _ => Err(super::Failure::Input(crate::core::CoreError::not_found(
             "not_found",
