@@ -129,6 +129,36 @@ async fn keys_look_and_behave_as_infisicals() {
         "{e}"
     );
 
+    // A JSON array is not an object (serde alone would read it field by field).
+    let (s, e) = gw
+        .call(M::POST, "/api/v1/projects", Some(json!(["sneaky"])))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    // The bearer scheme is case-insensitive.
+    let resp = gw
+        .client
+        .get(gw.url("/api/v1/status"))
+        .header("authorization", format!("bearer {}", gw.bootstrap_token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A key name is a path segment, decoded as a path (a `+` is a plus, not a space).
+    let (s, e) = gw
+        .get(&format!("/api/v1/kms/keys/key-name/defaults?projectId={p}"))
+        .await;
+    assert_eq!((s, e["key"]["id"].as_str()), (200, Some(id.as_str())));
+    let (s, e) = gw
+        .get(&format!(
+            "/api/v1/kms/keys/key-name/de+faults?projectId={p}"
+        ))
+        .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("key_not_found")));
+
     // DELETE with the body `{}` the SDKs send schedules the deletion.
     let (s, d) = gw
         .call(

@@ -5,6 +5,7 @@
 
 mod common;
 
+use kms_gateway::keys::{Algorithm, KeyUsage};
 use kms_gateway::store::{
     Direction, KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord,
     StoreError,
@@ -112,8 +113,8 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         project_id,
         name: name.into(),
         description: format!("description of {name}"),
-        key_usage: "encrypt-decrypt".into(),
-        algorithm: "aes-256-gcm".into(),
+        key_usage: KeyUsage::EncryptDecrypt,
+        algorithm: Algorithm::Aes256Gcm,
         version: 1,
         is_disabled: false,
         is_reserved: false,
@@ -527,8 +528,8 @@ mod suite {
         let p = add_project(store, "p");
         let signing = KeyRecord {
             description: "ünïcode description".into(),
-            key_usage: "sign-verify".into(),
-            algorithm: "ECC_NIST_P256".into(),
+            key_usage: KeyUsage::SignVerify,
+            algorithm: Algorithm::EccNistP256,
             version: 7,
             is_disabled: true,
             is_reserved: true,
@@ -1423,8 +1424,10 @@ mod sqlite {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kms.db");
         let store = SqliteStore::open(&path).unwrap();
-        let (bad_project, bad_version) = (Uuid::new_v4(), Uuid::new_v4());
-        // Rows another tool wrote: a project id that is no UUID, a negative version.
+        let (bad_project, bad_version, bad_algorithm) =
+            (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // Rows another tool wrote: a project id that is no UUID, a negative version, an
+        // algorithm the gateway does not know.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "foreign_keys", false).unwrap();
         let insert = "INSERT INTO keys (id, project_id, name, description, key_usage, algorithm, \
@@ -1440,8 +1443,13 @@ mod sqlite {
             rusqlite::params![bad_version.to_string(), Uuid::new_v4().to_string(), -1],
         )
         .unwrap();
+        conn.execute(
+            &insert.replace("'aes-256-gcm'", "'DES'"),
+            rusqlite::params![bad_algorithm.to_string(), Uuid::new_v4().to_string(), 1],
+        )
+        .unwrap();
         drop(conn);
-        for id in [bad_project, bad_version] {
+        for id in [bad_project, bad_version, bad_algorithm] {
             let err = store.key(id).unwrap_err();
             assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         }

@@ -44,10 +44,10 @@ pub struct KeyRecord {
     pub project_id: Uuid,
     pub name: String,
     pub description: String,
-    /// `encrypt-decrypt` or `sign-verify`.
-    pub key_usage: String,
-    /// `aes-256-gcm`, `aes-128-gcm`, `RSA_4096` or `ECC_NIST_P256`.
-    pub algorithm: String,
+    /// Stored by its name (`KeyUsage::as_str`); an unknown name reads as `Corrupt`.
+    pub key_usage: crate::keys::KeyUsage,
+    /// Stored by its name (`Algorithm::as_str`); an unknown name reads as `Corrupt`.
+    pub algorithm: crate::keys::Algorithm,
     /// The newest version; versions start at 1.
     pub version: u32,
     pub is_disabled: bool,

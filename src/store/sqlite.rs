@@ -348,14 +348,26 @@ fn insert_version(conn: &Connection, v: &KeyVersionRecord) -> StoreResult<()> {
     Ok(())
 }
 
+/// A column holding the stored name of an enum.
+fn named<T>(row: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let name: String = row.get(idx)?;
+    parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("unknown name {name:?}").into(),
+        )
+    })
+}
+
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     Ok(KeyRecord {
         id: uuid_at(row, 0)?,
         project_id: uuid_at(row, 1)?,
         name: row.get(2)?,
         description: row.get(3)?,
-        key_usage: row.get(4)?,
-        algorithm: row.get(5)?,
+        key_usage: named(row, 4, crate::keys::KeyUsage::parse)?,
+        algorithm: named(row, 5, crate::keys::Algorithm::parse)?,
         version: row.get(6)?,
         is_disabled: row.get(7)?,
         is_reserved: row.get(8)?,
@@ -754,8 +766,8 @@ impl KeyStore for SqliteStore {
                 key.project_id.to_string(),
                 key.name,
                 key.description,
-                key.key_usage,
-                key.algorithm,
+                key.key_usage.as_str(),
+                key.algorithm.as_str(),
                 key.version,
                 key.is_disabled,
                 key.is_reserved,

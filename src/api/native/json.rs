@@ -27,6 +27,10 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T,
     if body.is_empty() {
         return Err(bad("malformed_json", "a JSON body is required"));
     }
+    // serde would read an array into a struct field by field: bodies are objects.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(bad("invalid_request", "the body must be a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -92,8 +96,8 @@ pub fn key(k: &KeyRecord, org_id: Uuid) -> Value {
         "description": k.description,
         "isDisabled": k.is_disabled,
         "projectId": k.project_id.to_string(),
-        "keyUsage": k.key_usage,
-        "encryptionAlgorithm": k.algorithm,
+        "keyUsage": k.key_usage.as_str(),
+        "encryptionAlgorithm": k.algorithm.as_str(),
         "version": k.version,
         "createdAt": k.created_at,
         "updatedAt": k.updated_at,

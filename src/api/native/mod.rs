@@ -97,9 +97,12 @@ impl Native {
                 .headers()
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
+            // The scheme is case-insensitive (RFC 9110 §11.1).
             let bearer = authorization
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim)
+                .filter(|h| {
+                    h.len() > 7 && h.is_char_boundary(7) && h[..7].eq_ignore_ascii_case("bearer ")
+                })
+                .map(|h| h[7..].trim())
                 .filter(|t| !t.is_empty());
             let credentials = match (bearer, info.tls_subject.as_deref()) {
                 (Some(token), _) => Credentials::Bearer(token),

@@ -39,6 +39,12 @@ pub(super) fn version_at(row: &Row, idx: usize) -> StoreResult<u32> {
     })
 }
 
+/// A column holding the stored name of an enum.
+fn named<T>(row: &Row, idx: usize, what: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let name: String = get(row, idx)?;
+    parse(&name).ok_or_else(|| corrupt(what, "unknown name"))
+}
+
 /// A key from `KEY_COLUMNS` starting at column `at`.
 pub(super) fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
     Ok(KeyRecord {
@@ -46,8 +52,8 @@ pub(super) fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
         project_id: get(row, at + 1)?,
         name: get(row, at + 2)?,
         description: get(row, at + 3)?,
-        key_usage: get(row, at + 4)?,
-        algorithm: get(row, at + 5)?,
+        key_usage: named(row, at + 4, "key_usage", crate::keys::KeyUsage::parse)?,
+        algorithm: named(row, at + 5, "algorithm", crate::keys::Algorithm::parse)?,
         version: version_at(row, at + 6)?,
         is_disabled: get(row, at + 7)?,
         is_reserved: get(row, at + 8)?,
