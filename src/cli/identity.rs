@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::core::auth::parse_permissions;
 use crate::core::identities::{AuthMethod, CreateIdentity, Credential};
+use crate::core::{IdentityId, ProjectId};
 
 use super::admin::Admin;
 use super::CliResult;
@@ -80,7 +81,7 @@ async fn run_with(gateway: &crate::core::Gateway, command: Command) -> CliResult
             let names: Vec<&str> = role.iter().map(String::as_str).collect();
             let request = CreateIdentity {
                 name,
-                project_id,
+                project_id: project_id.map(ProjectId),
                 permissions: parse_permissions(&names)?,
                 expires_at: expires_in_days.map(|d| crate::keys::rfc3339_in(i64::from(d) * 86_400)),
                 tls_subject,
@@ -129,11 +130,13 @@ async fn run_with(gateway: &crate::core::Gateway, command: Command) -> CliResult
             }
         }
         Command::Revoke { id } => {
-            let r = gateway.revoke_identity(&caller, id).await?;
+            let r = gateway.revoke_identity(&caller, IdentityId(id)).await?;
             println!("revoked {id} ({})", r.record.name);
         }
         Command::RotateToken { id } => {
-            let (_, token) = gateway.rotate_identity_token(&caller, id).await?;
+            let (_, token) = gateway
+                .rotate_identity_token(&caller, IdentityId(id))
+                .await?;
             eprintln!("identity {id} has a new token (shown only now):");
             println!("{}", token.as_str());
         }

@@ -4,19 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::auth::require;
 use super::record::operation;
-use super::{from_cache, Caller, CoreError, Gateway, Operation, Permission};
+use super::{from_cache, Caller, CoreError, Gateway, KeyId, Operation, Permission};
 use crate::keys::{KeyService, SignRequest};
 
 /// An encryption context (AWS's name): authenticated, not encrypted, needed again to decrypt.
 pub type Context = BTreeMap<String, String>;
 
 pub struct Encrypt {
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub plaintext: Zeroizing<Vec<u8>>,
     pub context: Context,
 }
@@ -25,32 +24,32 @@ pub struct Encrypt {
 #[derive(Debug, Clone)]
 pub struct Encrypted {
     pub ciphertext: Vec<u8>,
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub key_version: u32,
 }
 
 pub struct Decrypt {
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub ciphertext: Vec<u8>,
     pub context: Context,
 }
 
 pub struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub key_version: u32,
 }
 
 /// A sign or verify request: `data` is the message, or with `is_digest` its digest.
 pub struct Sign {
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub data: Vec<u8>,
     pub signing_algorithm: String,
     pub is_digest: bool,
 }
 
 pub struct DataKey {
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     /// 16 or 32 bytes.
     pub length: usize,
     pub context: Context,
@@ -66,11 +65,11 @@ pub struct GeneratedDataKey {
 }
 
 pub struct ReEncrypt {
-    pub key_id: Uuid,
+    pub key_id: KeyId,
     pub ciphertext: Vec<u8>,
     pub context: Context,
     /// Default: the source key (a move to its newest version).
-    pub destination_key_id: Option<Uuid>,
+    pub destination_key_id: Option<KeyId>,
     /// Default: `context`.
     pub destination_context: Option<Context>,
 }
@@ -195,7 +194,7 @@ impl Gateway {
     }
 
     /// DER SubjectPublicKeyInfo of the key's newest version.
-    pub async fn public_key(&self, caller: &Caller, id: Uuid) -> Result<Vec<u8>, CoreError> {
+    pub async fn public_key(&self, caller: &Caller, id: KeyId) -> Result<Vec<u8>, CoreError> {
         operation!(self, caller, Operation::PublicKey, |rec| {
             let p = rec.admitted()?;
             let key = self.visible_key(&mut rec, &p, id, Permission::Read).await?;
@@ -206,7 +205,7 @@ impl Gateway {
     pub async fn signing_algorithms(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: KeyId,
     ) -> Result<&'static [&'static str], CoreError> {
         operation!(self, caller, Operation::SigningAlgorithms, |rec| {
             let p = rec.admitted()?;
@@ -299,7 +298,7 @@ impl Gateway {
             Ok(Encrypted {
                 key_version: version_of(&ciphertext).unwrap_or_default(),
                 ciphertext,
-                key_id: destination_id,
+                key_id: KeyId(destination_id),
             })
         })
     }

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::auth::{new_token, permissions_string, require, require_global_admin, token_sha256};
 use super::record::operation;
-use super::{Caller, CoreError, Gateway, Operation, Permission, Principal};
+use super::{Caller, CoreError, Gateway, IdentityId, Operation, Permission, Principal, ProjectId};
 use crate::keys::{now_rfc3339, parse_time};
 use crate::store::{IdentityRecord, UniversalAuthRecord};
 
@@ -27,7 +27,7 @@ pub enum AuthMethod {
 pub struct CreateIdentity {
     pub name: String,
     /// `None`: an administrator of every project (permissions must be `admin`).
-    pub project_id: Option<Uuid>,
+    pub project_id: Option<ProjectId>,
     pub permissions: BTreeSet<Permission>,
     /// RFC 3339; the identity is refused from then on.
     pub expires_at: Option<String>,
@@ -166,7 +166,7 @@ impl Gateway {
         }
         match req.project_id {
             Some(project) => {
-                Self::visible_project(rec, p, project, Permission::Admin)?;
+                let project = Self::visible_project(rec, p, project, Permission::Admin)?;
                 self.store_call(move |s| s.project(project))
                     .await?
                     .ok_or_else(|| CoreError::from(crate::keys::KeyError::ProjectNotFound))?;
@@ -256,7 +256,7 @@ impl Gateway {
             let record = IdentityRecord {
                 id,
                 name,
-                project_id: req.project_id,
+                project_id: req.project_id.map(|p| p.0),
                 role: permissions_string(&req.permissions),
                 token_sha256: token_sha256(&secret),
                 created_at: now_rfc3339(),
@@ -350,10 +350,11 @@ impl Gateway {
     pub async fn revoke_identity(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: IdentityId,
     ) -> Result<IdentityView, CoreError> {
         operation!(self, caller, Operation::RevokeIdentity, |rec| {
             let p = rec.admitted()?;
+            let id = id.0;
             let record = self.administered_identity(&mut rec, &p, id).await?;
             require(&p, Permission::Admin)?;
             if is_global_admin_record(&record) && record.revoked_at.is_none() {
@@ -394,10 +395,11 @@ impl Gateway {
     pub async fn rotate_identity_token(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: IdentityId,
     ) -> Result<(IdentityRecord, Zeroizing<String>), CoreError> {
         operation!(self, caller, Operation::RotateIdentityToken, |rec| {
             let p = rec.admitted()?;
+            let id = id.0;
             let record = self.administered_identity(&mut rec, &p, id).await?;
             let revoked =
                 || CoreError::conflict("identity_revoked", "a revoked identity gets no new token");

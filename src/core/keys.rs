@@ -5,14 +5,14 @@ use uuid::Uuid;
 
 use super::auth::{require, require_global_admin};
 use super::record::{operation, Record};
-use super::{Caller, CoreError, Gateway, Operation, Permission, Principal};
+use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission, Principal, ProjectId};
 use crate::keys::{Algorithm, KeyError, KeyUsage, NewKey, Protection, DELETION_WINDOW_DAYS};
 use crate::store::{KeyPatch, KeyRecord, ListQuery};
 
 /// What creating a key needs; front-ends translate their own names into these.
 #[derive(Debug, Clone)]
 pub struct CreateKey {
-    pub project_id: Uuid,
+    pub project_id: ProjectId,
     pub name: String,
     pub description: Option<String>,
     /// Default: encrypt-decrypt (or the usage of `algorithm` when only that is given).
@@ -47,9 +47,10 @@ impl Gateway {
         &self,
         rec: &mut Record<'_>,
         principal: &Principal,
-        id: Uuid,
+        id: KeyId,
         permission: Permission,
     ) -> Result<KeyRecord, CoreError> {
+        let id = id.0;
         let key = match self.keys.key_cached(id) {
             Some(key) => key,
             None => self.blocking(move |k| k.key(id)).await?,
@@ -66,9 +67,10 @@ impl Gateway {
     pub(super) fn visible_project(
         rec: &mut Record<'_>,
         principal: &Principal,
-        id: Uuid,
+        id: ProjectId,
         permission: Permission,
     ) -> Result<Uuid, CoreError> {
+        let id = id.0;
         if !principal.sees(id) {
             return Err(KeyError::ProjectNotFound.into());
         }
@@ -117,7 +119,7 @@ impl Gateway {
     ) -> Result<(Vec<KeyRecord>, u64), CoreError> {
         operation!(self, caller, Operation::ListKeys, |rec| {
             let p = rec.admitted()?;
-            Self::visible_project(&mut rec, &p, query.project_id, Permission::Read)?;
+            Self::visible_project(&mut rec, &p, ProjectId(query.project_id), Permission::Read)?;
             if query.offset > i64::MAX as u64 {
                 return Err(CoreError::invalid(
                     "invalid_request",
@@ -135,10 +137,11 @@ impl Gateway {
     }
 
     /// The key with its versions.
-    pub async fn key(&self, caller: &Caller, id: Uuid) -> Result<KeyView, CoreError> {
+    pub async fn key(&self, caller: &Caller, id: KeyId) -> Result<KeyView, CoreError> {
         operation!(self, caller, Operation::GetKey, |rec| {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::Read).await?;
+            let id = id.0;
             let (key, versions) = self
                 .blocking(move |k| Ok((k.key(id)?, k.versions(id)?)))
                 .await?;
@@ -152,12 +155,12 @@ impl Gateway {
     pub async fn key_by_name(
         &self,
         caller: &Caller,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: String,
     ) -> Result<KeyRecord, CoreError> {
         operation!(self, caller, Operation::GetKeyByName, |rec| {
             let p = rec.admitted()?;
-            Self::visible_project(&mut rec, &p, project_id, Permission::Read)?;
+            let project_id = Self::visible_project(&mut rec, &p, project_id, Permission::Read)?;
             let key = self
                 .blocking(move |k| k.key_by_name(project_id, &name))
                 .await?;
@@ -169,13 +172,14 @@ impl Gateway {
     pub async fn update_key(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: KeyId,
         patch: KeyPatch,
     ) -> Result<KeyRecord, CoreError> {
         operation!(self, caller, Operation::UpdateKey, |rec| {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
+            let id = id.0;
             let patch = KeyPatch {
                 deletion_date: None,
                 ..patch
@@ -188,13 +192,14 @@ impl Gateway {
     pub async fn schedule_key_deletion(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: KeyId,
         pending_window_days: Option<u32>,
     ) -> Result<KeyRecord, CoreError> {
         operation!(self, caller, Operation::ScheduleKeyDeletion, |rec| {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
+            let id = id.0;
             let days = pending_window_days.unwrap_or(DELETION_WINDOW_DAYS.2);
             self.blocking(move |k| k.schedule_deletion(id, days)).await
         })
@@ -203,22 +208,24 @@ impl Gateway {
     pub async fn cancel_key_deletion(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: KeyId,
     ) -> Result<KeyRecord, CoreError> {
         operation!(self, caller, Operation::CancelKeyDeletion, |rec| {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
+            let id = id.0;
             self.blocking(move |k| k.cancel_deletion(id)).await
         })
     }
 
     /// A new version; encryption uses it from now on.
-    pub async fn rotate_key(&self, caller: &Caller, id: Uuid) -> Result<KeyRecord, CoreError> {
+    pub async fn rotate_key(&self, caller: &Caller, id: KeyId) -> Result<KeyRecord, CoreError> {
         operation!(self, caller, Operation::RotateKey, |rec| {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
+            let id = id.0;
             let key = self.blocking(move |k| k.rotate(id)).await?;
             rec.key_version = Some(key.version);
             Ok(key)

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod crypto;
 pub mod error;
 pub mod identities;
+pub mod ids;
 pub mod keys;
 
 pub mod lifecycle;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 pub use auth::{Auth, AuthFailure, Permission, Principal};
 pub use error::{CoreError, ErrorKind};
+pub use ids::{IdentityId, KeyId, ProjectId};
 pub use record::Operation;
 use record::Record;
 

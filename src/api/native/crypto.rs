@@ -13,13 +13,13 @@ use zeroize::Zeroizing;
 use super::json::{self, bad, decode_b64, parse, B64};
 use super::{Failure, Input, Reply};
 use crate::core::crypto::{DataKey, Decrypt, Encrypt, ReEncrypt, Sign};
-use crate::core::CoreError;
+use crate::core::{CoreError, KeyId};
 
 /// The path's key id, checked against a `keyId` the body repeats.
-fn key_id(input: &Input<'_>, in_body: Option<&str>) -> Result<Uuid, Failure> {
-    let id = json::id(&input.params[0], "keyId")?;
+fn key_id(input: &Input<'_>, in_body: Option<&str>) -> Result<KeyId, Failure> {
+    let id: KeyId = json::id(&input.params[0], "keyId")?;
     match in_body {
-        Some(b) if Uuid::parse_str(b).ok() != Some(id) => Err(bad(
+        Some(b) if Uuid::parse_str(b).ok() != Some(id.0) => Err(bad(
             "key_id_mismatch",
             "the body's keyId is not the key of the path",
         )),

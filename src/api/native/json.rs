@@ -47,8 +47,11 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
     parse_body(body, false)
 }
 
-pub fn id(s: &str, what: &str) -> Result<Uuid, Failure> {
-    Uuid::parse_str(s).map_err(|_| bad("invalid_id", format!("{what} must be a UUID")))
+/// A typed id (`KeyId`, `ProjectId`, ...) from its UUID text.
+pub fn id<T: From<Uuid>>(s: &str, what: &str) -> Result<T, Failure> {
+    Uuid::parse_str(s)
+        .map(T::from)
+        .map_err(|_| bad("invalid_id", format!("{what} must be a UUID")))
 }
 
 pub fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, Failure> {
