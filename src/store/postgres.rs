@@ -5,6 +5,7 @@
 //! `rows`, connections and SQLSTATEs in `pool`, TLS in `tls`, universal-auth credentials
 //! in `universal_auth`.
 
+mod audit;
 mod pool;
 mod rows;
 mod schema;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use self::pool::{describe, judge, violation, Conn, Connector, Fail, Pool, Verdict};
 use self::rows::{
-    get, hash_at, identity_from_row, key_from_row, project_from_row, version_at, version_from_row,
+    get, identity_from_row, key_from_row, project_from_row, version_at, version_from_row,
     IDENTITY_COLUMNS, KEY_COLUMNS,
 };
 use self::schema::{migrate, MIGRATIONS};
@@ -32,18 +33,6 @@ use super::{
     KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreOptions, StoreResult,
     UniversalAuthRecord,
 };
-
-/// Key of the advisory lock that orders the very first audit append ("kmsgw-au").
-const AUDIT_LOCK: i64 = 0x6b6d_7367_772d_6175;
-
-fn seq_at(row: &postgres::Row, idx: usize) -> StoreResult<u64> {
-    let v: i64 = get(row, idx)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("audit sequence {v}")))
-}
-
-fn to_i64_seq(v: u64) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Other(format!("audit sequence {v} is too large")))
-}
 
 /// How often a transaction that lost a serialization race or a deadlock is run.
 const ATTEMPTS: u32 = 5;
@@ -683,82 +672,16 @@ impl KeyStore for PostgresStore {
     }
 
     fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64> {
-        self.run(|conn| {
-            conn.transaction(IsolationLevel::ReadCommitted, |db| {
-                // The head row's lock orders appends of every gateway into one chain.
-                let head = db.query_opt(
-                    "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE",
-                    &[],
-                )?;
-                let (mut seq, mut hash) = match &head {
-                    None => {
-                        // The first append: an advisory lock stands in for the missing row.
-                        db.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])?;
-                        match db.query_opt(
-                            "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE",
-                            &[],
-                        )? {
-                            None => (0u64, [0u8; 32]),
-                            Some(row) => (seq_at(&row, 0)?, hash_at(&row, 1)?),
-                        }
-                    }
-                    Some(row) => (seq_at(row, 0)?, hash_at(row, 1)?),
-                };
-                for record in records {
-                    seq += 1;
-                    hash = chain.link(&hash, seq, record);
-                    db.execute(
-                        "INSERT INTO audit (seq, record, hash) VALUES ($1, $2, $3)",
-                        &[&to_i64_seq(seq)?, record, &hash.as_slice()],
-                    )?;
-                }
-                let mac = chain.seal(seq, &hash);
-                db.execute(
-                    "INSERT INTO audit_head (one, seq, hash, mac) VALUES (1, $1, $2, $3) \
-                     ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-                    &[&to_i64_seq(seq)?, &hash.as_slice(), &mac],
-                )?;
-                Ok(seq)
-            })
-        })
+        self.run(|conn| audit::append(conn, records, chain))
     }
 
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let after = to_i64_seq(after)?;
-        let limit = i64::from(limit);
-        self.run(|conn| {
-            let rows = conn.direct().query(
-                "SELECT seq, record, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after, &limit],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    Ok(AuditRow {
-                        seq: seq_at(r, 0)?,
-                        record: get(r, 1)?,
-                        hash: hash_at(r, 2)?,
-                    })
-                })
-                .collect::<StoreResult<Vec<_>>>()?)
-        })
+        let after = audit::to_i64_seq(after)?;
+        self.run(|conn| audit::records(conn, after, limit))
     }
 
     fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
-        self.run(|conn| {
-            let row = conn
-                .direct()
-                .query_opt("SELECT seq, hash, mac FROM audit_head WHERE one = 1", &[])?;
-            Ok(row
-                .map(|r| {
-                    Ok::<_, StoreError>(AuditHead {
-                        seq: seq_at(&r, 0)?,
-                        hash: hash_at(&r, 1)?,
-                        mac: get(&r, 2)?,
-                    })
-                })
-                .transpose()?)
-        })
+        self.run(audit::head)
     }
 
     fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {

@@ -2,7 +2,13 @@
 //! migrations, and the mapping of SQLite error codes to `StoreError`. Universal-auth
 //! credentials are in `universal_auth`.
 
+mod audit;
+mod identities;
+mod schema;
 mod universal_auth;
+
+use identities::{identity_from_row, insert_identity, IDENTITY_COLUMNS};
+use schema::migrate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,88 +34,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: usize = 4;
 /// The `meta` row `check_writable` rewrites; no other caller uses this name.
 const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
-
-/// Schema migrations; entry `n` takes `PRAGMA user_version` from `n` to `n + 1`.
-/// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[
-    // 1: the initial schema. `UNIQUE (project_id, name)` already indexes lookups by
-    // project and by name; the extra index serves listings ordered by creation time.
-    "CREATE TABLE meta (
-         name  TEXT PRIMARY KEY,
-         value BLOB NOT NULL
-     );
-     CREATE TABLE projects (
-         id         TEXT PRIMARY KEY,
-         name       TEXT NOT NULL UNIQUE,
-         created_at TEXT NOT NULL
-     );
-     CREATE TABLE keys (
-         id                   TEXT PRIMARY KEY,
-         project_id           TEXT NOT NULL REFERENCES projects (id),
-         name                 TEXT NOT NULL,
-         description          TEXT NOT NULL,
-         key_usage            TEXT NOT NULL,
-         algorithm            TEXT NOT NULL,
-         version              INTEGER NOT NULL,
-         is_disabled          INTEGER NOT NULL,
-         is_reserved          INTEGER NOT NULL,
-         customer_fragment_id TEXT,
-         created_at           TEXT NOT NULL,
-         updated_at           TEXT NOT NULL,
-         UNIQUE (project_id, name)
-     );
-     CREATE INDEX keys_by_project_created ON keys (project_id, created_at);
-     CREATE TABLE key_versions (
-         key_id           TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
-         version          INTEGER NOT NULL,
-         wrapped_material BLOB NOT NULL,
-         public_key       BLOB,
-         created_at       TEXT NOT NULL,
-         PRIMARY KEY (key_id, version)
-     );",
-    // 2: HSM-resident keys name their token object.
-    "ALTER TABLE keys ADD COLUMN hsm_key_label TEXT;
-     CREATE UNIQUE INDEX keys_by_hsm_label ON keys (hsm_key_label);",
-    // 3: key rotation's lower bound for decryption.
-    "ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1;",
-    // 4: machine identities (tokens stored as SHA-256 only); no project = all projects.
-    "CREATE TABLE identities (
-         id           TEXT PRIMARY KEY,
-         name         TEXT NOT NULL,
-         project_id   TEXT REFERENCES projects (id),
-         role         TEXT NOT NULL,
-         token_sha256 BLOB NOT NULL UNIQUE,
-         created_at   TEXT NOT NULL,
-         expires_at   TEXT,
-         revoked_at   TEXT,
-         tls_subject  TEXT UNIQUE
-     );",
-    // 5: the hash-chained audit log and its MACed head (one row).
-    "CREATE TABLE audit (
-         seq    INTEGER PRIMARY KEY,
-         record TEXT NOT NULL,
-         hash   BLOB NOT NULL
-     );
-     CREATE TABLE audit_head (
-         one  INTEGER PRIMARY KEY CHECK (one = 1),
-         seq  INTEGER NOT NULL,
-         hash BLOB NOT NULL,
-         mac  BLOB NOT NULL
-     );",
-    // 6: key lifecycle: scheduled deletion and automatic rotation.
-    "ALTER TABLE keys ADD COLUMN deletion_date TEXT;
-     ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;",
-    // 7: universal-auth credentials (client id and secret hash) of identities. The
-    // primary key gives an identity one set at most; `UNIQUE` indexes the login lookup.
-    "CREATE TABLE universal_auth (
-         identity_id   TEXT PRIMARY KEY REFERENCES identities (id),
-         client_id     TEXT NOT NULL UNIQUE,
-         secret_sha256 BLOB NOT NULL,
-         created_at    TEXT NOT NULL,
-         access_token_ttl_seconds     INTEGER,
-         access_token_max_ttl_seconds INTEGER
-     );",
-];
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
@@ -252,42 +176,6 @@ fn connect(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-/// Applies the migrations the file lacks, each in its own immediate transaction, so
-/// that two processes opening the same new file do not both migrate it.
-fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    loop {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(map_err)?;
-        let newer = || {
-            StoreError::Other(format!(
-                "the database schema is version {version}, this build knows up to {}; \
-                 use a newer kms-gateway",
-                MIGRATIONS.len()
-            ))
-        };
-        let applied = usize::try_from(version).map_err(|_| newer())?;
-        let Some(sql) = MIGRATIONS.get(applied) else {
-            return if applied == MIGRATIONS.len() {
-                Ok(())
-            } else {
-                Err(newer())
-            };
-        };
-        tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", version + 1)
-            .map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
-        tracing::info!(
-            version = version + 1,
-            "applied a key store schema migration"
-        );
-    }
-}
-
 /// Maps an error by SQLite's (extended) result code, never by its message.
 fn map_err(err: rusqlite::Error) -> StoreError {
     use rusqlite::Error as E;
@@ -411,55 +299,6 @@ fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreErr
     }
 }
 
-const IDENTITY_COLUMNS: &str =
-    "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
-
-fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
-    let hash: Vec<u8> = row.get(4)?;
-    let token_sha256: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            4,
-            Type::Blob,
-            "token hash is not 32 bytes".into(),
-        )
-    })?;
-    Ok(IdentityRecord {
-        id: uuid_at(row, 0)?,
-        name: row.get(1)?,
-        project_id: row
-            .get::<_, Option<String>>(2)?
-            .map(|t| Uuid::parse_str(&t))
-            .transpose()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?,
-        role: row.get(3)?,
-        token_sha256,
-        created_at: row.get(5)?,
-        expires_at: row.get(6)?,
-        revoked_at: row.get(7)?,
-        tls_subject: row.get(8)?,
-    })
-}
-
-/// Stores one identity (alone, or inside the caller's transaction).
-fn insert_identity(conn: &Connection, identity: &IdentityRecord) -> rusqlite::Result<usize> {
-    conn.execute(
-        &format!(
-            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        ),
-        params![
-            identity.id.to_string(),
-            identity.name,
-            identity.project_id.map(|p| p.to_string()),
-            identity.role,
-            identity.token_sha256.to_vec(),
-            identity.created_at,
-            identity.expires_at,
-            identity.revoked_at,
-            identity.tls_subject,
-        ],
-    )
-}
-
 impl KeyStore for SqliteStore {
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
         let conn = self.writer();
@@ -490,27 +329,11 @@ impl KeyStore for SqliteStore {
     }
 
     fn identity_by_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<IdentityRecord>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE token_sha256 = ?1"
-            ))
-            .map_err(map_err)?;
-        stmt.query_row([token_sha256.to_vec()], identity_from_row)
-            .optional()
-            .map_err(map_err)
+        identities::one(&self.reader(), "token_sha256", &token_sha256.to_vec())
     }
 
     fn identity(&self, id: Uuid) -> StoreResult<Option<IdentityRecord>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?1"
-            ))
-            .map_err(map_err)?;
-        stmt.query_row([id.to_string()], identity_from_row)
-            .optional()
-            .map_err(map_err)
+        identities::one(&self.reader(), "id", &id.to_string())
     }
 
     fn set_identity_token(
@@ -537,88 +360,15 @@ impl KeyStore for SqliteStore {
     }
 
     fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let head: Option<(u64, Vec<u8>)> = tx
-            .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(map_err)?;
-        let (mut seq, mut hash) = match head {
-            None => (0u64, [0u8; 32]),
-            Some((seq, h)) => (
-                seq,
-                h.as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("audit head hash is not 32 bytes".into()))?,
-            ),
-        };
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO audit (seq, record, hash) VALUES (?1, ?2, ?3)")
-                .map_err(map_err)?;
-            for record in records {
-                seq += 1;
-                hash = chain.link(&hash, seq, record);
-                insert
-                    .execute(params![seq, record, hash.to_vec()])
-                    .map_err(map_err)?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO audit_head (one, seq, hash, mac) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-            params![seq, hash.to_vec(), chain.seal(seq, &hash)],
-        )
-        .map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
-        Ok(seq)
+        audit::append(&mut self.writer(), records, chain)
     }
 
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT seq, record, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(map_err)?;
-        let rows = stmt
-            .query_map(params![after, limit], |r| {
-                let hash: Vec<u8> = r.get(2)?;
-                Ok(AuditRow {
-                    seq: r.get(0)?,
-                    record: r.get(1)?,
-                    hash: hash.as_slice().try_into().unwrap_or([0u8; 32]),
-                })
-            })
-            .map_err(map_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        audit::records(&self.reader(), after, limit)
     }
 
     fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
-        let conn = self.reader();
-        let head: Option<(u64, Vec<u8>, Vec<u8>)> = conn
-            .query_row(
-                "SELECT seq, hash, mac FROM audit_head WHERE one = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(map_err)?;
-        head.map(|(seq, hash, mac)| {
-            Ok(AuditHead {
-                seq,
-                hash: hash
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("audit head hash is not 32 bytes".into()))?,
-                mac,
-            })
-        })
-        .transpose()
+        audit::head(&self.reader())
     }
 
     fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {
@@ -642,26 +392,11 @@ impl KeyStore for SqliteStore {
     }
 
     fn identity_by_tls_subject(&self, subject: &str) -> StoreResult<Option<IdentityRecord>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE tls_subject = ?1"
-            ))
-            .map_err(map_err)?;
-        stmt.query_row([subject], identity_from_row)
-            .optional()
-            .map_err(map_err)
+        identities::one(&self.reader(), "tls_subject", &subject)
     }
 
     fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {IDENTITY_COLUMNS} FROM identities ORDER BY created_at, id"
-            ))
-            .map_err(map_err)?;
-        let rows = stmt.query_map([], identity_from_row).map_err(map_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        identities::all(&self.reader())
     }
 
     fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>> {
