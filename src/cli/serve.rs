@@ -99,17 +99,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     tracing::info!(org_id = %gateway.org_id(), "operations core ready");
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
     let sweeper = Sweeper::start(gateway.clone(), interval)?;
-    let frontends: Vec<Arc<dyn HttpFrontend>> = vec![Arc::new(Native::new(gateway.clone()))];
-    let https = Arc::new(HttpProtocol::new(
-        gateway.clone(),
-        frontends,
-        settings.server.max_body_bytes,
-    ));
-    let limits = ListenerLimits {
-        max_connections: settings.server.max_connections,
-        shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
-    };
-
+    let (https, limits) = https_protocol(&settings, &gateway);
     let result = serve_https(&settings.server.listen, tls, cert_reloader, https, limits);
     // The sweeper may be using the HSM: it stops before the HSM is finalised.
     sweeper.stop();
@@ -176,6 +166,24 @@ fn core_limits(settings: &Settings) -> Result<CoreLimits, String> {
         access_token_ttl_seconds: ttl,
         access_token_max_ttl_seconds: max_ttl,
     })
+}
+
+/// The HTTPS port's protocol: HTTP with its front-ends, and its bounds.
+fn https_protocol(
+    settings: &Settings,
+    gateway: &Arc<Gateway>,
+) -> (Arc<HttpProtocol>, ListenerLimits) {
+    let frontends: Vec<Arc<dyn HttpFrontend>> = vec![Arc::new(Native::new(gateway.clone()))];
+    let https = Arc::new(HttpProtocol::new(
+        gateway.clone(),
+        frontends,
+        settings.server.max_body_bytes,
+    ));
+    let limits = ListenerLimits {
+        max_connections: settings.server.max_connections,
+        shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
+    };
+    (https, limits)
 }
 
 /// Serves HTTPS on `listen` until SIGTERM or SIGINT, then drains.

@@ -93,23 +93,7 @@ impl Native {
         }
         let public = matches!(&matched, routes::Match::Found(r, _) if !r.authenticated);
         if !public {
-            let authorization = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            // The scheme is case-insensitive (RFC 9110 §11.1).
-            let bearer = authorization
-                .filter(|h| {
-                    h.len() > 7 && h.is_char_boundary(7) && h[..7].eq_ignore_ascii_case("bearer ")
-                })
-                .map(|h| h[7..].trim())
-                .filter(|t| !t.is_empty());
-            let credentials = match (bearer, info.tls_subject.as_deref()) {
-                (Some(token), _) => Credentials::Bearer(token),
-                (None, Some(subject)) => Credentials::TlsSubject(subject),
-                (None, None) => Credentials::None,
-            };
-            match self.gateway.authenticate(credentials).await {
+            match self.authenticate(&req, &info).await {
                 Ok(p) => caller.principal = Some(p),
                 Err(e) => return (self.refused(&caller, operation, e).await, label),
             }
@@ -147,6 +131,31 @@ impl Native {
             Err(Failure::Core(e)) => (problem(&e, &caller.request_id), label),
             Err(Failure::Input(e)) => (self.refused(&caller, operation, e).await, label),
         }
+    }
+
+    /// The caller of a request: its bearer token (the scheme is case-insensitive, RFC 9110
+    /// §11.1), else its verified client certificate.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        info: &RequestInfo,
+    ) -> Result<Arc<crate::core::Principal>, CoreError> {
+        let authorization = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let bearer = authorization
+            .filter(|h| {
+                h.len() > 7 && h.is_char_boundary(7) && h[..7].eq_ignore_ascii_case("bearer ")
+            })
+            .map(|h| h[7..].trim())
+            .filter(|t| !t.is_empty());
+        let credentials = match (bearer, info.tls_subject.as_deref()) {
+            (Some(token), _) => Credentials::Bearer(token),
+            (None, Some(subject)) => Credentials::TlsSubject(subject),
+            (None, None) => Credentials::None,
+        };
+        self.gateway.authenticate(credentials).await
     }
 
     async fn refused(&self, caller: &Caller, operation: Operation, e: CoreError) -> HttpResponse {
