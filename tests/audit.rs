@@ -304,22 +304,63 @@ async fn an_operation_fails_when_its_record_cannot_be_written() {
     );
 }
 
-/// A client that hangs up mid-request (here: a timeout of a few milliseconds, so the
-/// connection is dropped at varying points) never leaves a change without its record:
-/// every key that exists has its `key.create` record, and every record of a successful
-/// creation names a key that exists.
+/// A client that hangs up mid-request (here: a timeout of a few hundred microseconds, so
+/// the request is dropped at varying points: an HTTP/1.1 connection closed, an HTTP/2
+/// stream reset) never leaves a change without its record: every key and identity that
+/// exists has its creation record, every key scheduled for deletion its record, and every
+/// successful record names something that exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_are_recorded_when_clients_hang_up() {
     let gw = Gateway::start();
     let p = gw.project("hang-ups").await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(gw.dir.join("ca.pem")).unwrap()).unwrap();
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .use_rustls_tls()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // HTTP/2 works here at all (the same client, without a deadline).
+    let (status, version) = {
+        let r = h2.get(gw.url("/healthz")).send().await.unwrap();
+        (r.status().as_u16(), r.version())
+    };
+    assert_eq!((status, version), (200, reqwest::Version::HTTP_2));
     let mut cut = 0;
-    for i in 0..80u64 {
-        let sent = gw
-            .client
-            .post(gw.url("/api/v1/kms/keys"))
+    for i in 0..120u64 {
+        let client = if i % 2 == 0 { &gw.client } else { &h2 };
+        let (path, body) = match i % 3 {
+            0 | 1 => (
+                "/api/v1/kms/keys".to_string(),
+                json!({"projectId": p, "name": format!("cut-{i}")}),
+            ),
+            _ => (
+                "/api/v1/identities".to_string(),
+                json!({"name": format!("cut-{i}"), "projectId": p, "role": "read"}),
+            ),
+        };
+        let sent = client
+            .post(gw.url(&path))
             .bearer_auth(gw.bootstrap_token())
-            .json(&json!({"projectId": p, "name": format!("cut-{i}")}))
-            .timeout(std::time::Duration::from_micros(500 + 250 * (i % 12)))
+            .json(&body)
+            .timeout(std::time::Duration::from_micros(300 + 200 * (i % 15)))
+            .send()
+            .await;
+        cut += usize::from(sent.is_err());
+    }
+    // Schedule deletions the same way, of the keys that exist now.
+    let (_, list) = gw
+        .get(&format!("/api/v1/kms/keys?projectId={p}&limit=100"))
+        .await;
+    for (i, k) in list["keys"].as_array().unwrap().iter().enumerate() {
+        let client = if i % 2 == 0 { &gw.client } else { &h2 };
+        let sent = client
+            .delete(gw.url(&format!("/api/v1/kms/keys/{}", k["id"].as_str().unwrap())))
+            .bearer_auth(gw.bootstrap_token())
+            .timeout(std::time::Duration::from_micros(
+                300 + 200 * (i as u64 % 15),
+            ))
             .send()
             .await;
         cut += usize::from(sent.is_err());
@@ -330,20 +371,50 @@ async fn changes_are_recorded_when_clients_hang_up() {
         .get(&format!("/api/v1/kms/keys?projectId={p}&limit=100"))
         .await;
     assert_eq!(s, 200, "{list}");
-    let mut existing: Vec<String> = list["keys"]
+    let keys = list["keys"].as_array().unwrap();
+    let ids = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = keys
+            .iter()
+            .filter(|k| pred(k))
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let records = all_records(&gw).await;
+    let recorded = |op: &str, field: &str| -> Vec<String> {
+        let mut v: Vec<String> = records
+            .iter()
+            .filter(|r| r["operation"] == op && r["outcome"] == "ok")
+            .map(|r| {
+                r[field]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("identity ")
+                    .to_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids(&|_| true),
+        recorded("key.create", "keyId"),
+        "{cut} requests were cut"
+    );
+    assert_eq!(
+        ids(&|k| k["keyState"] == "PendingDeletion"),
+        recorded("key.schedule_deletion", "keyId")
+    );
+    let (_, identities) = gw.get("/api/v1/identities").await;
+    let mut made: Vec<String> = identities["identities"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .filter(|i| i["name"].as_str().unwrap().starts_with("cut-"))
+        .map(|i| i["id"].as_str().unwrap().to_owned())
         .collect();
-    let mut recorded: Vec<String> = all_records(&gw)
-        .await
-        .into_iter()
-        .filter(|r| r["operation"] == "key.create" && r["outcome"] == "ok")
-        .map(|r| r["keyId"].as_str().unwrap().to_owned())
-        .collect();
-    existing.sort();
-    recorded.sort();
-    assert_eq!(existing, recorded, "{cut} of 80 requests were cut");
+    made.sort();
+    assert_eq!(made, recorded("identity.create", "target"));
     assert!(cut > 0, "no request was cut short; the test proves nothing");
 }
