@@ -236,6 +236,18 @@ fn insert_version(conn: &Connection, v: &KeyVersionRecord) -> StoreResult<()> {
     Ok(())
 }
 
+/// A column holding a SHA-256 (32 bytes); anything else reads as `Corrupt`.
+fn hash_at(row: &Row<'_>, idx: usize, what: &str) -> rusqlite::Result<[u8; 32]> {
+    let hash: Vec<u8> = row.get(idx)?;
+    hash.as_slice().try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            Type::Blob,
+            format!("{what} is not 32 bytes").into(),
+        )
+    })
+}
+
 /// A column holding the stored name of an enum.
 fn named<T>(row: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     let name: String = row.get(idx)?;

@@ -4,21 +4,14 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
 use uuid::Uuid;
 
-use super::{map_err, uuid_at};
+use super::{hash_at, map_err, uuid_at};
 use crate::store::{IdentityRecord, StoreResult};
 
 pub(super) const IDENTITY_COLUMNS: &str =
     "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
 
 pub(super) fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
-    let hash: Vec<u8> = row.get(4)?;
-    let token_sha256: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            4,
-            Type::Blob,
-            "token hash is not 32 bytes".into(),
-        )
-    })?;
+    let token_sha256 = hash_at(row, 4, "token hash")?;
     Ok(IdentityRecord {
         id: uuid_at(row, 0)?,
         name: row.get(1)?,

@@ -5,21 +5,14 @@ use rusqlite::types::Type;
 use rusqlite::{ffi, params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{constraint, insert_identity, map_err, uuid_at};
+use super::{constraint, hash_at, insert_identity, map_err, uuid_at};
 use crate::store::{IdentityRecord, StoreError, StoreResult, UniversalAuthRecord};
 
 const COLUMNS: &str = "identity_id, client_id, secret_sha256, created_at, \
     access_token_ttl_seconds, access_token_max_ttl_seconds";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<UniversalAuthRecord> {
-    let hash: Vec<u8> = row.get(2)?;
-    let secret_sha256: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            2,
-            Type::Blob,
-            "client secret hash is not 32 bytes".into(),
-        )
-    })?;
+    let secret_sha256 = hash_at(row, 2, "client secret hash")?;
     Ok(UniversalAuthRecord {
         identity_id: uuid_at(row, 0)?,
         client_id: row.get(1)?,
