@@ -60,6 +60,7 @@ conformance!(
     universal_auth_round_trips_by_client_id_and_identity,
     universal_auth_client_id_is_unique_and_nothing_is_half_written,
     universal_auth_is_not_written_when_the_identity_conflicts,
+    key_attributes_are_set_removed_and_go_with_the_key,
 );
 
 conformance!(
@@ -92,6 +93,7 @@ conformance!(
     universal_auth_round_trips_by_client_id_and_identity,
     universal_auth_client_id_is_unique_and_nothing_is_half_written,
     universal_auth_is_not_written_when_the_identity_conflicts,
+    key_attributes_are_set_removed_and_go_with_the_key,
 );
 
 #[test]
@@ -896,6 +898,44 @@ mod suite {
         assert_eq!(same.name, "a");
     }
 
+    pub fn key_attributes_are_set_removed_and_go_with_the_key(store: &dyn KeyStore) {
+        use std::collections::BTreeMap;
+        let p = add_project(store, "p");
+        let k = add_key(store, key(p.id, "tagged"));
+        let other = add_key(store, key(p.id, "other"));
+        assert!(store.key_attributes(k.id).unwrap().is_empty());
+        let set: BTreeMap<String, String> = [("a", "1"), ("b", "2")]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .into();
+        assert!(store.update_key_attributes(k.id, &set, &[]).unwrap());
+        assert!(store
+            .update_key_attributes(other.id, &[("a".to_owned(), "x".to_owned())].into(), &[])
+            .unwrap());
+        assert_eq!(store.key_attributes(k.id).unwrap(), set);
+
+        // One call replaces one value and removes another; a missing name is no error.
+        let change: BTreeMap<String, String> = [("a".to_owned(), "3".to_owned())].into();
+        assert!(store
+            .update_key_attributes(k.id, &change, &["b".into(), "absent".into()])
+            .unwrap());
+        assert_eq!(store.key_attributes(k.id).unwrap(), change);
+        assert_eq!(
+            store.key_attributes(other.id).unwrap()["a"],
+            "x",
+            "another key's attribute of the same name is untouched"
+        );
+
+        // An unknown key: nothing written.
+        let unknown = Uuid::new_v4();
+        assert!(!store.update_key_attributes(unknown, &change, &[]).unwrap());
+        assert!(store.key_attributes(unknown).unwrap().is_empty());
+
+        // Deleting the key deletes its attributes.
+        store.delete_key(k.id).unwrap();
+        assert!(store.key_attributes(k.id).unwrap().is_empty());
+        assert_eq!(store.key_attributes(other.id).unwrap().len(), 1);
+    }
+
     pub fn delete_key_removes_versions_and_returns_the_row(store: &dyn KeyStore) {
         let p = add_project(store, "p");
         let k = add_key(
@@ -1466,10 +1506,12 @@ mod sqlite {
             store.create_project(&p).unwrap();
             store.create_identity(&old).unwrap();
         }
-        // Back to the previous release's schema: version 6, before migration 7 added the
-        // table (it adds nothing else).
+        // Back to that release's schema: version 6, before migration 7 added the table
+        // (it adds nothing else) and migration 8 the key attributes.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE universal_auth; PRAGMA user_version = 6;")
+        conn.execute_batch(
+            "DROP TABLE key_attributes; DROP TABLE universal_auth; PRAGMA user_version = 6;",
+        )
             .unwrap();
         drop(conn);
 
@@ -1599,9 +1641,12 @@ mod postgres {
             store.create_project(&p).unwrap();
             store.create_identity(&old).unwrap();
         }
-        // Back to the previous release's schema: version 1, before migration 2 added the
-        // table (it adds nothing else).
-        db.sql("DROP TABLE universal_auth; DELETE FROM schema_version WHERE version >= 2");
+        // Back to that release's schema: version 1, before migration 2 added the table
+        // (it adds nothing else) and migration 3 the key attributes.
+        db.sql(
+            "DROP TABLE key_attributes; DROP TABLE universal_auth; \
+             DELETE FROM schema_version WHERE version >= 2",
+        );
 
         let store = open(db.url()).unwrap();
         assert_eq!(

@@ -10,6 +10,8 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +218,18 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Up to `limit` records with `seq > after`, in order.
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
+
+    /// The named attributes of a key (front-end options, tags), by name; empty for a
+    /// key that has none or does not exist.
+    fn key_attributes(&self, key_id: Uuid) -> StoreResult<BTreeMap<String, String>>;
+    /// Sets the attributes of `set` and removes those named in `remove`, in one
+    /// transaction; `false` (and nothing written) when the key does not exist.
+    fn update_key_attributes(
+        &self,
+        key_id: Uuid,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> StoreResult<bool>;
 
     /// Distinct customer fragment ids that keys are bound to.
     fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>>;

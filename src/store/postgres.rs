@@ -5,6 +5,7 @@
 //! `rows`, connections and SQLSTATEs in `pool`, TLS in `tls`, universal-auth credentials
 //! in `universal_auth`.
 
+mod attributes;
 mod audit;
 mod pool;
 mod rows;
@@ -526,12 +527,26 @@ impl KeyStore for PostgresStore {
     }
 
     fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
-        // The versions go with the key (ON DELETE CASCADE), in this one statement.
+        // The versions and attributes go with the key (ON DELETE CASCADE), in this one
+        // statement.
         let sql = format!("DELETE FROM keys WHERE id = $1 RETURNING {KEY_COLUMNS}");
         self.run(|conn| {
             let row = conn.direct().query_opt(&sql, &[&id])?;
             Ok(row.map(|r| key_from_row(&r, 0)).transpose()?)
         })
+    }
+
+    fn key_attributes(&self, key_id: Uuid) -> StoreResult<std::collections::BTreeMap<String, String>> {
+        self.run(|conn| attributes::of_key(conn, key_id))
+    }
+
+    fn update_key_attributes(
+        &self,
+        key_id: Uuid,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> StoreResult<bool> {
+        self.run(|conn| attributes::update(conn, key_id, set, remove))
     }
 
     fn key_version(&self, key_id: Uuid, version: u32) -> StoreResult<Option<KeyVersionRecord>> {

@@ -2,6 +2,7 @@
 //! migrations, and the mapping of SQLite error codes to `StoreError`. Universal-auth
 //! credentials are in `universal_auth`.
 
+mod attributes;
 mod audit;
 mod identities;
 mod schema;
@@ -640,6 +641,8 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)?;
         tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [&id])
             .map_err(map_err)?;
+        tx.execute("DELETE FROM key_attributes WHERE key_id = ?1", [&id])
+            .map_err(map_err)?;
         let sql = format!("DELETE FROM keys WHERE id = ?1 RETURNING {KEY_COLUMNS}");
         let deleted = tx
             .query_row(&sql, [&id], key_from_row)
@@ -706,6 +709,19 @@ impl KeyStore for SqliteStore {
         stmt.query_row(params![key_id.to_string(), version], version_from_row)
             .optional()
             .map_err(map_err)
+    }
+
+    fn key_attributes(&self, key_id: Uuid) -> StoreResult<std::collections::BTreeMap<String, String>> {
+        attributes::of_key(&self.reader(), key_id)
+    }
+
+    fn update_key_attributes(
+        &self,
+        key_id: Uuid,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> StoreResult<bool> {
+        attributes::update(&mut self.writer(), key_id, set, remove)
     }
 
     fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>> {

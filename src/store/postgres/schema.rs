@@ -92,6 +92,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
                REFERENCES identities (id),
            CONSTRAINT universal_auth_client_id_key UNIQUE (client_id)
        );"#,
+    // 3: named attributes of keys (SQLite migration 8).
+    r#"CREATE TABLE key_attributes (
+           key_id UUID NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+           name   TEXT COLLATE "C" NOT NULL,
+           value  TEXT NOT NULL,
+           PRIMARY KEY (key_id, name)
+       );"#,
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

@@ -85,6 +85,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
          access_token_ttl_seconds     INTEGER,
          access_token_max_ttl_seconds INTEGER
      );",
+    // 8: named attributes of keys (front-end options such as Vault Transit's, later tags).
+    "CREATE TABLE key_attributes (
+         key_id TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+         name   TEXT NOT NULL,
+         value  TEXT NOT NULL,
+         PRIMARY KEY (key_id, name)
+     );",
 ];
 
 /// Applies the migrations the file lacks, each in its own immediate transaction, so
