@@ -46,11 +46,13 @@ pub struct Sign {
     pub data: Vec<u8>,
     pub signing_algorithm: String,
     pub is_digest: bool,
+    /// Verification: the key version whose public key checks (default the newest).
+    pub key_version: Option<u32>,
 }
 
 pub struct DataKey {
     pub key_id: KeyId,
-    /// 16 or 32 bytes.
+    /// 1 to [`MAX_DATA_KEY_BYTES`] bytes (front-ends offer their own sizes).
     pub length: usize,
     pub context: Context,
     /// Whether the plaintext data key is returned (else only its encrypted copy; the
@@ -74,6 +76,9 @@ pub struct ReEncrypt {
     pub destination_context: Option<Context>,
 }
 
+/// The longest data key (AWS's NumberOfBytes bound).
+pub const MAX_DATA_KEY_BYTES: usize = 1024;
+
 /// The key version named in a ciphertext of DESIGN.md §4 (bytes 17..21), if it has one.
 fn version_of(ciphertext: &[u8]) -> Option<u32> {
     ciphertext
@@ -86,6 +91,7 @@ fn sign_request(r: &Sign) -> SignRequest<'_> {
         data: &r.data,
         algorithm: &r.signing_algorithm,
         is_digest: r.is_digest,
+        version: r.key_version,
     }
 }
 
@@ -230,10 +236,10 @@ impl Gateway {
             let key = self
                 .visible_key(&mut rec, &p, req.key_id, Permission::Encrypt)
                 .await?;
-            if req.length != 16 && req.length != 32 {
+            if req.length == 0 || req.length > MAX_DATA_KEY_BYTES {
                 return Err(CoreError::invalid(
                     "invalid_key_spec",
-                    "a data key is 16 or 32 bytes (AES_128 or AES_256)",
+                    format!("a data key is 1 to {MAX_DATA_KEY_BYTES} bytes"),
                 ));
             }
             let (plaintext, ciphertext) = self

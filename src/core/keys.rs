@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::attributes::{check_attributes, Attributes};
 use super::auth::{require, require_global_admin};
 use super::record::{operation, Record};
 use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission, Principal, ProjectId};
@@ -22,6 +23,8 @@ pub struct CreateKey {
     pub customer_fragment_id: Option<String>,
     pub protection: Protection,
     pub rotation_period_days: Option<u32>,
+    /// Named attributes stored with the key (see `core::attributes`).
+    pub attributes: Attributes,
 }
 
 /// One key with its versions (`(version, created_at)`, oldest first) when asked for.
@@ -29,6 +32,16 @@ pub struct CreateKey {
 pub struct KeyView {
     pub key: KeyRecord,
     pub versions: Option<Vec<(u32, String)>>,
+}
+
+/// One key with everything a front-end may show of it: its versions with their public
+/// keys (DER SubjectPublicKeyInfo, for asymmetric keys) and its attributes.
+#[derive(Debug, Clone)]
+pub struct KeyDetails {
+    pub key: KeyRecord,
+    /// `(version, created_at, public key)`, oldest first.
+    pub versions: Vec<(u32, String, Option<Vec<u8>>)>,
+    pub attributes: Attributes,
 }
 
 /// The default algorithm of a usage.
@@ -96,6 +109,8 @@ impl Gateway {
                 .usage
                 .or(req.algorithm.map(Algorithm::usage))
                 .unwrap_or(KeyUsage::EncryptDecrypt);
+            check_attributes(req.attributes.iter().map(|(n, v)| (n, Some(v))))?;
+            let attributes = req.attributes;
             let new = NewKey {
                 project_id,
                 name: req.name,
@@ -106,7 +121,22 @@ impl Gateway {
                 rotation_period_days: req.rotation_period_days,
                 protection: req.protection,
             };
-            let key = self.blocking(move |k| k.create_key(new)).await?;
+            let key = self
+                .blocking(move |k| {
+                    let key = k.create_key(new)?;
+                    if !attributes.is_empty() {
+                        // A key without the attributes it was created with must not
+                        // stay: they may restrict its use (Vault's `derived`).
+                        if let Err(e) = k.store().update_key_attributes(key.id, &attributes, &[]) {
+                            if let Err(d) = k.store().delete_key(key.id) {
+                                tracing::error!(key_id = %key.id, error = %d, "a key created without its attributes could not be removed");
+                            }
+                            return Err(e.into());
+                        }
+                    }
+                    Ok(key)
+                })
+                .await?;
             rec.key(&key);
             Ok(key)
         })
@@ -149,6 +179,34 @@ impl Gateway {
                 key,
                 versions: Some(versions),
             })
+        })
+    }
+
+    /// The key with its versions, their public keys and its attributes.
+    pub async fn key_details(&self, caller: &Caller, id: KeyId) -> Result<KeyDetails, CoreError> {
+        operation!(self, caller, Operation::GetKey, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::Read).await?;
+            let id = id.0;
+            self.blocking(move |k| {
+                let key = k.key(id)?;
+                let store = k.store();
+                let mut versions = Vec::new();
+                for (version, created_at) in k.versions(id)? {
+                    let public = match key.algorithm.asymmetric() {
+                        Some(_) => store.key_version(id, version)?.and_then(|v| v.public_key),
+                        None => None,
+                    };
+                    versions.push((version, created_at, public));
+                }
+                let attributes = store.key_attributes(id)?;
+                Ok(KeyDetails {
+                    key,
+                    versions,
+                    attributes,
+                })
+            })
+            .await
         })
     }
 

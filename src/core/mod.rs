@@ -10,6 +10,7 @@
 //! [`Operation`] and the [`Frontend`]. The core knows no HTTP, no SQL and no PKCS#11.
 
 pub mod admin;
+pub mod attributes;
 pub mod auth;
 pub mod crypto;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod lifecycle;
 pub mod login;
 mod record;
 pub mod tokens;
+pub mod utility;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,8 @@ pub enum Frontend {
     Cli,
     /// The gateway itself (the lifecycle sweeper).
     System,
+    /// The Vault Transit-compatible API under `/v1/`.
+    Vault,
 }
 
 impl Frontend {
@@ -56,6 +60,7 @@ impl Frontend {
             Frontend::Native => "native",
             Frontend::Cli => "cli",
             Frontend::System => "system",
+            Frontend::Vault => "vault",
         }
     }
 

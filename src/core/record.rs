@@ -42,6 +42,12 @@ pub enum Operation {
     /// A data key of which only the encrypted copy leaves the gateway.
     GenerateDataKeyWithoutPlaintext,
     ReEncrypt,
+    GetKeyAttributes,
+    UpdateKeyAttributes,
+    GenerateRandom,
+    Hash,
+    /// A front-end's answer about the caller's own token (Vault's `lookup-self`).
+    LookupToken,
     /// The API's own description (not audited: it is public and the same for everyone).
     ShowOpenApi,
     /// A request to a route no operation serves.
@@ -80,6 +86,11 @@ impl Operation {
             O::GenerateDataKey => "key.generate_data_key",
             O::GenerateDataKeyWithoutPlaintext => "key.generate_data_key_without_plaintext",
             O::ReEncrypt => "key.re_encrypt",
+            O::GetKeyAttributes => "key.get_attributes",
+            O::UpdateKeyAttributes => "key.update_attributes",
+            O::GenerateRandom => "random.generate",
+            O::Hash => "hash.compute",
+            O::LookupToken => "auth.lookup",
             O::ShowOpenApi => "openapi.show",
             O::Unrouted => "request.unrouted",
         }

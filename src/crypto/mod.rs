@@ -2,6 +2,7 @@
 //! data-encryption format of DESIGN.md sections 3 and 4. Stateless; randomness is passed in.
 
 mod derive;
+pub mod digest;
 mod envelope;
 pub mod signing;
 

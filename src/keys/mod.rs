@@ -67,6 +67,9 @@ pub struct SignRequest<'a> {
     pub data: &'a [u8],
     pub algorithm: &'a str,
     pub is_digest: bool,
+    /// Verification: the version whose public key checks the signature (default the
+    /// newest). Signing always uses the newest.
+    pub version: Option<u32>,
 }
 
 const MAX_NAME_LEN: usize = 128;

@@ -366,14 +366,21 @@ impl KeyService {
     ) -> Result<bool, KeyError> {
         let algorithm = self.usable(key, KeyUsage::SignVerify, "verify")?;
         let alg = Self::signing_algorithm(algorithm, &req)?;
-        let public = self.public_key_of(key)?;
+        let version = req.version.unwrap_or(key.version);
+        if version == 0 || version > key.version {
+            return Err(KeyError::InvalidInput(format!(
+                "the key has versions 1 to {}; version {version} does not exist",
+                key.version
+            )));
+        }
+        let public = self.public_key_of(key, version)?;
         signing::verify(&public, alg, Self::input(&req), signature)
             .map_err(|e| KeyError::Internal(e.to_string()))
     }
 
-    fn public_key_of(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
+    fn public_key_of(&self, key: &KeyRecord, version: u32) -> Result<Vec<u8>, KeyError> {
         self.store
-            .key_version(key.id, key.version)?
+            .key_version(key.id, version)?
             .and_then(|v| v.public_key)
             .ok_or_else(|| KeyError::Internal("the key version has no public key".into()))
     }
@@ -381,7 +388,7 @@ impl KeyService {
     /// DER SubjectPublicKeyInfo of the newest version.
     pub fn public_key(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
         self.usable(key, KeyUsage::SignVerify, "have a public key")?;
-        self.public_key_of(key)
+        self.public_key_of(key, key.version)
     }
 
     pub fn signing_algorithms(key: &KeyRecord) -> Result<&'static [&'static str], KeyError> {

@@ -102,6 +102,7 @@ fn sign_request(input: &Input<'_>, req: &SignBody) -> Result<Sign, Failure> {
         data: decode_b64("data", &req.data)?,
         signing_algorithm: req.signing_algorithm.clone(),
         is_digest: req.is_digest,
+        key_version: None,
     })
 }
 

@@ -99,6 +99,7 @@ pub async fn create(input: Input<'_>) -> Reply {
     };
     let protection = protection(&req)?;
     let request = CreateKey {
+        attributes: Default::default(),
         project_id,
         name: req.name,
         description: req.description,
