@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,9 +18,25 @@ use serde_json::{json, Value};
 
 use super::listener::{BoxFuture, Connection, Protocol};
 use super::metrics::Metrics;
+use crate::core::login::Credentials;
 use crate::core::{CoreError, Gateway};
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Why a front-end's handler did not answer with success.
+pub(crate) enum Failure {
+    /// From a core operation, which has audited it.
+    Core(CoreError),
+    /// Refused by the adapter before any operation ran (bad body, bad id): the adapter
+    /// audits it through `Gateway::refuse`.
+    Input(CoreError),
+}
+
+impl From<CoreError> for Failure {
+    fn from(e: CoreError) -> Self {
+        Failure::Core(e)
+    }
+}
 
 /// What a front-end knows of the request besides the request itself.
 pub struct RequestInfo {
@@ -28,6 +44,30 @@ pub struct RequestInfo {
     pub tls_subject: Option<Arc<str>>,
     pub request_id: String,
     pub max_body_bytes: usize,
+}
+
+/// The credentials of a request: a token in `token_header` (a front-end's own header,
+/// such as Vault's `X-Vault-Token`), else a bearer token (the scheme is case-insensitive,
+/// RFC 9110 §11.1), else the verified client certificate's subject.
+pub fn credentials<'a>(
+    req: &'a Request<Incoming>,
+    info: &'a RequestInfo,
+    token_header: Option<&str>,
+) -> Credentials<'a> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let own = token_header
+        .and_then(header)
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let bearer = header(AUTHORIZATION.as_str())
+        .filter(|h| h.len() > 7 && h.is_char_boundary(7) && h[..7].eq_ignore_ascii_case("bearer "))
+        .map(|h| h[7..].trim())
+        .filter(|t| !t.is_empty());
+    match (own.or(bearer), info.tls_subject.as_deref()) {
+        (Some(token), _) => Credentials::Bearer(token),
+        (None, Some(subject)) => Credentials::TlsSubject(subject),
+        (None, None) => Credentials::None,
+    }
 }
 
 /// A protocol spoken over HTTP on the HTTPS port.

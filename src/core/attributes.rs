@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::record::operation;
 use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission, ProjectId};
 use crate::keys::KeyError;
+use crate::store::KeyRecord;
 
 /// Attribute names: at most this many bytes of `[a-z0-9._:-]`.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -21,6 +22,7 @@ pub type Attributes = BTreeMap<String, String>;
 #[derive(Debug, Clone)]
 pub struct ResolvedKey {
     pub id: KeyId,
+    pub key: KeyRecord,
     pub attributes: Attributes,
 }
 
@@ -70,6 +72,7 @@ impl Gateway {
             let attributes = k.store().key_attributes(key.id)?;
             Ok(ResolvedKey {
                 id: KeyId(key.id),
+                key,
                 attributes,
             })
         })

@@ -2,16 +2,24 @@
 //! and digests, for the front-ends that offer them (AWS GenerateRandom, Vault Transit's
 //! `random` and `hash`). Any authenticated identity may call them; each is audited.
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use super::record::operation;
-use super::{Caller, CoreError, Gateway, Operation};
+use super::{Caller, CoreError, Gateway, Operation, Principal};
 use crate::crypto::digest::HashAlgorithm;
 
 /// The most random bytes one request may ask for (AWS GenerateRandom's bound).
 pub const MAX_RANDOM_BYTES: usize = 1024;
 
 impl Gateway {
+    /// The caller's own identity, for a front-end that describes the token it was sent
+    /// (Vault's `auth/token/lookup-self`).
+    pub async fn token_self(&self, caller: &Caller) -> Result<Arc<Principal>, CoreError> {
+        operation!(self, caller, Operation::LookupToken, |rec| rec.admitted())
+    }
+
     /// `bytes` (1 to [`MAX_RANDOM_BYTES`]) fresh random bytes.
     pub async fn generate_random(
         &self,

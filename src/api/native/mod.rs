@@ -14,33 +14,20 @@ mod routes;
 use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Request, StatusCode};
 use serde_json::Value;
 
-use super::http::{json_response, read_body, HttpFrontend, HttpResponse, RequestInfo};
+pub(crate) use super::http::Failure;
+use super::http::{
+    credentials, json_response, read_body, HttpFrontend, HttpResponse, RequestInfo,
+};
 use super::listener::BoxFuture;
-use crate::core::login::Credentials;
 use crate::core::{Caller, CoreError, Frontend, Gateway, Operation};
 pub use routes::{Route, ROUTES};
 
 /// The OpenAPI 3.1 document of this API, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Why a handler did not answer 200.
-pub(crate) enum Failure {
-    /// From a core operation, which has audited it.
-    Core(CoreError),
-    /// Refused by this adapter before any operation ran (bad body, bad id): audited by
-    /// the dispatcher through `Gateway::refuse`.
-    Input(CoreError),
-}
-
-impl From<CoreError> for Failure {
-    fn from(e: CoreError) -> Self {
-        Failure::Core(e)
-    }
-}
 
 pub(crate) type Reply = Result<Value, Failure>;
 
@@ -133,29 +120,15 @@ impl Native {
         }
     }
 
-    /// The caller of a request: its bearer token (the scheme is case-insensitive, RFC 9110
-    /// §11.1), else its verified client certificate.
+    /// The caller of a request: its bearer token, else its verified client certificate.
     async fn authenticate(
         &self,
         req: &Request<Incoming>,
         info: &RequestInfo,
     ) -> Result<Arc<crate::core::Principal>, CoreError> {
-        let authorization = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let bearer = authorization
-            .filter(|h| {
-                h.len() > 7 && h.is_char_boundary(7) && h[..7].eq_ignore_ascii_case("bearer ")
-            })
-            .map(|h| h[7..].trim())
-            .filter(|t| !t.is_empty());
-        let credentials = match (bearer, info.tls_subject.as_deref()) {
-            (Some(token), _) => Credentials::Bearer(token),
-            (None, Some(subject)) => Credentials::TlsSubject(subject),
-            (None, None) => Credentials::None,
-        };
-        self.gateway.authenticate(credentials).await
+        self.gateway
+            .authenticate(credentials(req, info, None))
+            .await
     }
 
     async fn refused(&self, caller: &Caller, operation: Operation, e: CoreError) -> HttpResponse {
