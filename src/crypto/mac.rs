@@ -2,6 +2,7 @@
 //! verified in constant time.
 
 use aws_lc_rs::hmac;
+use zeroize::Zeroizing;
 
 /// The MAC algorithms of generate-verify-mac keys (their API and stored names are
 /// `HMAC_SHA_256`, `HMAC_SHA_384`, `HMAC_SHA_512`).
@@ -46,37 +47,33 @@ impl MacAlgorithm {
     }
 }
 
-/// HMAC key material loaded for every MAC algorithm: a key may be used with another
-/// hash than its own (as Vault Transit allows), so all three contexts are prepared once.
+/// HMAC key material, wiped on drop. A key may be used with another hash than its own
+/// (as Vault Transit allows), so the aws-lc-rs key of the wanted algorithm is made for
+/// each operation (an HMAC context is about 1.2 KB; keying it hashes two blocks).
 pub struct MacKey {
-    keys: [hmac::Key; 3],
+    material: Zeroizing<Vec<u8>>,
 }
 
 impl MacKey {
     pub fn new(material: &[u8]) -> Self {
         Self {
-            keys: MacAlgorithm::ALL.map(|a| hmac::Key::new(a.aws(), material)),
+            material: Zeroizing::new(material.to_vec()),
         }
     }
 
-    fn key(&self, algorithm: MacAlgorithm) -> &hmac::Key {
-        let i = match algorithm {
-            MacAlgorithm::HmacSha256 => 0,
-            MacAlgorithm::HmacSha384 => 1,
-            MacAlgorithm::HmacSha512 => 2,
-        };
-        &self.keys[i]
+    fn key(&self, algorithm: MacAlgorithm) -> hmac::Key {
+        hmac::Key::new(algorithm.aws(), &self.material)
     }
 
     /// The MAC of `data` (`algorithm.output_len()` bytes).
     pub fn sign(&self, algorithm: MacAlgorithm, data: &[u8]) -> Vec<u8> {
-        hmac::sign(self.key(algorithm), data).as_ref().to_vec()
+        hmac::sign(&self.key(algorithm), data).as_ref().to_vec()
     }
 
     /// Whether `mac` is the MAC of `data`, compared in constant time; a MAC of another
     /// length is simply not valid.
     pub fn verify(&self, algorithm: MacAlgorithm, data: &[u8], mac: &[u8]) -> bool {
-        hmac::verify(self.key(algorithm), data, mac).is_ok()
+        hmac::verify(&self.key(algorithm), data, mac).is_ok()
     }
 }
 
