@@ -62,6 +62,8 @@ impl MacKey {
     }
 
     fn key(&self, algorithm: MacAlgorithm) -> hmac::Key {
+        // `hmac::Key::new` panics only if aws-lc cannot key the context, which for these
+        // three digests and any key length does not happen (flat contexts, no allocation).
         hmac::Key::new(algorithm.aws(), &self.material)
     }
 
