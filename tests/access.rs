@@ -77,6 +77,16 @@ async fn every_route_for_every_role() {
         )
         .await;
     let sig = sig["signature"].as_str().unwrap().to_owned();
+    let hmac = gw
+        .key(&a, "hmac", "generate-verify-mac", "HMAC_SHA_256", None)
+        .await;
+    let (_, mac) = gw
+        .post(
+            &format!("/api/v1/kms/keys/{hmac}/generate-mac"),
+            json!({"data": data}),
+        )
+        .await;
+    let mac = mac["mac"].as_str().unwrap().to_owned();
 
     let mut wrong = Vec::new();
     let mut tokens = Vec::new();
@@ -98,6 +108,7 @@ async fn every_route_for_every_role() {
         let (victim, _) = identity(&gw, &format!("victim-{i}"), Some(&a), "read").await;
         let k = |suffix: &str| format!("/api/v1/kms/keys/{aes}{suffix}");
         let e = |suffix: &str| format!("/api/v1/kms/keys/{ec}{suffix}");
+        let h = |suffix: &str| format!("/api/v1/kms/keys/{hmac}{suffix}");
         let routes = [
             route(
                 M::GET,
@@ -173,6 +184,18 @@ async fn every_route_for_every_role() {
                 M::POST,
                 e("/verify"),
                 Some(json!({"data": data, "signature": sig, "signingAlgorithm": "ECDSA_SHA_256"})),
+                Some("verify"),
+            ),
+            route(
+                M::POST,
+                h("/generate-mac"),
+                Some(json!({"data": data})),
+                Some("sign"),
+            ),
+            route(
+                M::POST,
+                h("/verify-mac"),
+                Some(json!({"data": data, "mac": mac})),
                 Some("verify"),
             ),
             route(M::GET, "/api/v1/identities".into(), None, Some("admin")),
@@ -289,6 +312,8 @@ async fn every_route_for_every_role() {
         "key.generate_data_key",
         "key.re_encrypt",
         "key.rotate",
+        "key.generate_mac",
+        "key.verify_mac",
         "key.cancel_deletion",
         "identity.create",
         "identity.revoke",

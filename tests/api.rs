@@ -1002,6 +1002,30 @@ async fn logs_of_a_full_run_hold_no_secrets() {
             json!({"data": B64.encode(b"SIGNED-DATA-secret"), "signingAlgorithm": "ECDSA_SHA_256"}),
         )
         .await;
+    let hmac = gw
+        .key(
+            &project,
+            "hmac",
+            "generate-verify-mac",
+            "HMAC_SHA_256",
+            Some(&fid),
+        )
+        .await;
+    let mac_data = B64.encode(b"MAC-DATA-secret-0815");
+    let (s, mac) = gw
+        .post(
+            &format!("/api/v1/kms/keys/{hmac}/generate-mac"),
+            json!({"data": mac_data}),
+        )
+        .await;
+    assert_eq!(s, 200, "{mac}");
+    let (_, checked) = gw
+        .post(
+            &format!("/api/v1/kms/keys/{hmac}/verify-mac"),
+            json!({"data": mac_data, "mac": mac["mac"]}),
+        )
+        .await;
+    assert_eq!(checked["macValid"], true);
     let _ = gw.decrypt(&aes, "AQID", None).await;
     let _ = gw.encrypt(&aes, b"", None).await;
     gw.stop();
@@ -1016,6 +1040,9 @@ async fn logs_of_a_full_run_hold_no_secrets() {
         B64.encode(b"SIGNED-DATA-secret"),
         enc["ciphertext"].as_str().unwrap().to_owned(),
         sig["signature"].as_str().unwrap().to_owned(),
+        mac_data,
+        "MAC-DATA-secret-0815".into(),
+        mac["mac"].as_str().unwrap().to_owned(),
         gw.bearer.clone(),
         std::fs::read_to_string(gw.path("root.key"))
             .unwrap()

@@ -1,5 +1,5 @@
 //! The cryptographic operations as every front-end calls them: encrypt, decrypt, sign,
-//! verify, data keys, re-encryption, public keys. Results are typed (a ciphertext comes
+//! verify, MACs, data keys, re-encryption, public keys. Results are typed (a ciphertext comes
 //! with the key version that made it), so no adapter parses a ciphertext.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::auth::require;
 use super::record::operation;
 use super::{from_cache, Caller, CoreError, Gateway, KeyId, Operation, Permission};
+pub use crate::keys::MacAlgorithm;
 use crate::keys::{KeyService, SignRequest};
 
 /// An encryption context (AWS's name): authenticated, not encrypted, needed again to decrypt.
@@ -50,6 +51,30 @@ pub struct Sign {
     pub key_version: Option<u32>,
 }
 
+/// A generate-mac or verify-mac request. `algorithm` `None` is the key's own; another
+/// one is allowed (as Vault Transit lets a request pick the hash of an HMAC key).
+pub struct Mac {
+    pub key_id: KeyId,
+    pub data: Vec<u8>,
+    pub algorithm: Option<MacAlgorithm>,
+}
+
+/// A MAC, the key version that made it and the algorithm used.
+#[derive(Debug, Clone)]
+pub struct MacResult {
+    pub mac: Vec<u8>,
+    pub key_version: u32,
+    pub algorithm: MacAlgorithm,
+}
+
+/// What `check_mac` checked, and whether the MAC was valid.
+#[derive(Debug, Clone)]
+pub struct MacCheck {
+    pub valid: bool,
+    pub key_version: u32,
+    pub algorithm: MacAlgorithm,
+}
+
 pub struct DataKey {
     pub key_id: KeyId,
     /// 1 to [`MAX_DATA_KEY_BYTES`] bytes (front-ends offer their own sizes).
@@ -84,6 +109,15 @@ fn version_of(ciphertext: &[u8]) -> Option<u32> {
     ciphertext
         .get(17..21)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The MAC algorithm a request uses: the one it names, else the key's own (`None` for a
+/// key that is no HMAC key, which the operation then refuses).
+fn mac_algorithm(
+    key: &crate::store::KeyRecord,
+    named: Option<MacAlgorithm>,
+) -> Option<MacAlgorithm> {
+    named.or(key.algorithm.mac())
 }
 
 fn sign_request(r: &Sign) -> SignRequest<'_> {
@@ -196,6 +230,103 @@ impl Gateway {
                 .await?;
             self.blocking(move |k| k.verify(&key, sign_request(&req), &signature))
                 .await
+        })
+    }
+
+    /// Data for a MAC may be empty; it is bounded like a plaintext.
+    fn bound_mac_data(&self, data: &[u8]) -> Result<(), CoreError> {
+        let max = self.limits.max_plaintext_bytes;
+        if data.len() > max {
+            return Err(CoreError::too_large(
+                "data_too_large",
+                format!("data must be at most {max} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The MAC of the data under the key's newest version.
+    pub async fn generate_mac(&self, caller: &Caller, req: Mac) -> Result<MacResult, CoreError> {
+        operation!(self, caller, Operation::GenerateMac, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Sign)
+                .await?;
+            self.bound_mac_data(&req.data)?;
+            let algorithm = mac_algorithm(&key, req.algorithm);
+            let (mac, key_version) = match from_cache(self.keys.generate_mac_cached(
+                &key,
+                &req.data,
+                req.algorithm,
+            )) {
+                Some(r) => r?,
+                None => {
+                    self.blocking(move |k| k.generate_mac(&key, &req.data, req.algorithm))
+                        .await?
+                }
+            };
+            rec.key_version = Some(key_version);
+            Ok(MacResult {
+                mac,
+                key_version,
+                algorithm: algorithm.ok_or_else(CoreError::internal)?,
+            })
+        })
+    }
+
+    /// Whether `mac` is the MAC of the data under `version` of the key (`None`: the
+    /// newest). A version the key does not have is 400 `invalid_key_version`; one below
+    /// its minimum decryption version is 400 `version_below_minimum`.
+    pub async fn verify_mac(
+        &self,
+        caller: &Caller,
+        req: Mac,
+        mac: Vec<u8>,
+        version: Option<u32>,
+    ) -> Result<bool, CoreError> {
+        self.check_mac(caller, req, mac, version)
+            .await
+            .map(|checked| checked.valid)
+    }
+
+    /// `verify_mac` with what was checked: the key version and the algorithm (the
+    /// request's, else the key's own), for front-ends that answer with them.
+    pub async fn check_mac(
+        &self,
+        caller: &Caller,
+        req: Mac,
+        mac: Vec<u8>,
+        version: Option<u32>,
+    ) -> Result<MacCheck, CoreError> {
+        operation!(self, caller, Operation::VerifyMac, |rec| {
+            let p = rec.admitted()?;
+            let key = self
+                .visible_key(&mut rec, &p, req.key_id, Permission::Verify)
+                .await?;
+            let key_version = version.unwrap_or(key.version);
+            rec.key_version = Some(key_version);
+            self.bound_mac_data(&req.data)?;
+            let algorithm = mac_algorithm(&key, req.algorithm);
+            let valid = match from_cache(self.keys.verify_mac_cached(
+                &key,
+                &req.data,
+                &mac,
+                req.algorithm,
+                version,
+            )) {
+                Some(r) => r?,
+                None => {
+                    self.blocking(move |k| {
+                        k.verify_mac(&key, &req.data, &mac, req.algorithm, version)
+                    })
+                    .await?
+                }
+            };
+            Ok(MacCheck {
+                valid,
+                key_version,
+                algorithm: algorithm.ok_or_else(CoreError::internal)?,
+            })
         })
     }
 

@@ -198,6 +198,7 @@ impl From<KeyError> for CoreError {
                 );
             }
             KeyError::VersionBelowMinimum { .. } => (K::Invalid, "version_below_minimum"),
+            KeyError::NoSuchVersion { .. } => (K::Invalid, "invalid_key_version"),
             KeyError::NotSupported(_) => (K::Invalid, "not_supported"),
             KeyError::HsmKeyNotFound(_) => (K::Invalid, "hsm_key_not_found"),
             KeyError::HsmKeyUnusable(_) => (K::Invalid, "hsm_key_unusable"),

@@ -18,7 +18,8 @@ pub struct CreateKey {
     pub description: Option<String>,
     /// Default: encrypt-decrypt (or the usage of `algorithm` when only that is given).
     pub usage: Option<KeyUsage>,
-    /// Default per usage: AES-256-GCM for encrypt-decrypt, RSA-4096 for sign-verify.
+    /// Default per usage: AES-256-GCM for encrypt-decrypt, RSA-4096 for sign-verify,
+    /// HMAC-SHA-256 for generate-verify-mac.
     pub algorithm: Option<Algorithm>,
     pub customer_fragment_id: Option<String>,
     pub protection: Protection,
@@ -49,6 +50,7 @@ pub fn default_algorithm(usage: KeyUsage) -> Algorithm {
     match usage {
         KeyUsage::EncryptDecrypt => Algorithm::Aes256Gcm,
         KeyUsage::SignVerify => Algorithm::Rsa4096,
+        KeyUsage::GenerateVerifyMac => Algorithm::HmacSha256,
     }
 }
 

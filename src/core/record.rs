@@ -38,6 +38,8 @@ pub enum Operation {
     Verify,
     PublicKey,
     SigningAlgorithms,
+    GenerateMac,
+    VerifyMac,
     GenerateDataKey,
     /// A data key of which only the encrypted copy leaves the gateway.
     GenerateDataKeyWithoutPlaintext,
@@ -83,6 +85,8 @@ impl Operation {
             O::Verify => "key.verify",
             O::PublicKey => "key.public_key",
             O::SigningAlgorithms => "key.signing_algorithms",
+            O::GenerateMac => "key.generate_mac",
+            O::VerifyMac => "key.verify_mac",
             O::GenerateDataKey => "key.generate_data_key",
             O::GenerateDataKeyWithoutPlaintext => "key.generate_data_key_without_plaintext",
             O::ReEncrypt => "key.re_encrypt",

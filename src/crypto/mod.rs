@@ -1,9 +1,11 @@
 //! Software primitives behind one small interface: the derivations, wrapping formats and
-//! data-encryption format of DESIGN.md sections 3 and 4. Stateless; randomness is passed in.
+//! data-encryption format of DESIGN.md sections 3 and 4, signatures and HMACs. Stateless;
+//! randomness is passed in.
 
 mod derive;
 pub mod digest;
 mod envelope;
+pub mod mac;
 pub mod signing;
 
 pub use derive::{fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32};
@@ -12,3 +14,4 @@ pub use envelope::{
     open_root_software, seal_data, seal_material, seal_root_software, split_data, AeadKey,
     CiphertextHeader, CryptoError, CIPHERTEXT_HEADER_LEN, CIPHERTEXT_OVERHEAD, NONCE_LEN,
 };
+pub use mac::{MacAlgorithm, MacKey};

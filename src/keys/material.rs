@@ -9,15 +9,17 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::crypto::signing::{self, SigningKey};
-use crate::crypto::{self, AeadKey};
+use crate::crypto::{self, AeadKey, MacKey};
 use crate::random::RandomSource;
 
 use super::{Algorithm, KeyError};
 
-/// Secret material (AES bytes or PKCS#8 DER) and, for asymmetric keys, the public key DER.
+/// Secret material (AES or HMAC bytes, or PKCS#8 DER) and, for asymmetric keys, the
+/// public key DER.
 pub(super) type NewMaterial = (Zeroizing<Vec<u8>>, Option<Vec<u8>>);
 
-/// Generates new material: AES bytes, or a PKCS#8 DER private key with its public key.
+/// Generates new material: AES bytes, HMAC bytes (as long as the hash's output), or a
+/// PKCS#8 DER private key with its public key.
 pub(super) fn generate(
     algorithm: Algorithm,
     random: &RandomSource,
@@ -26,6 +28,9 @@ pub(super) fn generate(
     match algorithm {
         Algorithm::Aes256Gcm => Ok((Zeroizing::new(random.secret::<32>()?.to_vec()), None)),
         Algorithm::Aes128Gcm => Ok((Zeroizing::new(random.secret::<16>()?.to_vec()), None)),
+        Algorithm::HmacSha256 => Ok((Zeroizing::new(random.secret::<32>()?.to_vec()), None)),
+        Algorithm::HmacSha384 => Ok((Zeroizing::new(random.secret::<48>()?.to_vec()), None)),
+        Algorithm::HmacSha512 => Ok((Zeroizing::new(random.secret::<64>()?.to_vec()), None)),
         Algorithm::Rsa4096 | Algorithm::EccNistP256 => {
             let kind = algorithm
                 .asymmetric()
@@ -88,10 +93,21 @@ pub(super) fn unwrap(
 pub enum Loaded {
     Aead(AeadKey),
     Signing(SigningKey),
+    Mac(MacKey),
 }
 
 impl Loaded {
     pub(super) fn new(algorithm: Algorithm, material: &[u8]) -> Result<Self, KeyError> {
+        if let Some(mac) = algorithm.mac() {
+            if material.len() != mac.output_len() {
+                return Err(KeyError::Internal(format!(
+                    "HMAC material of {} bytes for {}",
+                    material.len(),
+                    algorithm.as_str()
+                )));
+            }
+            return Ok(Loaded::Mac(MacKey::new(material)));
+        }
         match algorithm.asymmetric() {
             None => AeadKey::new(material)
                 .map(Loaded::Aead)
@@ -105,14 +121,21 @@ impl Loaded {
     pub(super) fn aead(&self) -> Result<&AeadKey, KeyError> {
         match self {
             Loaded::Aead(k) => Ok(k),
-            Loaded::Signing(_) => Err(KeyError::Internal("not an AES key".into())),
+            _ => Err(KeyError::Internal("not an AES key".into())),
         }
     }
 
     pub(super) fn signer(&self) -> Result<&SigningKey, KeyError> {
         match self {
             Loaded::Signing(k) => Ok(k),
-            Loaded::Aead(_) => Err(KeyError::Internal("not a signing key".into())),
+            _ => Err(KeyError::Internal("not a signing key".into())),
+        }
+    }
+
+    pub(super) fn mac(&self) -> Result<&MacKey, KeyError> {
+        match self {
+            Loaded::Mac(k) => Ok(k),
+            _ => Err(KeyError::Internal("not an HMAC key".into())),
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::store::{
     KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, ProjectRecord, StoreError,
 };
 
+pub use crate::crypto::MacAlgorithm;
 pub use material::{Loaded, MaterialCache};
 use records::RecordCache;
 pub use records::KEY_RECORD_TTL;
@@ -288,12 +289,12 @@ impl KeyService {
         label: Option<&str>,
         create_if_missing: bool,
     ) -> Result<NewMaterial, KeyError> {
+        let kind = resident_kind(req.algorithm)?;
         if req.customer_fragment_id.is_some() {
             return Err(KeyError::InvalidInput(
                 "an HSM-resident key cannot be bound to a customer fragment: its material never leaves the HSM".into(),
             ));
         }
-        let kind = resident_kind(req.algorithm)?;
         let hsm = self.hsm()?;
         let (label, public_key) = match label {
             None => {
@@ -585,8 +586,9 @@ impl KeyService {
         Ok(key)
     }
 
-    /// Adds a new version with fresh material; encryption uses it from now on and every
-    /// version stays decryptable (down to `min_decryption_version`).
+    /// Adds a new version with fresh material; encryption (and MAC generation) uses it
+    /// from now on and every version stays decryptable (MACs verifiable, naming their
+    /// version) down to `min_decryption_version`.
     pub fn rotate(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
         let key = self.fresh_key(id)?;
         if key.hsm_key_label.is_some() {
@@ -672,6 +674,11 @@ fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
         Algorithm::Aes128Gcm => Err(KeyError::InvalidInput(
             "HSM-resident AES keys are aes-256-gcm".into(),
         )),
+        Algorithm::HmacSha256 | Algorithm::HmacSha384 | Algorithm::HmacSha512 => {
+            Err(KeyError::InvalidInput(
+                "HSM-resident HMAC keys are not supported yet; create the key with protection \"software\"".into(),
+            ))
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The cryptographic operations on a key record already loaded (and checked for the
-//! caller) by the core: encrypt, decrypt, sign, verify, data keys, re-encryption.
+//! caller) by the core: encrypt, decrypt, sign, verify, MACs, data keys, re-encryption.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::{
     material, stored_algorithm, Access, Algorithm, KeyError, KeyService, KeyUsage, Loaded,
-    SignRequest,
+    MacAlgorithm, SignRequest,
 };
 use crate::crypto::signing::{self, Input, Padding, SigningAlgorithm};
 use crate::crypto::{self, CryptoError};
@@ -400,5 +400,124 @@ impl KeyService {
             });
         }
         Ok(algorithm.signing_algorithms())
+    }
+
+    /// The key's algorithm and its own MAC algorithm, once the key is checked to be a
+    /// usable HMAC key (see `usable`).
+    fn mac_usable(
+        &self,
+        key: &KeyRecord,
+        operation: &'static str,
+    ) -> Result<(Algorithm, MacAlgorithm), KeyError> {
+        let algorithm = self.usable(key, KeyUsage::GenerateVerifyMac, operation)?;
+        if key.hsm_key_label.is_some() {
+            // Refused at creation; a record saying otherwise was not made by this gateway.
+            return Err(KeyError::NotSupported(
+                "HSM-resident HMAC keys are not supported yet".into(),
+            ));
+        }
+        let own = algorithm
+            .mac()
+            .ok_or_else(|| KeyError::Internal("an HMAC key without a MAC algorithm".into()))?;
+        Ok((algorithm, own))
+    }
+
+    /// The MAC of `data` under the key's newest version, and that version. `algorithm`
+    /// `None` is the key's own algorithm; another one is allowed (Vault Transit lets a
+    /// request pick the hash of an HMAC key): the same material then keys that hash's HMAC.
+    pub fn generate_mac(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        algorithm: Option<MacAlgorithm>,
+    ) -> Result<(Vec<u8>, u32), KeyError> {
+        self.generate_mac_with(key, data, algorithm, Access::Full)
+    }
+
+    /// `generate_mac` from caches only (see `encrypt_cached`).
+    pub fn generate_mac_cached(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        algorithm: Option<MacAlgorithm>,
+    ) -> Result<(Vec<u8>, u32), KeyError> {
+        self.generate_mac_with(key, data, algorithm, Access::CacheOnly)
+    }
+
+    fn generate_mac_with(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        algorithm: Option<MacAlgorithm>,
+        access: Access,
+    ) -> Result<(Vec<u8>, u32), KeyError> {
+        let (stored, own) = self.mac_usable(key, "generate a MAC")?;
+        let loaded = self.load(key, stored, key.version, access)?;
+        let mac = loaded.mac()?.sign(algorithm.unwrap_or(own), data);
+        Ok((mac, key.version))
+    }
+
+    /// Whether `mac` is the MAC of `data` under `version` of the key (`None`: the newest),
+    /// compared in constant time. `algorithm` as for `generate_mac`. A version the key does
+    /// not have is an error; one below `min_decryption_version` is refused as decryption is.
+    pub fn verify_mac(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        mac: &[u8],
+        algorithm: Option<MacAlgorithm>,
+        version: Option<u32>,
+    ) -> Result<bool, KeyError> {
+        self.verify_mac_with(key, data, mac, algorithm, version, Access::Full)
+    }
+
+    /// `verify_mac` from caches only (see `encrypt_cached`).
+    pub fn verify_mac_cached(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        mac: &[u8],
+        algorithm: Option<MacAlgorithm>,
+        version: Option<u32>,
+    ) -> Result<bool, KeyError> {
+        self.verify_mac_with(key, data, mac, algorithm, version, Access::CacheOnly)
+    }
+
+    fn verify_mac_with(
+        &self,
+        key: &KeyRecord,
+        data: &[u8],
+        mac: &[u8],
+        algorithm: Option<MacAlgorithm>,
+        version: Option<u32>,
+        access: Access,
+    ) -> Result<bool, KeyError> {
+        let (mut stored, mut own) = self.mac_usable(key, "verify a MAC")?;
+        let mut key = std::borrow::Cow::Borrowed(key);
+        let version = version.unwrap_or(key.version);
+        if version > key.version {
+            // The cached record may predate a rotation made by another gateway.
+            if access == Access::CacheOnly {
+                return Err(KeyError::WouldBlock);
+            }
+            self.records.forget(Some(key.id));
+            let fresh = self.key_with(key.id, access)?;
+            (stored, own) = self.mac_usable(&fresh, "verify a MAC")?;
+            key = std::borrow::Cow::Owned(fresh);
+        }
+        if version == 0 || version > key.version {
+            return Err(KeyError::NoSuchVersion {
+                version,
+                newest: key.version,
+            });
+        }
+        if version < key.min_decryption_version {
+            return Err(KeyError::VersionBelowMinimum {
+                version,
+                minimum: key.min_decryption_version,
+            });
+        }
+        let loaded = self.load(&key, stored, version, access)?;
+        Ok(loaded.mac()?.verify(algorithm.unwrap_or(own), data, mac))
     }
 }

@@ -1,6 +1,7 @@
 //! The vocabulary of keys: usages, algorithms and the errors of key operations.
 
 use crate::crypto::signing;
+use crate::crypto::MacAlgorithm;
 use crate::fragments::FragmentError;
 use crate::hsm::HsmError;
 use crate::store::StoreError;
@@ -9,6 +10,8 @@ use crate::store::StoreError;
 pub enum KeyUsage {
     EncryptDecrypt,
     SignVerify,
+    /// HMAC keys: generate and verify MACs.
+    GenerateVerifyMac,
 }
 
 impl KeyUsage {
@@ -16,6 +19,7 @@ impl KeyUsage {
         match s {
             "encrypt-decrypt" => Some(Self::EncryptDecrypt),
             "sign-verify" => Some(Self::SignVerify),
+            "generate-verify-mac" => Some(Self::GenerateVerifyMac),
             _ => None,
         }
     }
@@ -24,6 +28,7 @@ impl KeyUsage {
         match self {
             Self::EncryptDecrypt => "encrypt-decrypt",
             Self::SignVerify => "sign-verify",
+            Self::GenerateVerifyMac => "generate-verify-mac",
         }
     }
 }
@@ -34,6 +39,9 @@ pub enum Algorithm {
     Aes128Gcm,
     Rsa4096,
     EccNistP256,
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
 }
 
 impl Algorithm {
@@ -43,6 +51,9 @@ impl Algorithm {
             "aes-128-gcm" => Some(Self::Aes128Gcm),
             "RSA_4096" => Some(Self::Rsa4096),
             "ECC_NIST_P256" => Some(Self::EccNistP256),
+            "HMAC_SHA_256" => Some(Self::HmacSha256),
+            "HMAC_SHA_384" => Some(Self::HmacSha384),
+            "HMAC_SHA_512" => Some(Self::HmacSha512),
             _ => None,
         }
     }
@@ -53,6 +64,9 @@ impl Algorithm {
             Self::Aes128Gcm => "aes-128-gcm",
             Self::Rsa4096 => "RSA_4096",
             Self::EccNistP256 => "ECC_NIST_P256",
+            Self::HmacSha256 => "HMAC_SHA_256",
+            Self::HmacSha384 => "HMAC_SHA_384",
+            Self::HmacSha512 => "HMAC_SHA_512",
         }
     }
 
@@ -60,6 +74,17 @@ impl Algorithm {
         match self {
             Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
             Self::Rsa4096 | Self::EccNistP256 => KeyUsage::SignVerify,
+            Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => KeyUsage::GenerateVerifyMac,
+        }
+    }
+
+    /// The MAC algorithm of an HMAC key (its default when a request names none).
+    pub fn mac(self) -> Option<MacAlgorithm> {
+        match self {
+            Self::HmacSha256 => Some(MacAlgorithm::HmacSha256),
+            Self::HmacSha384 => Some(MacAlgorithm::HmacSha384),
+            Self::HmacSha512 => Some(MacAlgorithm::HmacSha512),
+            _ => None,
         }
     }
 
@@ -71,7 +96,7 @@ impl Algorithm {
         }
     }
 
-    /// The signing algorithm names valid for this key (empty for AES).
+    /// The signing algorithm names valid for this key (empty for AES and HMAC).
     pub fn signing_algorithms(self) -> &'static [&'static str] {
         match self {
             Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
@@ -96,9 +121,9 @@ pub enum KeyError {
     /// A key name outside Infisical's slug rule.
     #[error("{0}")]
     InvalidName(String),
-    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096 or ECC_NIST_P256")]
+    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096, ECC_NIST_P256, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512")]
     UnknownAlgorithm(String),
-    #[error("unknown key usage {0:?}; use encrypt-decrypt or sign-verify")]
+    #[error("unknown key usage {0:?}; use encrypt-decrypt, sign-verify or generate-verify-mac")]
     UnknownUsage(String),
     #[error("the key is disabled")]
     KeyDisabled,
@@ -125,8 +150,12 @@ pub enum KeyError {
     PssOverDigest,
     #[error("the ciphertext is malformed")]
     MalformedCiphertext,
-    #[error("ciphertexts of key version {version} are no longer accepted (minimum decryption version is {minimum})")]
+    /// A ciphertext (or, for a MAC, a named version) below `min_decryption_version`.
+    #[error("key version {version} is no longer accepted for decryption or MAC verification (minimum decryption version is {minimum})")]
     VersionBelowMinimum { version: u32, minimum: u32 },
+    /// A key version named in a request (not in a ciphertext) that the key does not have.
+    #[error("the key has no version {version}; its versions are 1 to {newest}")]
+    NoSuchVersion { version: u32, newest: u32 },
     #[error("{0}")]
     NotSupported(String),
     #[error("the ciphertext was made by another key")]

@@ -1,5 +1,5 @@
 //! Cryptographic routes: encrypt, decrypt, sign, verify, public key, signing algorithms,
-//! data keys and re-encryption. Bodies may repeat the path's `keyId`, as Infisical's Node
+//! MACs, data keys and re-encryption. Bodies may repeat the path's `keyId`, as Infisical's Node
 //! SDK sends it; it must then name the same key.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::json::{self, bad, decode_b64, parse, B64};
 use super::{Failure, Input, Reply};
-use crate::core::crypto::{DataKey, Decrypt, Encrypt, ReEncrypt, Sign};
+use crate::core::crypto::{DataKey, Decrypt, Encrypt, Mac, MacAlgorithm, ReEncrypt, Sign};
 use crate::core::{CoreError, KeyId};
 
 /// The path's key id, checked against a `keyId` the body repeats.
@@ -136,6 +136,97 @@ pub async fn verify(input: Input<'_>) -> Reply {
     Ok(
         json!({"signatureValid": valid, "keyId": key_id.to_string(), "signingAlgorithm": req.signing_algorithm}),
     )
+}
+
+/// Infisical's names of MAC algorithms.
+const MAC_ALGORITHMS: &[(&str, MacAlgorithm)] = &[
+    ("HMAC_SHA_256", MacAlgorithm::HmacSha256),
+    ("HMAC_SHA_384", MacAlgorithm::HmacSha384),
+    ("HMAC_SHA_512", MacAlgorithm::HmacSha512),
+];
+
+fn mac_algorithm_name(algorithm: MacAlgorithm) -> &'static str {
+    MAC_ALGORITHMS
+        .iter()
+        .find(|(_, a)| *a == algorithm)
+        .map_or("", |(n, _)| n)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MacBody {
+    data: String,
+    #[serde(default)]
+    mac_algorithm: Option<String>,
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+fn mac_request(input: &Input<'_>, req: &MacBody) -> Result<Mac, Failure> {
+    let key_id = key_id(input, req.key_id.as_deref())?;
+    let algorithm = match req.mac_algorithm.as_deref() {
+        None => None,
+        Some(name) => Some(
+            MAC_ALGORITHMS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| *a)
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_mac_algorithm",
+                        format!("macAlgorithm {name:?} is not HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
+                    )
+                })?,
+        ),
+    };
+    let max = input.gateway.limits().max_plaintext_bytes;
+    // Refused before decoding data far over the limit.
+    if req.data.len() > max.div_ceil(3) * 4 + 4 {
+        return Err(Failure::Input(CoreError::too_large(
+            "data_too_large",
+            format!("data must be at most {max} bytes"),
+        )));
+    }
+    Ok(Mac {
+        key_id,
+        data: decode_b64("data", &req.data)?,
+        algorithm,
+    })
+}
+
+pub async fn generate_mac(input: Input<'_>) -> Reply {
+    let req: MacBody = parse(&input.body)?;
+    let request = mac_request(&input, &req)?;
+    let key_id = request.key_id;
+    let out = input.gateway.generate_mac(input.caller, request).await?;
+    Ok(json!({
+        "mac": B64.encode(out.mac),
+        "keyId": key_id.to_string(),
+        "macAlgorithm": mac_algorithm_name(out.algorithm),
+    }))
+}
+
+pub async fn verify_mac(input: Input<'_>) -> Reply {
+    let req: MacBody = parse(&input.body)?;
+    let request = mac_request(&input, &req)?;
+    let mac = decode_b64(
+        "mac",
+        req.mac
+            .as_deref()
+            .ok_or_else(|| bad("invalid_request", "invalid request: missing field `mac`"))?,
+    )?;
+    let key_id = request.key_id;
+    let checked = input
+        .gateway
+        .check_mac(input.caller, request, mac, None)
+        .await?;
+    Ok(json!({
+        "macValid": checked.valid,
+        "keyId": key_id.to_string(),
+        "macAlgorithm": mac_algorithm_name(checked.algorithm),
+    }))
 }
 
 pub async fn public_key(input: Input<'_>) -> Reply {

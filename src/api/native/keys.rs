@@ -14,6 +14,7 @@ use crate::store::{Direction, KeyPatch, ListQuery, OrderBy};
 const USAGES: &[(&str, KeyUsage)] = &[
     ("encrypt-decrypt", KeyUsage::EncryptDecrypt),
     ("sign-verify", KeyUsage::SignVerify),
+    ("generate-verify-mac", KeyUsage::GenerateVerifyMac),
 ];
 
 /// Infisical's names of key algorithms.
@@ -22,6 +23,9 @@ const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("aes-128-gcm", Algorithm::Aes128Gcm),
     ("RSA_4096", Algorithm::Rsa4096),
     ("ECC_NIST_P256", Algorithm::EccNistP256),
+    ("HMAC_SHA_256", Algorithm::HmacSha256),
+    ("HMAC_SHA_384", Algorithm::HmacSha384),
+    ("HMAC_SHA_512", Algorithm::HmacSha512),
 ];
 
 fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
@@ -84,7 +88,7 @@ pub async fn create(input: Input<'_>) -> Reply {
         Some(u) => Some(lookup(USAGES, u).ok_or_else(|| {
             bad(
                 "invalid_key_usage",
-                format!("unknown key usage {u:?}; use encrypt-decrypt or sign-verify"),
+                format!("unknown key usage {u:?}; use encrypt-decrypt, sign-verify or generate-verify-mac"),
             )
         })?),
     };
@@ -93,7 +97,7 @@ pub async fn create(input: Input<'_>) -> Reply {
         Some(a) => Some(lookup(ALGORITHMS, a).ok_or_else(|| {
             bad(
                 "invalid_algorithm",
-                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_4096 or ECC_NIST_P256"),
+                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_4096, ECC_NIST_P256, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
             )
         })?),
     };

@@ -106,6 +106,16 @@ pub static ROUTES: &[Route] = &[
     ),
     route(
         Method::POST,
+        "/api/v1/kms/keys/{keyId}/generate-mac",
+        O::GenerateMac,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/kms/keys/{keyId}/verify-mac",
+        O::VerifyMac,
+    ),
+    route(
+        Method::POST,
         "/api/v1/kms/keys/{keyId}/generate-data-key",
         O::GenerateDataKey,
     ),
@@ -204,6 +214,8 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
         O::Verify => crypto::verify(input).await,
         O::PublicKey => crypto::public_key(input).await,
         O::SigningAlgorithms => crypto::signing_algorithms(input).await,
+        O::GenerateMac => crypto::generate_mac(input).await,
+        O::VerifyMac => crypto::verify_mac(input).await,
         O::GenerateDataKey | O::GenerateDataKeyWithoutPlaintext => {
             crypto::generate_data_key(input).await
         }
