@@ -37,6 +37,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub audit: AuditSettings,
     pub lifecycle: LifecycleSettings,
+    pub vault: VaultSettings,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -44,6 +45,59 @@ pub struct Settings {
 pub struct AuditSettings {
     /// Also write each committed audit record as a JSON line: `stdout` or a file path.
     pub stream: Option<String>,
+}
+
+/// The Vault Transit-compatible API (docs/VAULT.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSettings {
+    /// Mount name -> project id whose keys it serves; an empty id serves the caller's
+    /// own project (`KMSGW__VAULT__MOUNTS__TRANSIT=<project id>`).
+    pub mounts: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            mounts: [("transit".to_owned(), String::new())].into(),
+        }
+    }
+}
+
+impl VaultSettings {
+    /// The mounts, checked: names of `[a-z0-9_-]` other than Vault's own `sys` and
+    /// `auth`, projects as UUIDs.
+    pub fn mounts(&self) -> Result<Vec<crate::api::vault::Mount>, ConfigError> {
+        self.mounts
+            .iter()
+            .map(|(name, project)| {
+                let name_ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                    && name != "sys"
+                    && name != "auth";
+                if !name_ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "vault.mounts: {name:?} is not a mount name (1 to 64 of a-z, 0-9, '_', '-'; not sys or auth)"
+                    )));
+                }
+                let project = match project.trim() {
+                    "" => None,
+                    p => Some(crate::core::ProjectId(uuid::Uuid::parse_str(p).map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "vault.mounts.{name}: {p:?} is not a project id (a UUID), or empty for the caller's project"
+                        ))
+                    })?)),
+                };
+                Ok(crate::api::vault::Mount {
+                    name: name.clone(),
+                    project,
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -484,6 +484,7 @@ async fn the_core_verifies_macs_of_a_named_version_down_to_the_minimum() {
         customer_fragment_id: None,
         protection: Protection::Software,
         rotation_period_days: None,
+        attributes: Default::default(),
     };
     let key = gw
         .create_key(

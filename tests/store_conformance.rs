@@ -1512,7 +1512,7 @@ mod sqlite {
         conn.execute_batch(
             "DROP TABLE key_attributes; DROP TABLE universal_auth; PRAGMA user_version = 6;",
         )
-            .unwrap();
+        .unwrap();
         drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();

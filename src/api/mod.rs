@@ -1,6 +1,7 @@
 //! The network front-ends. `listener` serves a protocol over TLS on a port; `http`
 //! speaks HTTP on it and routes each request to the front-end that claims it; `native`
-//! is the Infisical-compatible API under `/api/v1`. Front-ends call the operations core
+//! is the Infisical-compatible API under `/api/v1`, `vault` the Vault Transit-compatible
+//! API under `/v1/`. Front-ends call the operations core
 //! (`crate::core`) and never touch PKCS#11, SQL or policy themselves.
 
 pub mod http;
@@ -8,6 +9,7 @@ pub mod listener;
 mod metrics;
 pub mod native;
 mod tls;
+pub mod vault;
 
 pub use metrics::Metrics;
 pub use tls::{server_config, ReloadableCert};

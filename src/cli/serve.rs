@@ -36,6 +36,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         .ok_or("KMSGW__TLS__KEY_FILE is required by serve")?;
     let (tls, cert_reloader) =
         api::server_config(&cert, &key, settings.tls.client_ca_file.as_deref())?;
+    let vault_mounts = settings.vault.mounts()?;
 
     let hsm = connect_hsm(&settings)?;
     let random = match &hsm {
@@ -99,7 +100,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     tracing::info!(org_id = %gateway.org_id(), "operations core ready");
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
     let sweeper = Sweeper::start(gateway.clone(), interval)?;
-    let (https, limits) = https_protocol(&settings, &gateway);
+    let (https, limits) = https_protocol(&settings, &gateway, vault_mounts);
     let result = serve_https(&settings.server.listen, tls, cert_reloader, https, limits);
     // The sweeper may be using the HSM: it stops before the HSM is finalised.
     sweeper.stop();
@@ -172,8 +173,12 @@ fn core_limits(settings: &Settings) -> Result<CoreLimits, String> {
 fn https_protocol(
     settings: &Settings,
     gateway: &Arc<Gateway>,
+    vault_mounts: Vec<api::vault::Mount>,
 ) -> (Arc<HttpProtocol>, ListenerLimits) {
-    let frontends: Vec<Arc<dyn HttpFrontend>> = vec![Arc::new(Native::new(gateway.clone()))];
+    let frontends: Vec<Arc<dyn HttpFrontend>> = vec![
+        Arc::new(Native::new(gateway.clone())),
+        Arc::new(api::vault::Vault::new(gateway.clone(), vault_mounts)),
+    ];
     let https = Arc::new(HttpProtocol::new(
         gateway.clone(),
         frontends,

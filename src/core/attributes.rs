@@ -34,7 +34,9 @@ pub fn check_attributes<'a>(
         let ok = !name.is_empty()
             && name.len() <= MAX_NAME_BYTES
             && name.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b':' | b'-')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b':' | b'-')
             });
         if !ok {
             return Err(CoreError::invalid(

@@ -55,7 +55,10 @@ impl Gateway {
             if data.len() > self.limits.max_plaintext_bytes {
                 return Err(CoreError::too_large(
                     "data_too_large",
-                    format!("data must be at most {} bytes", self.limits.max_plaintext_bytes),
+                    format!(
+                        "data must be at most {} bytes",
+                        self.limits.max_plaintext_bytes
+                    ),
                 ));
             }
             Ok(algorithm.digest(data))

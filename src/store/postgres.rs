@@ -536,7 +536,10 @@ impl KeyStore for PostgresStore {
         })
     }
 
-    fn key_attributes(&self, key_id: Uuid) -> StoreResult<std::collections::BTreeMap<String, String>> {
+    fn key_attributes(
+        &self,
+        key_id: Uuid,
+    ) -> StoreResult<std::collections::BTreeMap<String, String>> {
         self.run(|conn| attributes::of_key(conn, key_id))
     }
 

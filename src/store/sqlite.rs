@@ -711,7 +711,10 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)
     }
 
-    fn key_attributes(&self, key_id: Uuid) -> StoreResult<std::collections::BTreeMap<String, String>> {
+    fn key_attributes(
+        &self,
+        key_id: Uuid,
+    ) -> StoreResult<std::collections::BTreeMap<String, String>> {
         attributes::of_key(&self.reader(), key_id)
     }
 

@@ -19,9 +19,7 @@ use hyper::{Request, StatusCode};
 use serde_json::Value;
 
 pub(crate) use super::http::Failure;
-use super::http::{
-    credentials, json_response, read_body, HttpFrontend, HttpResponse, RequestInfo,
-};
+use super::http::{credentials, json_response, read_body, HttpFrontend, HttpResponse, RequestInfo};
 use super::listener::BoxFuture;
 use crate::core::{Caller, CoreError, Frontend, Gateway, Operation};
 pub use routes::{Route, ROUTES};

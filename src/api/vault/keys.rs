@@ -26,6 +26,10 @@ const TYPES: &[(&str, Algorithm)] = &[
     ("aes128-gcm96", Algorithm::Aes128Gcm),
     ("ecdsa-p256", Algorithm::EccNistP256),
     ("rsa-4096", Algorithm::Rsa4096),
+    ("hmac", Algorithm::HmacSha256),
+    // Read only: a key made through another API shows as Vault's one HMAC type.
+    ("hmac", Algorithm::HmacSha384),
+    ("hmac", Algorithm::HmacSha512),
 ];
 
 /// Vault's types that the gateway does not offer (yet): named in the refusal.
@@ -95,7 +99,8 @@ fn rotation_days(p: &Params) -> Result<Option<Option<u32>>, Failure> {
             "auto_rotate_period must be a whole number of days (for example \"720h\") or 0",
         ));
     }
-    let days = u32::try_from(seconds / 86_400).map_err(|_| bad("auto_rotate_period is too long"))?;
+    let days =
+        u32::try_from(seconds / 86_400).map_err(|_| bad("auto_rotate_period is too long"))?;
     Ok(Some(Some(days)))
 }
 
@@ -111,6 +116,13 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
         ));
     }
     let algorithm = algorithm_of(p.str("type")?.unwrap_or("aes256-gcm96"))?;
+    if let Some(size) = p.uint("key_size")? {
+        if algorithm != Algorithm::HmacSha256 || size != 32 {
+            return Err(bad(
+                "key_size: only HMAC keys of 32 bytes (the default) are offered",
+            ));
+        }
+    }
     let derived = p.bool("derived")?.unwrap_or(false);
     if derived && algorithm.usage() != KeyUsage::EncryptDecrypt {
         return Err(bad("key derivation is only supported for encryption keys"));
@@ -206,6 +218,7 @@ fn render(d: &KeyDetails) -> Value {
         "supports_decryption": usage == KeyUsage::EncryptDecrypt,
         "supports_derivation": usage == KeyUsage::EncryptDecrypt,
         "supports_signing": usage == KeyUsage::SignVerify,
+        "key_size": if usage == KeyUsage::GenerateVerifyMac { json!(k.algorithm.mac().map_or(0, |m| m.output_len())) } else { Value::Null },
         // The gateway's own: the same key on the native API.
         "id": k.id.to_string(),
         "disabled": k.is_disabled,

@@ -64,6 +64,9 @@ pub(crate) struct Ctx<'a> {
     pub caller: &'a Caller,
     pub target: Target,
     pub params: Params,
+    /// The token the request was sent with, kept only for `renew-self`, which hands it
+    /// back as Vault does (clients replace their token with the answer's).
+    pub token: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Ctx<'_> {
@@ -93,7 +96,10 @@ impl Ctx<'_> {
 
     /// A 200 answer in Vault's envelope with `data`.
     fn data(&self, data: Value) -> Answer {
-        Answer::new(StatusCode::OK, self.envelope(data, Value::Null, Value::Null))
+        Answer::new(
+            StatusCode::OK,
+            self.envelope(data, Value::Null, Value::Null),
+        )
     }
 
     fn envelope(&self, data: Value, auth: Value, warnings: Value) -> Value {
@@ -147,11 +153,14 @@ impl Vault {
         if target.kind == Kind::Health {
             return (sys::health(&self.gateway), label);
         }
-        match self
-            .gateway
-            .authenticate(credentials(&req, &info, Some("x-vault-token")))
-            .await
-        {
+        let presented = credentials(&req, &info, Some("x-vault-token"));
+        let token = match (&presented, target.kind) {
+            (crate::core::login::Credentials::Bearer(t), Kind::RenewSelf) => {
+                Some(zeroize::Zeroizing::new((*t).to_owned()))
+            }
+            _ => None,
+        };
+        match self.gateway.authenticate(presented).await {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         }
@@ -170,6 +179,7 @@ impl Vault {
             caller: &caller,
             target,
             params,
+            token,
         };
         let response = match dispatch(&ctx).await {
             Ok(answer) => render(answer),

@@ -166,7 +166,11 @@ pub fn public_key_pem(der: &[u8]) -> String {
 
 /// A duration as Vault takes it: seconds as a number, or a string of `<n>s|m|h|d`.
 pub fn duration_seconds(params: &Params, name: &str) -> Result<Option<u64>, Failure> {
-    let err = || bad(format!("{name} must be seconds or a duration such as \"720h\""));
+    let err = || {
+        bad(format!(
+            "{name} must be seconds or a duration such as \"720h\""
+        ))
+    };
     let text = match params.0.get(name) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => return n.as_u64().map(Some).ok_or_else(err),
@@ -202,7 +206,14 @@ mod tests {
         let v = encode(7, b"abc");
         assert_eq!(v, "vault:v7:YWJj");
         assert_eq!(decode(&v, "ciphertext").ok(), Some((7, b"abc".to_vec())));
-        for bad in ["v7:YWJj", "vault:7:YWJj", "vault:v0:YWJj", "vault:vx:YWJj", "vault:v7", "vault:v7:***"] {
+        for bad in [
+            "v7:YWJj",
+            "vault:7:YWJj",
+            "vault:v0:YWJj",
+            "vault:vx:YWJj",
+            "vault:v7",
+            "vault:v7:***",
+        ] {
             assert!(decode(bad, "ciphertext").is_err(), "{bad}");
         }
     }
@@ -220,7 +231,9 @@ mod tests {
         assert!(p.uint("t").is_err());
         assert!(Params::parse(b"[1]").is_err());
         assert!(Params::parse(b"").is_ok());
-        let d = Params::parse(br#"{"a": "720h", "b": 86400, "c": "1x"}"#).ok().unwrap();
+        let d = Params::parse(br#"{"a": "720h", "b": 86400, "c": "1x"}"#)
+            .ok()
+            .unwrap();
         assert_eq!(duration_seconds(&d, "a").ok().flatten(), Some(720 * 3600));
         assert_eq!(duration_seconds(&d, "b").ok().flatten(), Some(86400));
         assert!(duration_seconds(&d, "c").is_err());

@@ -56,7 +56,7 @@ impl Kind {
             K::Decrypt => Operation::Decrypt,
             K::Rewrap => Operation::ReEncrypt,
             K::DataKey => Operation::GenerateDataKey,
-            K::Hmac => Operation::Sign,
+            K::Hmac => Operation::GenerateMac,
             K::Sign => Operation::Sign,
             K::Verify => Operation::Verify,
             K::Random => Operation::GenerateRandom,
@@ -128,7 +128,10 @@ pub fn find(
     };
     let allow = |ok: bool, t: Target| if ok { Ok(t) } else { Err(method_not_allowed()) };
     match segments.as_slice() {
-        ["sys", "health"] => allow(verb == Verb::Read, target(Kind::Health, None, "", None, None)),
+        ["sys", "health"] => allow(
+            verb == Verb::Read,
+            target(Kind::Health, None, "", None, None),
+        ),
         ["auth", "token", "lookup-self"] => allow(
             matches!(verb, Verb::Read | Verb::Write),
             target(Kind::LookupSelf, None, "", None, None),
@@ -150,8 +153,12 @@ pub fn find(
                 (["keys", name], Verb::Write) => Ok(target(K::CreateKey, p, name, None, None)),
                 (["keys", name], Verb::Read) => Ok(target(K::ReadKey, p, name, None, None)),
                 (["keys", name], Verb::Delete) => Ok(target(K::DeleteKey, p, name, None, None)),
-                (["keys", name, "config"], _) => allow(w, target(K::ConfigKey, p, name, None, None)),
-                (["keys", name, "rotate"], _) => allow(w, target(K::RotateKey, p, name, None, None)),
+                (["keys", name, "config"], _) => {
+                    allow(w, target(K::ConfigKey, p, name, None, None))
+                }
+                (["keys", name, "rotate"], _) => {
+                    allow(w, target(K::RotateKey, p, name, None, None))
+                }
                 (["keys", name, "trim"], _) => allow(w, target(K::TrimKey, p, name, None, None)),
                 (["encrypt", name], _) => allow(w, target(K::Encrypt, p, name, None, None)),
                 (["decrypt", name], _) => allow(w, target(K::Decrypt, p, name, None, None)),
@@ -203,22 +210,55 @@ mod tests {
     #[test]
     fn vault_paths_and_methods_match() {
         assert_eq!(kind("LIST", "/v1/transit/keys", None), Ok(Kind::ListKeys));
-        assert_eq!(kind("GET", "/v1/transit/keys", Some("list=true")), Ok(Kind::ListKeys));
-        assert_eq!(kind("POST", "/v1/transit/keys/k", None), Ok(Kind::CreateKey));
+        assert_eq!(
+            kind("GET", "/v1/transit/keys", Some("list=true")),
+            Ok(Kind::ListKeys)
+        );
+        assert_eq!(
+            kind("POST", "/v1/transit/keys/k", None),
+            Ok(Kind::CreateKey)
+        );
         assert_eq!(kind("PUT", "/v1/transit/keys/k", None), Ok(Kind::CreateKey));
         assert_eq!(kind("GET", "/v1/transit/keys/k", None), Ok(Kind::ReadKey));
-        assert_eq!(kind("DELETE", "/v1/transit/keys/k", None), Ok(Kind::DeleteKey));
-        assert_eq!(kind("POST", "/v1/transit/keys/k/rotate", None), Ok(Kind::RotateKey));
-        assert_eq!(kind("POST", "/v1/transit/datakey/wrapped/k", None), Ok(Kind::DataKey));
-        assert_eq!(kind("POST", "/v1/transit/sign/k/sha2-384", None), Ok(Kind::Sign));
-        assert_eq!(kind("POST", "/v1/transit/random/platform/16", None), Ok(Kind::Random));
+        assert_eq!(
+            kind("DELETE", "/v1/transit/keys/k", None),
+            Ok(Kind::DeleteKey)
+        );
+        assert_eq!(
+            kind("POST", "/v1/transit/keys/k/rotate", None),
+            Ok(Kind::RotateKey)
+        );
+        assert_eq!(
+            kind("POST", "/v1/transit/datakey/wrapped/k", None),
+            Ok(Kind::DataKey)
+        );
+        assert_eq!(
+            kind("POST", "/v1/transit/sign/k/sha2-384", None),
+            Ok(Kind::Sign)
+        );
+        assert_eq!(
+            kind("POST", "/v1/transit/random/platform/16", None),
+            Ok(Kind::Random)
+        );
         assert_eq!(kind("POST", "/v1/transit/hash", None), Ok(Kind::Hash));
         assert_eq!(kind("GET", "/v1/sys/health", None), Ok(Kind::Health));
-        assert_eq!(kind("GET", "/v1/transit/encrypt/k", None), Err("method_not_allowed"));
-        assert_eq!(kind("PATCH", "/v1/transit/keys/k", None), Err("method_not_allowed"));
+        assert_eq!(
+            kind("GET", "/v1/transit/encrypt/k", None),
+            Err("method_not_allowed")
+        );
+        assert_eq!(
+            kind("PATCH", "/v1/transit/keys/k", None),
+            Err("method_not_allowed")
+        );
         assert_eq!(kind("POST", "/v1/other/encrypt/k", None), Err("not_found"));
-        assert_eq!(kind("POST", "/v1/transit/datakey/raw/k", None), Err("not_found"));
+        assert_eq!(
+            kind("POST", "/v1/transit/datakey/raw/k", None),
+            Err("not_found")
+        );
         assert_eq!(kind("POST", "/v1/transit//encrypt", None), Err("not_found"));
-        assert_eq!(kind("POST", "/v1/transit/sign/k/a/b", None), Err("not_found"));
+        assert_eq!(
+            kind("POST", "/v1/transit/sign/k/a/b", None),
+            Err("not_found")
+        );
     }
 }

@@ -51,7 +51,10 @@ pub async fn lookup_self(ctx: &Ctx<'_>) -> Reply {
     let expire_time = p.expires.and_then(|e| {
         time::OffsetDateTime::from_unix_timestamp(e)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
     });
     Ok(ctx.data(json!({
         "accessor": "",
@@ -72,11 +75,12 @@ pub async fn lookup_self(ctx: &Ctx<'_>) -> Reply {
 }
 
 /// Gateway tokens are not renewable in place: the answer says so (`renewable: false`)
-/// with the time left, which is what Vault's clients and its transit seal look at.
+/// with the time left, which is what Vault's clients and its transit seal look at. The
+/// token comes back in `client_token`, as Vault sends it: clients set their token to it.
 pub async fn renew_self(ctx: &Ctx<'_>) -> Reply {
     let p = ctx.gateway.token_self(ctx.caller).await?;
     let auth = json!({
-        "client_token": "",
+        "client_token": ctx.token.as_ref().map_or("", |t| t.as_str()),
         "accessor": "",
         "policies": policies(&p),
         "token_policies": policies(&p),
@@ -98,7 +102,9 @@ fn format(ctx: &Ctx<'_>, default: &str, bytes: &[u8]) -> Result<String, crate::a
     match ctx.params.str("format")?.unwrap_or(default) {
         "base64" => Ok(B64.encode(bytes)),
         "hex" => Ok(hex::encode(bytes)),
-        other => Err(bad(format!("unsupported encoding format {other}; must be \"hex\" or \"base64\""))),
+        other => Err(bad(format!(
+            "unsupported encoding format {other}; must be \"hex\" or \"base64\""
+        ))),
     }
 }
 
@@ -113,7 +119,9 @@ pub async fn random(ctx: &Ctx<'_>) -> Reply {
     let source = source.or(ctx.params.str("source")?.map(str::to_owned));
     if let Some(s) = &source {
         if !matches!(s.as_str(), "platform" | "seal" | "all") {
-            return Err(bad(format!("unsupported entropy source {s:?}; must be \"platform\", \"seal\" or \"all\"")));
+            return Err(bad(format!(
+                "unsupported entropy source {s:?}; must be \"platform\", \"seal\" or \"all\""
+            )));
         }
     }
     let bytes = match bytes_arg {
@@ -148,10 +156,14 @@ pub fn hash_algorithm(name: &str) -> Option<HashAlgorithm> {
 pub async fn hash(ctx: &Ctx<'_>) -> Reply {
     let name = match &ctx.target.arg {
         Some(a) => a.clone(),
-        None => ctx.params.str("algorithm")?.unwrap_or("sha2-256").to_owned(),
+        None => ctx
+            .params
+            .str("algorithm")?
+            .unwrap_or("sha2-256")
+            .to_owned(),
     };
-    let algorithm = hash_algorithm(&name)
-        .ok_or_else(|| bad(format!("unsupported hash algorithm {name}")))?;
+    let algorithm =
+        hash_algorithm(&name).ok_or_else(|| bad(format!("unsupported hash algorithm {name}")))?;
     let input = ctx
         .params
         .b64("input")?
