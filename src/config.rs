@@ -504,7 +504,37 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
 
 #[cfg(test)]
 mod tests {
-    use super::StoreSettings;
+    use super::{StoreSettings, VaultSettings};
+
+    #[test]
+    fn vault_mounts_are_checked() {
+        let default = VaultSettings::default().mounts().unwrap();
+        assert_eq!(default.len(), 1);
+        assert_eq!(default[0].name, "transit");
+        assert!(default[0].project.is_none(), "the caller's own project");
+        let project = uuid::Uuid::new_v4();
+        let named = VaultSettings {
+            mounts: [("payments".to_owned(), project.to_string())].into(),
+        };
+        assert_eq!(
+            named.mounts().unwrap()[0].project.map(|p| p.0),
+            Some(project)
+        );
+        for (name, project) in [
+            ("sys", ""),
+            ("auth", ""),
+            ("a/b", ""),
+            ("Transit", ""),
+            ("", ""),
+            ("t", "not-a-uuid"),
+        ] {
+            let bad = VaultSettings {
+                mounts: [(name.to_owned(), project.to_owned())].into(),
+            };
+            let err = bad.mounts().unwrap_err().to_string();
+            assert!(err.contains("vault.mounts"), "{name:?} {project:?}: {err}");
+        }
+    }
 
     #[test]
     fn store_settings_debug_hides_the_url_password() {

@@ -325,3 +325,32 @@ def test_vault_transit_seal_calls(gateway, vault_token, transit):
     ciphertext = sealed.json()["data"]["ciphertext"]
     opened = session.put(f"{gateway.base_url}/v1/transit/decrypt/{name}", json={"ciphertext": ciphertext}, timeout=60)
     assert opened.status_code == 200 and base64.b64decode(opened.json()["data"]["plaintext"]) == root_key
+
+
+def audit_records(gateway):
+    records, after = [], 0
+    while True:
+        page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
+        records += page["records"]
+        # A short page is the end (each read is itself recorded, so the log keeps growing).
+        if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
+            return records
+        after = page["nextAfter"]
+
+
+def test_every_call_is_audited_as_the_vault_front_end(gateway, transit):
+    name = new_key(transit)
+    key_id = transit.read_key(name)["data"]["id"]
+    ct = transit.encrypt_data(name, plaintext=b64(b"audited"))["data"]["ciphertext"]
+    with pytest.raises(vault_errors.InvalidRequest):
+        transit.decrypt_data(name, ciphertext=ct, context=b64(b"x"), associated_data=b64(b"wrong"))
+    with pytest.raises(vault_errors.InvalidRequest):
+        transit.decrypt_data(name, ciphertext="vault:v1:%%%")
+    mine = [r for r in audit_records(gateway) if r.get("keyId") == key_id or r.get("target") == name]
+    seen = {(r["operation"], r["outcome"]) for r in mine if r.get("frontend") == "vault"}
+    assert ("key.create", "ok") in seen and ("key.encrypt", "ok") in seen, seen
+    assert ("key.decrypt", "decryption_failed") in seen, seen
+    # A request refused before its operation ran (bad base64 in the prefix) is recorded too.
+    refused = [r for r in audit_records(gateway)
+               if r.get("frontend") == "vault" and r["operation"] == "key.decrypt" and r["outcome"] == "invalid_ciphertext"]
+    assert refused, "the refused decrypt has its record"
