@@ -366,14 +366,7 @@ async fn verify(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
         (Some(text), None) => {
             let (signing_algorithm, jws) = signing(ctx, key, p)?;
             let (version, signature) = if jws {
-                let (v, encoded) = text
-                    .strip_prefix("vault:v")
-                    .and_then(|r| r.split_once(':'))
-                    .ok_or_else(|| bad("invalid signature: no prefix"))?;
-                let v: u32 = v.parse().map_err(|_| bad("invalid signature version"))?;
-                let raw = JWS
-                    .decode(encoded)
-                    .map_err(|_| bad("invalid signature: could not decode base64url"))?;
+                let (v, raw) = params::decode_with(text, "signature", &JWS)?;
                 // A raw signature of the wrong form is simply not valid.
                 let der = p256::ecdsa::Signature::from_slice(&raw)
                     .map(|s| s.to_der().as_bytes().to_vec())

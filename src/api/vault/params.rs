@@ -127,6 +127,15 @@ pub fn encode(version: u32, bytes: &[u8]) -> String {
 
 /// The version and bytes of a `vault:v<N>:` value, or Vault's error message.
 pub fn decode(value: &str, what: &str) -> Result<(u32, Vec<u8>), Failure> {
+    decode_with(value, what, &B64)
+}
+
+/// As `decode`, with the bytes in `engine`'s base64 (JWS signatures are base64url).
+pub fn decode_with(
+    value: &str,
+    what: &str,
+    engine: &impl Engine,
+) -> Result<(u32, Vec<u8>), Failure> {
     let rest = value
         .strip_prefix("vault:")
         .ok_or_else(|| invalid_value(what, "no prefix"))?;
@@ -139,7 +148,7 @@ pub fn decode(value: &str, what: &str) -> Result<(u32, Vec<u8>), Failure> {
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| invalid_value(what, "version number could not be decoded"))?;
-    let bytes = B64
+    let bytes = engine
         .decode(encoded)
         .map_err(|_| invalid_value(what, "could not decode base64"))?;
     Ok((version, bytes))
