@@ -4,6 +4,7 @@
 //! API under `/v1/`. Front-ends call the operations core
 //! (`crate::core`) and never touch PKCS#11, SQL or policy themselves.
 
+pub mod aws;
 pub mod http;
 pub mod listener;
 mod metrics;
