@@ -61,6 +61,8 @@ conformance!(
     universal_auth_client_id_is_unique_and_nothing_is_half_written,
     universal_auth_is_not_written_when_the_identity_conflicts,
     key_attributes_are_set_removed_and_go_with_the_key,
+    access_keys_are_bounded_per_identity_and_deleted_one_by_one,
+    aliases_name_one_key_per_project_and_go_with_the_key,
 );
 
 conformance!(
@@ -94,6 +96,8 @@ conformance!(
     universal_auth_client_id_is_unique_and_nothing_is_half_written,
     universal_auth_is_not_written_when_the_identity_conflicts,
     key_attributes_are_set_removed_and_go_with_the_key,
+    access_keys_are_bounded_per_identity_and_deleted_one_by_one,
+    aliases_name_one_key_per_project_and_go_with_the_key,
 );
 
 #[test]
@@ -898,6 +902,123 @@ mod suite {
         assert_eq!(same.name, "a");
     }
 
+    pub fn access_keys_are_bounded_per_identity_and_deleted_one_by_one(store: &dyn KeyStore) {
+        use kms_gateway::store::AccessKeyRecord;
+        let p = add_project(store, "p");
+        let a = identity(Some(p.id), "a", 0xa1);
+        let b = identity(Some(p.id), "b", 0xb1);
+        store.create_identity(&a).unwrap();
+        store.create_identity(&b).unwrap();
+        let access = |id: &str, who: Uuid, at: &str| AccessKeyRecord {
+            access_key_id: id.into(),
+            identity_id: who,
+            wrapped_secret: format!("wrapped {id}").into_bytes(),
+            created_at: at.into(),
+        };
+        let a1 = access("AKIAA1", a.id, "2024-05-01T10:00:00Z");
+        let a2 = access("AKIAA2", a.id, "2024-05-01T10:00:01Z");
+        store.create_access_key(&a2, 2).unwrap();
+        store.create_access_key(&a1, 2).unwrap();
+        assert_eq!(store.access_key("AKIAA1").unwrap(), Some(a1.clone()));
+        assert_eq!(
+            store.access_keys_of(a.id).unwrap(),
+            vec![a1.clone(), a2.clone()],
+            "oldest first"
+        );
+
+        // A third one for `a` is refused and not written; `b` is not affected.
+        let a3 = access("AKIAA3", a.id, "2024-05-01T10:00:02Z");
+        assert!(matches!(
+            store.create_access_key(&a3, 2),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.access_key("AKIAA3").unwrap(), None);
+        store
+            .create_access_key(&access("AKIAB1", b.id, "2024-05-01T10:00:00Z"), 2)
+            .unwrap();
+
+        // An id in use, or an unknown identity, is refused.
+        assert!(matches!(
+            store.create_access_key(&access("AKIAB1", a.id, "2024-05-01T10:00:00Z"), 5),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(store
+            .create_access_key(&access("AKIAX", Uuid::new_v4(), "2024-05-01T10:00:00Z"), 5)
+            .is_err());
+        assert_eq!(store.access_key("AKIAX").unwrap(), None);
+
+        // Deleting needs the right identity; then room for another.
+        assert!(!store.delete_access_key(b.id, "AKIAA1").unwrap());
+        assert!(store.delete_access_key(a.id, "AKIAA1").unwrap());
+        assert!(!store.delete_access_key(a.id, "AKIAA1").unwrap());
+        assert_eq!(store.access_key("AKIAA1").unwrap(), None);
+        store.create_access_key(&a3, 2).unwrap();
+        assert_eq!(store.access_keys_of(a.id).unwrap(), vec![a2, a3]);
+        assert_eq!(store.access_keys_of(b.id).unwrap().len(), 1);
+    }
+
+    pub fn aliases_name_one_key_per_project_and_go_with_the_key(store: &dyn KeyStore) {
+        use kms_gateway::store::AliasRecord;
+        let p = add_project(store, "p");
+        let q = add_project(store, "q");
+        let k1 = add_key(store, key(p.id, "k1"));
+        let k2 = add_key(store, key(p.id, "k2"));
+        let kq = add_key(store, key(q.id, "kq"));
+        let alias = |project: Uuid, name: &str, key: Uuid| AliasRecord {
+            project_id: project,
+            name: name.into(),
+            key_id: key,
+            created_at: "2024-05-01T10:00:00Z".into(),
+            updated_at: "2024-05-01T10:00:00Z".into(),
+        };
+        store.create_alias(&alias(p.id, "b-name", k1.id)).unwrap();
+        store.create_alias(&alias(p.id, "a-name", k1.id)).unwrap();
+        store.create_alias(&alias(p.id, "other", k2.id)).unwrap();
+        // The same name in another project is another alias.
+        store.create_alias(&alias(q.id, "a-name", kq.id)).unwrap();
+        assert!(matches!(
+            store.create_alias(&alias(p.id, "a-name", k2.id)),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(store
+            .create_alias(&alias(p.id, "ghost", Uuid::new_v4()))
+            .is_err());
+        assert_eq!(store.alias(p.id, "ghost").unwrap(), None);
+
+        assert_eq!(store.alias(p.id, "a-name").unwrap().unwrap().key_id, k1.id);
+        assert_eq!(store.alias(q.id, "a-name").unwrap().unwrap().key_id, kq.id);
+        let names = |key: Option<Uuid>| -> Vec<String> {
+            store
+                .aliases(p.id, key)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.name)
+                .collect()
+        };
+        assert_eq!(names(None), ["a-name", "b-name", "other"]);
+        assert_eq!(names(Some(k1.id)), ["a-name", "b-name"]);
+
+        // Re-pointed, then deleted; unknown names are `false`.
+        assert!(store
+            .update_alias(p.id, "a-name", k2.id, "2024-06-01T00:00:00Z")
+            .unwrap());
+        let moved = store.alias(p.id, "a-name").unwrap().unwrap();
+        assert_eq!(
+            (moved.key_id, moved.updated_at.as_str()),
+            (k2.id, "2024-06-01T00:00:00Z")
+        );
+        assert!(!store
+            .update_alias(p.id, "absent", k2.id, "2024-06-01T00:00:00Z")
+            .unwrap());
+        assert!(store.delete_alias(p.id, "other").unwrap());
+        assert!(!store.delete_alias(p.id, "other").unwrap());
+
+        // A key's deletion takes its aliases with it.
+        store.delete_key(k2.id).unwrap();
+        assert_eq!(names(None), ["b-name"]);
+        assert_eq!(store.aliases(q.id, None).unwrap().len(), 1);
+    }
+
     pub fn key_attributes_are_set_removed_and_go_with_the_key(store: &dyn KeyStore) {
         use std::collections::BTreeMap;
         let p = add_project(store, "p");
@@ -1507,10 +1628,12 @@ mod sqlite {
             store.create_identity(&old).unwrap();
         }
         // Back to that release's schema: version 6, before migration 7 added the table
-        // (it adds nothing else) and migration 8 the key attributes.
+        // (it adds nothing else), migration 8 the key attributes and 9 the access keys
+        // and aliases.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE key_attributes; DROP TABLE universal_auth; PRAGMA user_version = 6;",
+            "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
+             DROP TABLE universal_auth; PRAGMA user_version = 6;",
         )
         .unwrap();
         drop(conn);
@@ -1642,9 +1765,11 @@ mod postgres {
             store.create_identity(&old).unwrap();
         }
         // Back to that release's schema: version 1, before migration 2 added the table
-        // (it adds nothing else) and migration 3 the key attributes.
+        // (it adds nothing else), migration 3 the key attributes and 4 the access keys
+        // and aliases.
         db.sql(
-            "DROP TABLE key_attributes; DROP TABLE universal_auth; \
+            "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
+             DROP TABLE universal_auth; \
              DELETE FROM schema_version WHERE version >= 2",
         );
 

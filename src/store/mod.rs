@@ -131,6 +131,38 @@ pub struct KeyPatch {
     pub deletion_date: Option<Option<String>>,
 }
 
+/// An access key of an identity (AWS's Signature Version 4 credentials): the id it signs
+/// with, and the secret wrapped under the instance root key (never stored in clear).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub identity_id: Uuid,
+    pub wrapped_secret: Vec<u8>,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("access_key_id", &self.access_key_id)
+            .field("identity_id", &self.identity_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A name of a key in its project (AWS's `alias/<name>`); an alias names one key, a key
+/// may have several, and an alias may be pointed at another key of the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub project_id: Uuid,
+    /// Without the `alias/` prefix.
+    pub name: String,
+    pub key_id: Uuid,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// Persistence of the gateway. Implementations must make each call atomic: a crash at
 /// any point leaves either the old or the new state.
 pub trait KeyStore: Send + Sync + 'static {
@@ -230,6 +262,31 @@ pub trait KeyStore: Send + Sync + 'static {
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> StoreResult<bool>;
+
+    /// Stores an access key. Conflict if its id is taken or its identity already has
+    /// `max_per_identity` keys (checked and written in one transaction).
+    fn create_access_key(&self, key: &AccessKeyRecord, max_per_identity: usize) -> StoreResult<()>;
+    fn access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+    /// The access keys of an identity, oldest first.
+    fn access_keys_of(&self, identity_id: Uuid) -> StoreResult<Vec<AccessKeyRecord>>;
+    /// `false` when the identity has no such key.
+    fn delete_access_key(&self, identity_id: Uuid, access_key_id: &str) -> StoreResult<bool>;
+
+    /// Stores an alias. Conflict if the project already has one of that name.
+    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()>;
+    fn alias(&self, project_id: Uuid, name: &str) -> StoreResult<Option<AliasRecord>>;
+    /// The aliases of a project (of one key of it, with `key_id`), by name.
+    fn aliases(&self, project_id: Uuid, key_id: Option<Uuid>) -> StoreResult<Vec<AliasRecord>>;
+    /// Points an alias at another key; `false` when the project has no such alias.
+    fn update_alias(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        key_id: Uuid,
+        updated_at: &str,
+    ) -> StoreResult<bool>;
+    /// `false` when the project has no such alias.
+    fn delete_alias(&self, project_id: Uuid, name: &str) -> StoreResult<bool>;
 
     /// Distinct customer fragment ids that keys are bound to.
     fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>>;

@@ -7,6 +7,7 @@
 
 mod attributes;
 mod audit;
+mod aws;
 mod pool;
 mod rows;
 mod schema;
@@ -30,9 +31,9 @@ use self::rows::{
 use self::schema::{migrate, MIGRATIONS};
 use self::tls::TlsMode;
 use super::{
-    AuditChain, AuditHead, AuditRow, Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore,
-    KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreOptions, StoreResult,
-    UniversalAuthRecord,
+    AccessKeyRecord, AliasRecord, AuditChain, AuditHead, AuditRow, Direction, IdentityRecord,
+    KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError,
+    StoreOptions, StoreResult, UniversalAuthRecord,
 };
 
 /// How often a transaction that lost a serialization race or a deadlock is run.
@@ -541,6 +542,48 @@ impl KeyStore for PostgresStore {
         key_id: Uuid,
     ) -> StoreResult<std::collections::BTreeMap<String, String>> {
         self.run(|conn| attributes::of_key(conn, key_id))
+    }
+
+    fn create_access_key(&self, key: &AccessKeyRecord, max_per_identity: usize) -> StoreResult<()> {
+        self.run(|conn| aws::create_access_key(conn, key, max_per_identity))
+    }
+
+    fn access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
+        self.run(|conn| aws::access_key(conn, access_key_id))
+    }
+
+    fn access_keys_of(&self, identity_id: Uuid) -> StoreResult<Vec<AccessKeyRecord>> {
+        self.run(|conn| aws::access_keys_of(conn, identity_id))
+    }
+
+    fn delete_access_key(&self, identity_id: Uuid, access_key_id: &str) -> StoreResult<bool> {
+        self.run(|conn| aws::delete_access_key(conn, identity_id, access_key_id))
+    }
+
+    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        self.run(|conn| aws::create_alias(conn, alias))
+    }
+
+    fn alias(&self, project_id: Uuid, name: &str) -> StoreResult<Option<AliasRecord>> {
+        self.run(|conn| aws::alias(conn, project_id, name))
+    }
+
+    fn aliases(&self, project_id: Uuid, key_id: Option<Uuid>) -> StoreResult<Vec<AliasRecord>> {
+        self.run(|conn| aws::aliases(conn, project_id, key_id))
+    }
+
+    fn update_alias(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        key_id: Uuid,
+        updated_at: &str,
+    ) -> StoreResult<bool> {
+        self.run(|conn| aws::update_alias(conn, project_id, name, key_id, updated_at))
+    }
+
+    fn delete_alias(&self, project_id: Uuid, name: &str) -> StoreResult<bool> {
+        self.run(|conn| aws::delete_alias(conn, project_id, name))
     }
 
     fn update_key_attributes(

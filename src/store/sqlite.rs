@@ -4,6 +4,7 @@
 
 mod attributes;
 mod audit;
+mod aws;
 mod identities;
 mod schema;
 mod universal_auth;
@@ -24,9 +25,9 @@ use rusqlite::{
 use uuid::Uuid;
 
 use super::{
-    AuditChain, AuditHead, AuditRow, Direction, IdentityRecord, KeyPatch, KeyRecord, KeyStore,
-    KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError, StoreResult,
-    UniversalAuthRecord,
+    AccessKeyRecord, AliasRecord, AuditChain, AuditHead, AuditRow, Direction, IdentityRecord,
+    KeyPatch, KeyRecord, KeyStore, KeyVersionRecord, ListQuery, OrderBy, ProjectRecord, StoreError,
+    StoreResult, UniversalAuthRecord,
 };
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -716,6 +717,48 @@ impl KeyStore for SqliteStore {
         key_id: Uuid,
     ) -> StoreResult<std::collections::BTreeMap<String, String>> {
         attributes::of_key(&self.reader(), key_id)
+    }
+
+    fn create_access_key(&self, key: &AccessKeyRecord, max_per_identity: usize) -> StoreResult<()> {
+        aws::create_access_key(&mut self.writer(), key, max_per_identity)
+    }
+
+    fn access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
+        aws::access_key(&self.reader(), access_key_id)
+    }
+
+    fn access_keys_of(&self, identity_id: Uuid) -> StoreResult<Vec<AccessKeyRecord>> {
+        aws::access_keys_of(&self.reader(), identity_id)
+    }
+
+    fn delete_access_key(&self, identity_id: Uuid, access_key_id: &str) -> StoreResult<bool> {
+        aws::delete_access_key(&self.writer(), identity_id, access_key_id)
+    }
+
+    fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
+        aws::create_alias(&self.writer(), alias)
+    }
+
+    fn alias(&self, project_id: Uuid, name: &str) -> StoreResult<Option<AliasRecord>> {
+        aws::alias(&self.reader(), project_id, name)
+    }
+
+    fn aliases(&self, project_id: Uuid, key_id: Option<Uuid>) -> StoreResult<Vec<AliasRecord>> {
+        aws::aliases(&self.reader(), project_id, key_id)
+    }
+
+    fn update_alias(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        key_id: Uuid,
+        updated_at: &str,
+    ) -> StoreResult<bool> {
+        aws::update_alias(&self.writer(), project_id, name, key_id, updated_at)
+    }
+
+    fn delete_alias(&self, project_id: Uuid, name: &str) -> StoreResult<bool> {
+        aws::delete_alias(&self.writer(), project_id, name)
     }
 
     fn update_key_attributes(

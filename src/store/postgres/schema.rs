@@ -99,6 +99,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
            value  TEXT NOT NULL,
            PRIMARY KEY (key_id, name)
        );"#,
+    // 4: access keys and key aliases (SQLite migration 9).
+    r#"CREATE TABLE access_keys (
+           access_key_id  TEXT COLLATE "C" PRIMARY KEY,
+           identity_id    UUID NOT NULL REFERENCES identities (id),
+           wrapped_secret BYTEA NOT NULL,
+           created_at     TEXT NOT NULL
+       );
+       CREATE INDEX access_keys_identity ON access_keys (identity_id);
+       CREATE TABLE key_aliases (
+           project_id UUID NOT NULL REFERENCES projects (id),
+           name       TEXT COLLATE "C" NOT NULL,
+           key_id     UUID NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+           created_at TEXT NOT NULL,
+           updated_at TEXT NOT NULL,
+           PRIMARY KEY (project_id, name)
+       );
+       CREATE INDEX key_aliases_key ON key_aliases (key_id);"#,
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

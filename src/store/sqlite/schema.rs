@@ -92,6 +92,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
          value  TEXT NOT NULL,
          PRIMARY KEY (key_id, name)
      );",
+    // 9: access keys of identities (Signature Version 4; the secret wrapped under the
+    // instance root key) and aliases of keys (a name in a project that names one key).
+    "CREATE TABLE access_keys (
+         access_key_id  TEXT PRIMARY KEY,
+         identity_id    TEXT NOT NULL REFERENCES identities (id),
+         wrapped_secret BLOB NOT NULL,
+         created_at     TEXT NOT NULL
+     );
+     CREATE INDEX access_keys_identity ON access_keys (identity_id);
+     CREATE TABLE key_aliases (
+         project_id TEXT NOT NULL REFERENCES projects (id),
+         name       TEXT NOT NULL,
+         key_id     TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+         created_at TEXT NOT NULL,
+         updated_at TEXT NOT NULL,
+         PRIMARY KEY (project_id, name)
+     );
+     CREATE INDEX key_aliases_key ON key_aliases (key_id);",
 ];
 
 /// Applies the migrations the file lacks, each in its own immediate transaction, so
