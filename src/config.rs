@@ -38,6 +38,54 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub lifecycle: LifecycleSettings,
     pub vault: VaultSettings,
+    pub aws: AwsSettings,
+}
+
+/// The AWS KMS-compatible API (docs/AWS.md): what its ARNs say.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    /// The region in key ARNs (requests may be signed for any region).
+    pub region: String,
+    /// The 12-digit account id in key ARNs.
+    pub account_id: String,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        }
+    }
+}
+
+impl AwsSettings {
+    /// The settings, checked: a region of `[a-z0-9-]`, an account id of 12 digits.
+    pub fn checked(&self) -> Result<crate::api::aws::Arns, ConfigError> {
+        let region_ok = !self.region.is_empty()
+            && self.region.len() <= 32
+            && self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(ConfigError::Invalid(format!(
+                "aws.region: {:?} is not a region name (1 to 32 of a-z, 0-9, '-', as us-east-1)",
+                self.region
+            )));
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!(
+                "aws.account_id: {:?} is not an AWS account id (12 digits)",
+                self.account_id
+            )));
+        }
+        Ok(crate::api::aws::Arns {
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -499,6 +499,7 @@ async fn the_core_verifies_macs_of_a_named_version_down_to_the_minimum() {
         key_id: id,
         data: data.to_vec(),
         algorithm,
+        exact: false,
     };
     let data = b"versioned data";
     let v1 = gw.generate_mac(&caller, req(data, None)).await.unwrap();
@@ -591,6 +592,7 @@ async fn the_core_verifies_macs_of_a_named_version_down_to_the_minimum() {
                 key_id: KeyId(aes.id),
                 data: data.to_vec(),
                 algorithm: None,
+                exact: false,
             },
         )
         .await

@@ -1,4 +1,4 @@
-//! `kms-gateway identity create|list|revoke|rotate-token`: machine identities, managed
+//! `kms-gateway identity create|list|revoke|rotate-token|access-key`: machine identities, managed
 //! through the operations core exactly as the API's /api/v1/identities does (same rules,
 //! the last administrator of every project cannot be revoked, audited after the write).
 
@@ -49,6 +49,30 @@ pub enum Command {
     /// Give an identity a new token (printed once); the old one stops working.
     #[command(after_help = "Example:\n  kms-gateway identity rotate-token 0b6e...")]
     RotateToken { id: Uuid },
+    /// AWS Signature Version 4 access keys of an identity (for the AWS KMS API).
+    #[command(subcommand)]
+    AccessKey(AccessKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessKeyCommand {
+    /// Create an access key and print its id and secret (the secret is shown once and
+    /// stored only wrapped under the instance root key). At most two per identity.
+    #[command(
+        after_help = "Example:\n  kms-gateway identity access-key create 0b6e...\n\nThen, for the AWS CLI or an SDK:\n  export AWS_ACCESS_KEY_ID=<first line> AWS_SECRET_ACCESS_KEY=<second line>"
+    )]
+    Create { identity_id: Uuid },
+    /// List an identity's access keys (ids and creation times; never secrets).
+    #[command(after_help = "Example:\n  kms-gateway identity access-key list 0b6e...")]
+    List { identity_id: Uuid },
+    /// Delete an access key: requests signed with it are refused at once.
+    #[command(
+        after_help = "Example:\n  kms-gateway identity access-key delete 0b6e... AKGWEXAMPLE234567ABCD"
+    )]
+    Delete {
+        identity_id: Uuid,
+        access_key_id: String,
+    },
 }
 
 pub fn run(settings: Settings, command: Command) -> CliResult {
@@ -139,6 +163,33 @@ async fn run_with(gateway: &crate::core::Gateway, command: Command) -> CliResult
                 .await?;
             eprintln!("identity {id} has a new token (shown only now):");
             println!("{}", token.as_str());
+        }
+        Command::AccessKey(AccessKeyCommand::Create { identity_id }) => {
+            let key = gateway
+                .create_access_key(&caller, IdentityId(identity_id))
+                .await?;
+            eprintln!(
+                "identity {identity_id} has a new access key; its id and secret (the secret is shown only now):"
+            );
+            println!("{}", key.access_key_id);
+            println!("{}", key.secret_access_key.as_str());
+        }
+        Command::AccessKey(AccessKeyCommand::List { identity_id }) => {
+            for k in gateway
+                .list_access_keys(&caller, IdentityId(identity_id))
+                .await?
+            {
+                println!("{}\t{}", k.access_key_id, k.created_at);
+            }
+        }
+        Command::AccessKey(AccessKeyCommand::Delete {
+            identity_id,
+            access_key_id,
+        }) => {
+            gateway
+                .delete_access_key(&caller, IdentityId(identity_id), access_key_id.clone())
+                .await?;
+            println!("deleted access key {access_key_id} of identity {identity_id}");
         }
     }
     Ok(())

@@ -57,6 +57,8 @@ pub struct Mac {
     pub key_id: KeyId,
     pub data: Vec<u8>,
     pub algorithm: Option<MacAlgorithm>,
+    /// Whether a named `algorithm` must be the key's own (AWS refuses another one).
+    pub exact: bool,
 }
 
 /// A MAC, the key version that made it and the algorithm used.
@@ -118,6 +120,31 @@ fn mac_algorithm(
     named: Option<MacAlgorithm>,
 ) -> Option<MacAlgorithm> {
     named.or(key.algorithm.mac())
+}
+
+/// With `exact`, a named MAC algorithm other than an HMAC key's own is refused.
+fn check_exact_mac(key: &crate::store::KeyRecord, req: &Mac) -> Result<(), CoreError> {
+    match (req.exact, key.algorithm.mac(), req.algorithm) {
+        (true, Some(own), Some(named)) if own != named => Err(CoreError::invalid(
+            "mac_algorithm_mismatch",
+            format!(
+                "this key computes {}; {} was asked for",
+                own.as_str(),
+                named.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The key named in a ciphertext of DESIGN.md §4, if it has the form of one (for
+/// front-ends whose decrypt may name no key: the ciphertext does).
+pub fn ciphertext_key(ciphertext: &[u8]) -> Option<KeyId> {
+    const SHORTEST: usize = 1 + 16 + 4 + 12 + 16;
+    if ciphertext.len() < SHORTEST || ciphertext[0] != 0x01 {
+        return None;
+    }
+    uuid::Uuid::from_slice(&ciphertext[1..17]).ok().map(KeyId)
 }
 
 fn sign_request(r: &Sign) -> SignRequest<'_> {
@@ -252,6 +279,7 @@ impl Gateway {
             let key = self
                 .visible_key(&mut rec, &p, req.key_id, Permission::Sign)
                 .await?;
+            check_exact_mac(&key, &req)?;
             self.bound_mac_data(&req.data)?;
             let algorithm = mac_algorithm(&key, req.algorithm);
             let (mac, key_version) = match from_cache(self.keys.generate_mac_cached(
@@ -305,6 +333,7 @@ impl Gateway {
                 .await?;
             let key_version = version.unwrap_or(key.version);
             rec.key_version = Some(key_version);
+            check_exact_mac(&key, &req)?;
             self.bound_mac_data(&req.data)?;
             let algorithm = mac_algorithm(&key, req.algorithm);
             let valid = match from_cache(self.keys.verify_mac_cached(

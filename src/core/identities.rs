@@ -317,7 +317,7 @@ impl Gateway {
     }
 
     /// An identity the caller administers (or the caller itself), else "not found".
-    async fn administered_identity(
+    pub(super) async fn administered_identity(
         &self,
         rec: &mut super::record::Record<'_>,
         caller: &Principal,

@@ -110,6 +110,19 @@ impl Gateway {
             Credentials::Bearer(token) => Lookup::Token(token_sha256(token)),
             Credentials::TlsSubject(subject) => Lookup::Subject(subject.to_owned()),
         };
+        self.look_up(lookup).await
+    }
+
+    /// The identity `id` as a caller (cached for seconds), refused as its token would be
+    /// when it is revoked or expired.
+    pub(super) async fn principal_of_identity(
+        &self,
+        id: Uuid,
+    ) -> Result<Arc<Principal>, CoreError> {
+        self.look_up(Lookup::Identity(id)).await
+    }
+
+    async fn look_up(&self, lookup: Lookup) -> Result<Arc<Principal>, CoreError> {
         let found = match self.auth.cached(&lookup.digest()) {
             Some(found) => found,
             None => {

@@ -9,7 +9,9 @@
 //! path on the async thread, or the blocking pool), then one audit record naming the
 //! [`Operation`] and the [`Frontend`]. The core knows no HTTP, no SQL and no PKCS#11.
 
+pub mod access_keys;
 pub mod admin;
+pub mod aliases;
 pub mod attributes;
 pub mod auth;
 pub mod crypto;
@@ -52,6 +54,8 @@ pub enum Frontend {
     System,
     /// The Vault Transit-compatible API under `/v1/`.
     Vault,
+    /// The AWS KMS-compatible JSON API (`X-Amz-Target: TrentService.*`).
+    Aws,
 }
 
 impl Frontend {
@@ -61,6 +65,7 @@ impl Frontend {
             Frontend::Cli => "cli",
             Frontend::System => "system",
             Frontend::Vault => "vault",
+            Frontend::Aws => "aws",
         }
     }
 
@@ -140,6 +145,7 @@ pub struct Gateway {
     limits: CoreLimits,
     org_id: Uuid,
     tokens: tokens::AccessTokens,
+    secrets: access_keys::SecretSealer,
     logins: tokens::LoginThrottle,
     in_flight: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
 }
@@ -162,6 +168,7 @@ impl Gateway {
         let org_id = admin::org_id(parts.keys.store().as_ref(), parts.keys.random())?;
         Ok(Self {
             tokens: tokens::AccessTokens::new(&parts.irk),
+            secrets: access_keys::SecretSealer::new(&parts.irk),
             logins: tokens::LoginThrottle::default(),
             keys: parts.keys,
             auth: parts.auth,

@@ -193,6 +193,7 @@ fn mac_request(input: &Input<'_>, req: &MacBody) -> Result<Mac, Failure> {
         key_id,
         data: decode_b64("data", &req.data)?,
         algorithm,
+        exact: false,
     })
 }
 

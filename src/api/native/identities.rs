@@ -108,6 +108,37 @@ pub async fn rotate_token(input: Input<'_>) -> Reply {
     Ok(json!({"identity": json::identity(&view), "token": token.as_str()}))
 }
 
+/// `POST /api/v1/identities/{id}/access-keys`: a new SigV4 access key, the secret shown once.
+pub async fn create_access_key(input: Input<'_>) -> Reply {
+    let id = json::id(&input.params[0], "identityId")?;
+    let key = input.gateway.create_access_key(input.caller, id).await?;
+    Ok(json!({"accessKey": {
+        "accessKeyId": key.access_key_id,
+        "secretAccessKey": key.secret_access_key.as_str(),
+        "createdAt": key.created_at,
+    }}))
+}
+
+pub async fn list_access_keys(input: Input<'_>) -> Reply {
+    let id = json::id(&input.params[0], "identityId")?;
+    let keys = input.gateway.list_access_keys(input.caller, id).await?;
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"accessKeyId": k.access_key_id, "createdAt": k.created_at}))
+        .collect();
+    Ok(json!({"accessKeys": keys}))
+}
+
+pub async fn delete_access_key(input: Input<'_>) -> Reply {
+    let id = json::id(&input.params[0], "identityId")?;
+    let access_key_id = input.params[1].clone();
+    input
+        .gateway
+        .delete_access_key(input.caller, id, access_key_id.clone())
+        .await?;
+    Ok(json!({"accessKey": {"accessKeyId": access_key_id}}))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Login {

@@ -66,6 +66,21 @@ pub static ROUTES: &[Route] = &[
         "/api/v1/identities/{identityId}/rotate-token",
         O::RotateIdentityToken,
     ),
+    route(
+        Method::POST,
+        "/api/v1/identities/{identityId}/access-keys",
+        O::CreateAccessKey,
+    ),
+    route(
+        Method::GET,
+        "/api/v1/identities/{identityId}/access-keys",
+        O::ListAccessKeys,
+    ),
+    route(
+        Method::DELETE,
+        "/api/v1/identities/{identityId}/access-keys/{accessKeyId}",
+        O::DeleteAccessKey,
+    ),
     route(Method::POST, "/api/v1/kms/keys", O::CreateKey),
     route(Method::GET, "/api/v1/kms/keys", O::ListKeys),
     route(
@@ -200,6 +215,9 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
         O::ListIdentities => identities::list(input).await,
         O::RevokeIdentity => identities::revoke(input).await,
         O::RotateIdentityToken => identities::rotate_token(input).await,
+        O::CreateAccessKey => identities::create_access_key(input).await,
+        O::ListAccessKeys => identities::list_access_keys(input).await,
+        O::DeleteAccessKey => identities::delete_access_key(input).await,
         O::CreateKey => keys::create(input).await,
         O::ListKeys => keys::list(input).await,
         O::GetKeyByName => keys::by_name(input).await,

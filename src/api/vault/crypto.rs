@@ -274,6 +274,7 @@ async fn hmac(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
         key_id: key.id,
         data: input(p)?,
         algorithm: Some(algorithm),
+        exact: false,
     };
     let out = ctx.gateway.generate_mac(ctx.caller, request).await?;
     Ok(object(json!({
@@ -356,6 +357,7 @@ async fn verify(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
                 key_id: key.id,
                 data,
                 algorithm: Some(algorithm),
+                exact: false,
             };
             let valid = ctx
                 .gateway
