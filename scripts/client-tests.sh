@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real clients against one real gateway over real TLS (`make test-clients`):
-#   1. Infisical's official Python SDK (`infisicalsdk`) driven by pytest (tests/clients);
+#   1. pytest (tests/clients) driving Infisical's official Python SDK (`infisicalsdk`),
+#      Vault's `hvac`, and the AWS clients: boto3, the AWS CLI and the AWS Encryption SDK;
 #   2. schemathesis, fuzzing every operation of the gateway's OpenAPI document (served
 #      at /api/v1/openapi.json, the file src/api/native/openapi.json) and checking the
 #      responses against it.
@@ -135,8 +136,11 @@ export KMSGW_CLIENT_BOOTSTRAP_TOKEN_FILE=$gw/data/bootstrap-token
 # Infisical's SDK has no CA parameter: it verifies with requests' defaults, which take this.
 export REQUESTS_CA_BUNDLE=$ca
 export PYTHONDONTWRITEBYTECODE=1
+# The AWS clients get their endpoint, credentials and CA from each test, never from the
+# caller's profile or environment.
+while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep -E '^AWS_' || true)
 
-# 5. Infisical's Python SDK.
+# 5. The client tests (Infisical SDK, hvac, AWS clients).
 set +e
 (cd "$root/tests/clients" && "$py" -m pytest -q --color=no) 2>&1 | tee "$work/pytest.log"
 pytest_rc=${PIPESTATUS[0]}
