@@ -110,6 +110,8 @@ env RUST_LOG=info \
   KMSGW__TLS__CERT_FILE="$gw/cert.pem" \
   KMSGW__TLS__KEY_FILE="$gw/key.pem" \
   KMSGW__STORE__URL="sqlite://$gw/data/kms-gateway.db" \
+  KMSGW__XKS__ENABLED=true \
+  KMSGW__XKS__URI_PATH_PREFIX=/example/xks \
   ROOT_ENCRYPTION_KEY_FILE="$gw/root.key" \
   CUSTOMER_FRAGMENTS_FILE="$gw/customer_fragments.json" \
   "$bin" serve > "$gw/stdout" 2> "$gw/gateway.log" &

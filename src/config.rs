@@ -39,6 +39,43 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     pub vault: VaultSettings,
     pub aws: AwsSettings,
+    pub xks: XksConfig,
+}
+
+/// AWS's external key store proxy API (docs/AWS.md, "External key store").
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct XksConfig {
+    /// Off unless set.
+    pub enabled: bool,
+    /// The path before `/kms/xks/v1` (AWS's `XksProxyUriPath` minus that suffix), empty
+    /// or like `/example/prefix`.
+    pub uri_path_prefix: String,
+    /// Refuse XKS requests that come without a verified client certificate.
+    pub require_client_certificate: bool,
+}
+
+impl XksConfig {
+    pub fn checked(&self) -> Result<crate::api::aws::xks::XksSettings, ConfigError> {
+        let p = self.uri_path_prefix.trim_end_matches('/');
+        let ok = p.is_empty()
+            || (p.starts_with('/')
+                && p.len() <= 64
+                && !p.contains("//")
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.')));
+        if !ok {
+            return Err(ConfigError::Invalid(format!(
+                "xks.uri_path_prefix: {:?} is not a path prefix (empty, or '/' then up to 64 of a-z, A-Z, 0-9, '/', '-', '_', '.')",
+                self.uri_path_prefix
+            )));
+        }
+        Ok(crate::api::aws::xks::XksSettings {
+            enabled: self.enabled,
+            uri_path_prefix: p.to_owned(),
+            require_client_certificate: self.require_client_certificate,
+        })
+    }
 }
 
 /// The AWS KMS-compatible API (docs/AWS.md): what its ARNs say.

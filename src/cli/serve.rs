@@ -38,6 +38,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         api::server_config(&cert, &key, settings.tls.client_ca_file.as_deref())?;
     let vault_mounts = settings.vault.mounts()?;
     let aws_arns = settings.aws.checked()?;
+    let xks = settings.xks.checked()?;
 
     let hsm = connect_hsm(&settings)?;
     let random = match &hsm {
@@ -101,7 +102,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     tracing::info!(org_id = %gateway.org_id(), "operations core ready");
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
     let sweeper = Sweeper::start(gateway.clone(), interval)?;
-    let (https, limits) = https_protocol(&settings, &gateway, vault_mounts, aws_arns);
+    let (https, limits) = https_protocol(&settings, &gateway, vault_mounts, aws_arns, xks);
     let result = serve_https(&settings.server.listen, tls, cert_reloader, https, limits);
     // The sweeper may be using the HSM: it stops before the HSM is finalised.
     sweeper.stop();
@@ -176,8 +177,12 @@ fn https_protocol(
     gateway: &Arc<Gateway>,
     vault_mounts: Vec<api::vault::Mount>,
     aws_arns: api::aws::Arns,
+    xks: api::aws::xks::XksSettings,
 ) -> (Arc<HttpProtocol>, ListenerLimits) {
+    // The first that claims a request serves it: XKS first, whose configurable path
+    // prefix could otherwise fall under another front-end's.
     let frontends: Vec<Arc<dyn HttpFrontend>> = vec![
+        Arc::new(api::aws::xks::Xks::new(gateway.clone(), xks)),
         Arc::new(Native::new(gateway.clone())),
         Arc::new(api::vault::Vault::new(gateway.clone(), vault_mounts)),
         Arc::new(api::aws::Aws::new(gateway.clone(), aws_arns)),

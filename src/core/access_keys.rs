@@ -1,6 +1,7 @@
 //! Access keys: the credentials an identity signs requests with under AWS's Signature
-//! Version 4 (the AWS KMS front-end). An access key is an id (`AKGW` + 16 base32
-//! characters, public) and a secret (40 characters, shown once). SigV4 needs the secret
+//! Version 4 (the AWS KMS front-end and the XKS proxy API). An access key is an id
+//! (`AKGW` + 16 base32 characters, public) and a secret (44 characters of base64, shown
+//! once; AWS asks 43 to 64 characters of an XKS proxy credential). SigV4 needs the secret
 //! itself to check a signature, so it is stored wrapped, never in clear:
 //! `nonce(12) ‖ AES-256-GCM(K_ak, nonce, secret, AAD)` with
 //! `K_ak = HKDF-SHA256(IRK, info "kms-gateway/v1/access-key-secret")` and
@@ -178,7 +179,7 @@ impl Gateway {
             }
             let random = self.keys.random();
             let id_bytes: Zeroizing<[u8; 10]> = random.secret()?;
-            let secret_bytes: Zeroizing<[u8; 30]> = random.secret()?;
+            let secret_bytes: Zeroizing<[u8; 33]> = random.secret()?;
             let nonce: Zeroizing<[u8; 12]> = random.secret()?;
             let access_key_id = format!("{ID_PREFIX}{}", base32(id_bytes.as_slice()));
             let secret = Zeroizing::new(

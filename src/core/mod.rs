@@ -25,6 +25,7 @@ pub mod login;
 mod record;
 pub mod tokens;
 pub mod utility;
+pub mod xks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ pub enum Frontend {
     Vault,
     /// The AWS KMS-compatible JSON API (`X-Amz-Target: TrentService.*`).
     Aws,
+    /// AWS's external key store proxy API (`<prefix>/kms/xks/v1/`).
+    Xks,
 }
 
 impl Frontend {
@@ -66,6 +69,7 @@ impl Frontend {
             Frontend::System => "system",
             Frontend::Vault => "vault",
             Frontend::Aws => "aws",
+            Frontend::Xks => "xks",
         }
     }
 

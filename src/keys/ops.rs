@@ -199,6 +199,70 @@ impl KeyService {
         ))
     }
 
+    /// The HSM-resident AES-256 key of an XKS request (AWS's external key store), usable
+    /// for `operation`, and its token label.
+    fn external_key<'k>(
+        &self,
+        key: &'k KeyRecord,
+        operation: &'static str,
+    ) -> Result<&'k str, KeyError> {
+        let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, operation)?;
+        match (&key.hsm_key_label, algorithm) {
+            (Some(label), Algorithm::Aes256Gcm) => Ok(label),
+            _ => Err(KeyError::NotSupported(
+                "an external key is an HSM-resident AES-256 key (created with protection \"hsm\")"
+                    .into(),
+            )),
+        }
+    }
+
+    /// AES-256-GCM of `plaintext` with `aad`, inside the HSM, for an external key of
+    /// the XKS proxy API: a fresh 96-bit IV from the HSM's RNG, then `(iv, ciphertext,
+    /// tag)` apart, as that API returns them.
+    pub fn external_encrypt(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<([u8; crypto::NONCE_LEN], Vec<u8>, [u8; 16]), KeyError> {
+        let label = self.external_key(key, "encrypt")?;
+        let hsm = self.hsm()?;
+        let mut iv = [0u8; crypto::NONCE_LEN];
+        hsm.generate_random(&mut iv)?;
+        let mut sealed = hsm.aes_gcm_encrypt(label, &iv, aad, plaintext)?;
+        let split = sealed
+            .len()
+            .checked_sub(16)
+            .ok_or_else(|| KeyError::Internal("the HSM returned no GCM tag".into()))?;
+        let tag: [u8; 16] = sealed[split..]
+            .try_into()
+            .map_err(|_| KeyError::Internal("the HSM returned a short GCM tag".into()))?;
+        sealed.truncate(split);
+        Ok((iv, sealed, tag))
+    }
+
+    /// The inverse of `external_encrypt`; any refusal by the token is "not authentic".
+    pub fn external_decrypt(
+        &self,
+        key: &KeyRecord,
+        iv: &[u8; crypto::NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; 16],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let label = self.external_key(key, "decrypt")?;
+        let sealed = [ciphertext, tag.as_slice()].concat();
+        self.hsm()?
+            .aes_gcm_decrypt(label, iv, aad, &sealed)
+            .map_err(|e| {
+                if e.is_unavailable() {
+                    KeyError::Hsm(e)
+                } else {
+                    KeyError::DecryptionFailed
+                }
+            })
+    }
+
     pub fn decrypt(
         &self,
         key: &KeyRecord,

@@ -80,7 +80,7 @@ def symmetric_key(kms):
 def test_access_keys_are_shown_once_bounded_and_deletable(gateway, aws_project):
     identity, first = make_identity(gateway, aws_project)
     assert first["accessKeyId"].startswith("AKGW") and len(first["accessKeyId"]) == 20
-    assert len(first["secretAccessKey"]) == 40
+    assert len(first["secretAccessKey"]) == 44
     second = gateway.ok("POST", f"/identities/{identity}/access-keys")["accessKey"]
     listed = gateway.ok("GET", f"/identities/{identity}/access-keys")["accessKeys"]
     assert [k["accessKeyId"] for k in listed] == [first["accessKeyId"], second["accessKeyId"]]
@@ -431,10 +431,10 @@ def test_keys_are_the_native_apis_keys(gateway, kms, symmetric_key):
 def test_wrong_secret_and_unknown_access_key(gateway, aws_identity):
     _, key = aws_identity
     with pytest.raises(ClientError) as e:
-        client_for(gateway, key, secret="A" * 40).list_keys()
+        client_for(gateway, key, secret="A" * 44).list_keys()
     assert error_code(e) == "InvalidSignatureException"
     with pytest.raises(ClientError) as e:
-        client_for(gateway, {"accessKeyId": "AKGWAAAAAAAAAAAAAAAA", "secretAccessKey": "B" * 40}).list_keys()
+        client_for(gateway, {"accessKeyId": "AKGWAAAAAAAAAAAAAAAA", "secretAccessKey": "B" * 44}).list_keys()
     assert error_code(e) == "UnrecognizedClientException"
     # Any region may be signed for (the ARNs name the configured one).
     assert "Keys" in client_for(gateway, key, region="eu-central-1").list_keys()

@@ -11,6 +11,7 @@ mod crypto;
 mod error;
 mod keys;
 pub mod sigv4;
+pub mod xks;
 
 use std::sync::Arc;
 
@@ -338,43 +339,11 @@ impl Aws {
             let e = error::unsupported("the AWS KMS API takes POST / only");
             return (self.refused(&caller, operation, e).await, label);
         }
-        let (parts, body) = req.into_parts();
-        let mut body_req = Request::new(body);
-        if let Some(len) = parts.headers.get(CONTENT_LENGTH) {
-            body_req.headers_mut().insert(CONTENT_LENGTH, len.clone());
-        }
-        let body = match read_body(body_req, info.max_body_bytes).await {
-            Ok(b) => b,
+        let (parts, body) = match read_parts(req, info.max_body_bytes).await {
+            Ok(pb) => pb,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
-        // Signature Version 4: the header's form, scope and age first, then the secret.
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .or(parts.uri.authority().map(|a| a.as_str()));
-        let signed = sigv4::SignedRequest {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            host,
-            headers: &parts.headers,
-            body: &body,
-        };
-        let now = now_seconds();
-        let auth = match sigv4::parse_authorization(&parts.headers)
-            .and_then(|a| sigv4::precheck(&signed, &a, SERVICE, now).map(|()| a))
-        {
-            Ok(a) => a,
-            Err(e) => return (self.refused(&caller, operation, sig_error(e)).await, label),
-        };
-        let checked = self
-            .gateway
-            .authenticate_access_key(&auth.access_key_id, |secret| {
-                sigv4::verify(&signed, &auth, SERVICE, secret, now).map_err(sig_error)
-            })
-            .await;
-        match checked {
+        match authenticate(&self.gateway, &parts, &body, SERVICE).await {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         }
@@ -409,6 +378,52 @@ impl Aws {
         let e = self.gateway.refuse(caller, operation, e).await;
         error::response(&e, &caller.request_id)
     }
+}
+
+/// The request's head and its body, read within `max` bytes.
+pub(crate) async fn read_parts(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<(hyper::http::request::Parts, hyper::body::Bytes), CoreError> {
+    let (parts, body) = req.into_parts();
+    let mut body_req = Request::new(body);
+    if let Some(len) = parts.headers.get(CONTENT_LENGTH) {
+        body_req.headers_mut().insert(CONTENT_LENGTH, len.clone());
+    }
+    let body = read_body(body_req, max).await?;
+    Ok((parts, body))
+}
+
+/// Who signed the request with Signature Version 4 for `service`: the header's form,
+/// scope and age are checked first, then the access key's secret checks the signature.
+pub(crate) async fn authenticate(
+    gateway: &Gateway,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    service: &str,
+) -> Result<Arc<crate::core::Principal>, CoreError> {
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()));
+    let signed = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        host,
+        headers: &parts.headers,
+        body,
+    };
+    let now = now_seconds();
+    let auth = sigv4::parse_authorization(&parts.headers)
+        .and_then(|a| sigv4::precheck(&signed, &a, service, now).map(|()| a))
+        .map_err(sig_error)?;
+    gateway
+        .authenticate_access_key(&auth.access_key_id, |secret| {
+            sigv4::verify(&signed, &auth, service, secret, now).map_err(sig_error)
+        })
+        .await
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, CoreError> {
