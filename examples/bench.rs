@@ -6,7 +6,9 @@
 //! ```
 //!
 //! It creates a project and three software keys through the API (aes-256-gcm,
-//! ECC_NIST_P256, RSA_4096). Then, for each operation and each concurrency N, N workers
+//! ECC_NIST_P256, RSA_4096), and for the XKS proxy API (AWS's external key store, which
+//! gives a call 250 ms) an HSM-resident AES-256 key and an identity's access key; XKS
+//! requests are signed with Signature Version 4 by the gateway's own SigV4 code. Then, for each operation and each concurrency N, N workers
 //! send requests back to back (after a warm-up) for a fixed time; requests/s, p50/p99
 //! latency and errors are printed. By default the client speaks HTTP/1.1 with keep-alive,
 //! one TLS connection per worker (`BENCH_HTTP=2`: all workers share one HTTP/2
@@ -38,11 +40,15 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const CONCURRENCY: [usize; 3] = [1, 4, 16];
 /// Percent of a core used by other processes above which a measurement counts as disturbed.
 const DISTURBED: f64 = 15.0;
-const OPS: [&str; 3] = [
+const OPS: [&str; 5] = [
     "encrypt 1 KiB aes-256-gcm",
     "sign ECDSA P-256 SHA-256",
     "sign RSA-4096 PKCS#1 v1.5",
+    "XKS encrypt 32 B (in HSM)",
+    "XKS decrypt 32 B (in HSM)",
 ];
+/// Where scripts/bench.sh serves the XKS proxy API (`xks.uri_path_prefix`).
+const XKS_ROOT: &str = "/bench/kms/xks/v1";
 
 /// A whole number from the environment, or `default`.
 fn env_num(name: &str, default: u64) -> Result<u64, String> {
@@ -59,6 +65,8 @@ struct Api {
     client: reqwest::Client,
     base: String,
     auth: String,
+    /// The access key (id, secret) XKS requests are signed with, once made.
+    xks_key: std::sync::OnceLock<(String, String)>,
 }
 
 impl Api {
@@ -88,16 +96,27 @@ impl Api {
             client: builder.build().map_err(|e| format!("HTTP client: {e}"))?,
             base: base.trim_end_matches('/').to_owned(),
             auth: format!("Bearer {}", token.trim()),
+            xks_key: std::sync::OnceLock::new(),
         })
     }
 
     /// One POST with a JSON body; `Ok` (the reply's body) only for 200.
     async fn post(&self, path: &str, body: Bytes) -> Result<Bytes, String> {
-        let resp = self
+        let request = self
             .client
             .post(format!("{}{path}", self.base))
-            .header(reqwest::header::AUTHORIZATION, &self.auth)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        // XKS requests are signed as AWS KMS signs them; the rest carry the bearer token.
+        let request = match (path.starts_with(XKS_ROOT), self.xks_key.get()) {
+            (true, Some((id, secret))) => {
+                let (date, authorization) = self.sigv4(id, secret, path, &body)?;
+                request
+                    .header("x-amz-date", date)
+                    .header(reqwest::header::AUTHORIZATION, authorization)
+            }
+            _ => request.header(reqwest::header::AUTHORIZATION, &self.auth),
+        };
+        let resp = request
             .body(body)
             .send()
             .await
@@ -112,6 +131,61 @@ impl Api {
             return Err(format!("POST {path}: HTTP {status}: {text}"));
         }
         Ok(bytes)
+    }
+
+    /// `(X-Amz-Date, Authorization)` of a Signature Version 4 signature (service
+    /// `kms-xks-proxy`) over POST `path` with `body`, by the gateway's own SigV4 code.
+    fn sigv4(
+        &self,
+        id: &str,
+        secret: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(String, String), String> {
+        use hmac::Mac;
+        use kms_gateway::api::aws::sigv4;
+        let format =
+            time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let date = time::OffsetDateTime::now_utc()
+            .format(format)
+            .map_err(|e| e.to_string())?;
+        let auth = sigv4::Authorization {
+            access_key_id: id.to_owned(),
+            date: date[..8].to_owned(),
+            region: "us-east-1".into(),
+            service: "kms-xks-proxy".into(),
+            signed_headers: vec!["content-type".into(), "host".into(), "x-amz-date".into()],
+            signature: [0; 32],
+        };
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-amz-date",
+            date.parse().map_err(|_| "bad date".to_owned())?,
+        );
+        let host = self.base.trim_start_matches("https://");
+        let req = sigv4::SignedRequest {
+            method: "POST",
+            path,
+            query: None,
+            host: Some(host),
+            headers: &headers,
+            body,
+        };
+        let to_sign = sigv4::string_to_sign(&req, &auth, &date).map_err(|e| e.message())?;
+        let key = sigv4::signing_key(secret.as_bytes(), &auth);
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&key[..]).map_err(|e| e.to_string())?;
+        mac.update(to_sign.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={id}/{}/us-east-1/kms-xks-proxy/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature={signature}",
+            auth.date
+        );
+        Ok((date, authorization))
     }
 
     /// POSTs `body` and returns the string at `pointer` in the JSON reply.
@@ -277,10 +351,61 @@ async fn setup(api: &Api) -> Result<Vec<Op>, String> {
         let path = format!("/api/v1/kms/keys/{path}");
         (OPS[i], path, Bytes::from(body.to_string()))
     };
+    // The XKS proxy API: an HSM-resident AES-256 key and an identity's access key.
+    let external = api
+        .create(
+            "/api/v1/kms/keys",
+            json!({"projectId": project, "name": "bench-external", "protection": "hsm"}),
+            "/key/id",
+        )
+        .await?;
+    let identity = api
+        .create(
+            "/api/v1/identities",
+            json!({"name": format!("bench-xks-{}", std::process::id()), "projectId": project,
+                   "permissions": ["encrypt", "decrypt", "read"]}),
+            "/identity/id",
+        )
+        .await?;
+    let path = format!("/api/v1/identities/{identity}/access-keys");
+    let bytes = api.post(&path, Bytes::from_static(b"{}")).await?;
+    let reply: Value = serde_json::from_slice(&bytes).map_err(|e| format!("POST {path}: {e}"))?;
+    let field = |n: &str| {
+        reply
+            .pointer(&format!("/accessKey/{n}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("POST {path}: no accessKey.{n}"))
+    };
+    let _ = api
+        .xks_key
+        .set((field("accessKeyId")?, field("secretAccessKey")?));
+    let meta = json!({"kmsRequestId": "bench", "kmsOperation": "Encrypt",
+                      "awsPrincipalArn": "arn:aws:iam::123456789012:user/bench"});
+    let aad = B64.encode(b"bench additional authenticated data");
+    let encrypt = json!({"requestMetadata": meta, "plaintext": B64.encode([0x42; 32]),
+                         "additionalAuthenticatedData": aad, "encryptionAlgorithm": "AES_GCM"});
+    let encrypt_path = format!("{XKS_ROOT}/keys/{external}/encrypt");
+    let sealed: Value = serde_json::from_slice(
+        &api.post(&encrypt_path, Bytes::from(encrypt.to_string()))
+            .await?,
+    )
+    .map_err(|e| format!("XKS encrypt: {e}"))?;
+    let mut decrypt = json!({"requestMetadata": meta, "additionalAuthenticatedData": aad,
+                             "encryptionAlgorithm": "AES_GCM"});
+    for f in ["ciphertext", "initializationVector", "authenticationTag"] {
+        decrypt[f] = sealed[f].clone();
+    }
     Ok(vec![
         op(0, format!("{aes}/encrypt"), plain),
         op(1, format!("{ec}/sign"), sign("ECDSA_SHA_256")),
         op(2, format!("{rsa}/sign"), sign("RSASSA_PKCS1_V1_5_SHA_256")),
+        (OPS[3], encrypt_path, Bytes::from(encrypt.to_string())),
+        (
+            OPS[4],
+            format!("{XKS_ROOT}/keys/{external}/decrypt"),
+            Bytes::from(decrypt.to_string()),
+        ),
     ])
 }
 

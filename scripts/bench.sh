@@ -55,6 +55,8 @@ export KMSGW__TLS__CERT_FILE=$tmp/tls/cert.pem
 export KMSGW__TLS__KEY_FILE=$tmp/tls/key.pem
 export KMSGW__STORE__URL=sqlite://$tmp/data/kms-gateway.db
 export KMSGW__SERVER__LISTEN=127.0.0.1:0
+# The XKS proxy API, at the prefix examples/bench.rs uses.
+export KMSGW__XKS__ENABLED=true KMSGW__XKS__URI_PATH_PREFIX=/bench
 
 # Start the gateway; warnings and errors only, so that logging does not dominate.
 (cd "$tmp" && RUST_LOG=warn exec "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
