@@ -589,7 +589,50 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
 
 #[cfg(test)]
 mod tests {
-    use super::{StoreSettings, VaultSettings};
+    use super::{AwsSettings, StoreSettings, VaultSettings, XksConfig};
+
+    #[test]
+    fn aws_and_xks_settings_are_checked() {
+        let arns = AwsSettings::default().checked().unwrap();
+        assert_eq!(
+            (arns.region.as_str(), arns.account_id.as_str()),
+            ("us-east-1", "000000000000")
+        );
+        for (region, account) in [
+            ("", "000000000000"),
+            ("US-EAST-1", "000000000000"),
+            ("eu-west-1", "12345"),
+            ("eu-west-1", "12345678901a"),
+        ] {
+            let bad = AwsSettings {
+                region: region.into(),
+                account_id: account.into(),
+            };
+            let err = bad.checked().unwrap_err().to_string();
+            assert!(err.contains("aws."), "{region:?} {account:?}: {err}");
+        }
+        let off = XksConfig::default().checked().unwrap();
+        assert!(!off.enabled && off.uri_path_prefix.is_empty());
+        let on = XksConfig {
+            enabled: true,
+            uri_path_prefix: "/example/prefix/".into(),
+            require_client_certificate: true,
+        };
+        assert_eq!(on.checked().unwrap().uri_path_prefix, "/example/prefix");
+        for bad in ["example", "/a//b", "/a b", "/%2e"] {
+            let c = XksConfig {
+                uri_path_prefix: bad.into(),
+                ..Default::default()
+            };
+            assert!(
+                c.checked()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("xks.uri_path_prefix"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn vault_mounts_are_checked() {
