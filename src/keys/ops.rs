@@ -17,6 +17,9 @@ use crate::hsm::{HashKind, ResidentSignature};
 use crate::random::RandomSource;
 use crate::store::KeyRecord;
 
+/// An XKS encryption's parts: the 96-bit IV, the ciphertext, the 128-bit tag.
+pub type ExternalCiphertext = ([u8; crypto::NONCE_LEN], Vec<u8>, [u8; 16]);
+
 impl KeyService {
     /// A fresh data key (16 or 32 bytes) and the same key encrypted under `id`
     /// (envelope encryption: the caller keeps only the encrypted copy).
@@ -224,7 +227,7 @@ impl KeyService {
         key: &KeyRecord,
         plaintext: &[u8],
         aad: &[u8],
-    ) -> Result<([u8; crypto::NONCE_LEN], Vec<u8>, [u8; 16]), KeyError> {
+    ) -> Result<ExternalCiphertext, KeyError> {
         let label = self.external_key(key, "encrypt")?;
         let hsm = self.hsm()?;
         let mut iv = [0u8; crypto::NONCE_LEN];
