@@ -46,6 +46,17 @@ pub struct RequestInfo {
     pub max_body_bytes: usize,
 }
 
+impl RequestInfo {
+    /// The caller of this request through `frontend`, before it is authenticated.
+    pub fn caller(&self, frontend: crate::core::Frontend) -> crate::core::Caller {
+        crate::core::Caller::anonymous(
+            frontend,
+            self.request_id.clone(),
+            Some(self.peer.to_string()),
+        )
+    }
+}
+
 /// The credentials of a request: a token in `token_header` (a front-end's own header,
 /// such as Vault's `X-Vault-Token`), else a bearer token (the scheme is case-insensitive,
 /// RFC 9110 §11.1), else the verified client certificate's subject.

@@ -321,11 +321,7 @@ impl Aws {
         req: Request<Incoming>,
         info: RequestInfo,
     ) -> (HttpResponse, &'static str) {
-        let mut caller = Caller::anonymous(
-            Frontend::Aws,
-            info.request_id.clone(),
-            Some(info.peer.to_string()),
-        );
+        let mut caller = info.caller(Frontend::Aws);
         let target = req
             .headers()
             .get("x-amz-target")

@@ -252,11 +252,7 @@ impl Xks {
         req: Request<Incoming>,
         info: RequestInfo,
     ) -> (HttpResponse, &'static str) {
-        let mut caller = Caller::anonymous(
-            Frontend::Xks,
-            info.request_id.clone(),
-            Some(info.peer.to_string()),
-        );
+        let mut caller = info.caller(Frontend::Xks);
         let rest = req.uri().path()[self.root.len()..].to_owned();
         let route = match route(&rest) {
             Ok(r) => r,

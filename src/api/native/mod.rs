@@ -57,11 +57,7 @@ impl Native {
     ) -> (HttpResponse, &'static str) {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let mut caller = Caller::anonymous(
-            Frontend::Native,
-            info.request_id.clone(),
-            Some(info.peer.to_string()),
-        );
+        let mut caller = info.caller(Frontend::Native);
         let matched = routes::find(&method, &path);
         let operation = match &matched {
             routes::Match::Found(route, _) => route.operation,

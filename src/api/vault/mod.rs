@@ -131,11 +131,7 @@ impl Vault {
         req: Request<Incoming>,
         info: RequestInfo,
     ) -> (HttpResponse, &'static str) {
-        let mut caller = Caller::anonymous(
-            Frontend::Vault,
-            info.request_id.clone(),
-            Some(info.peer.to_string()),
-        );
+        let mut caller = info.caller(Frontend::Vault);
         let target = match routes::find(
             &self.mounts,
             req.method(),
