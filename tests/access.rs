@@ -973,3 +973,78 @@ async fn client_certificates_map_to_identities() {
         .iter()
         .any(|r| r["identityName"] == "billing" && r["outcome"] == "ok"));
 }
+
+/// `kms-gateway identity access-key create|list|delete`: the secret printed once, never
+/// listed, never stored in clear; the API sees the same keys; at most two at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_access_keys_and_stores_secrets_only_wrapped() {
+    let gw = Gateway::start();
+    let p = gw.project("ak").await;
+    let run = |args: &[&str]| {
+        let r = gw.cli(args, &[]);
+        (r.ok, r.stdout, r.stderr)
+    };
+    let (ok, _, err) = run(&[
+        "identity",
+        "create",
+        "--name",
+        "aws-app",
+        "--project-id",
+        &p,
+        "--role",
+        "encrypt",
+    ]);
+    assert!(ok, "{err}");
+    let (_, list, _) = run(&["identity", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("\taws-app\t"))
+        .and_then(|l| l.split('\t').next())
+        .expect("listed")
+        .to_owned();
+    let (ok, out, err) = run(&["identity", "access-key", "create", &id]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let [key_id, secret] = lines[..] else {
+        panic!("expected the id and the secret: {out}")
+    };
+    assert!(key_id.starts_with("AKGW") && key_id.len() == 20, "{key_id}");
+    assert_eq!(secret.len(), 44);
+    let (ok, listed, _) = run(&["identity", "access-key", "list", &id]);
+    assert!(
+        ok && listed.starts_with(key_id) && !listed.contains(secret),
+        "{listed}"
+    );
+    let (s, body) = gw
+        .call(
+            M::GET,
+            &format!("/api/v1/identities/{id}/access-keys"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["accessKeys"][0]["accessKeyId"], key_id);
+
+    // The store holds the secret only wrapped.
+    let db = std::fs::read(gw.dir.join("data/kms-gateway.db")).unwrap_or_default();
+    let wal = std::fs::read(gw.dir.join("data/kms-gateway.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+    assert!(
+        db.windows(key_id.len()).any(|w| w == key_id.as_bytes())
+            || wal.windows(key_id.len()).any(|w| w == key_id.as_bytes()),
+        "the id is stored"
+    );
+
+    let (ok, _, err) = run(&["identity", "access-key", "create", &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["identity", "access-key", "create", &id]);
+    assert!(!ok && err.contains("at most 2"), "{err}");
+    let (ok, _, err) = run(&["identity", "access-key", "delete", &id, key_id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["identity", "access-key", "delete", &id, key_id]);
+    assert!(!ok && err.contains("no such access key"), "{err}");
+    let (_, listed, _) = run(&["identity", "access-key", "list", &id]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
