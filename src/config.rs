@@ -53,6 +53,9 @@ pub struct XksConfig {
     pub uri_path_prefix: String,
     /// Refuse XKS requests that come without a verified client certificate.
     pub require_client_certificate: bool,
+    /// Accept only a client certificate of this subject, as `CN=cks.kms.eu-west-1.amazonaws.com`
+    /// (implies `require_client_certificate`).
+    pub client_certificate_subject: Option<String>,
 }
 
 impl XksConfig {
@@ -73,7 +76,12 @@ impl XksConfig {
         Ok(crate::api::aws::xks::XksSettings {
             enabled: self.enabled,
             uri_path_prefix: p.to_owned(),
-            require_client_certificate: self.require_client_certificate,
+            require_client_certificate: self.require_client_certificate
+                || self.client_certificate_subject.is_some(),
+            client_certificate_subject: self
+                .client_certificate_subject
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
         })
     }
 }
@@ -616,9 +624,15 @@ mod tests {
         let on = XksConfig {
             enabled: true,
             uri_path_prefix: "/example/prefix/".into(),
-            require_client_certificate: true,
+            require_client_certificate: false,
+            client_certificate_subject: Some("CN=cks.kms.eu-west-1.amazonaws.com".into()),
         };
-        assert_eq!(on.checked().unwrap().uri_path_prefix, "/example/prefix");
+        let checked = on.checked().unwrap();
+        assert_eq!(checked.uri_path_prefix, "/example/prefix");
+        assert!(
+            checked.require_client_certificate,
+            "a subject implies a certificate"
+        );
         for bad in ["example", "/a//b", "/a b", "/%2e"] {
             let c = XksConfig {
                 uri_path_prefix: bad.into(),

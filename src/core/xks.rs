@@ -10,6 +10,9 @@ use super::record::operation;
 use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission};
 use crate::store::KeyRecord;
 
+/// The plaintext the XKS specification requires a proxy to take.
+pub const MIN_PLAINTEXT_BYTES: usize = 4300;
+
 /// What an XKS request says about itself (its `requestMetadata`), for the audit record.
 #[derive(Debug, Clone, Default)]
 pub struct XksRequest {
@@ -70,6 +73,7 @@ impl Gateway {
         id: KeyId,
         plaintext: Zeroizing<Vec<u8>>,
         aad: Vec<u8>,
+        verify: bool,
         request: &XksRequest,
     ) -> Result<ExternalSealed, CoreError> {
         operation!(self, caller, Operation::Encrypt, |rec| {
@@ -87,8 +91,22 @@ impl Gateway {
                     ),
                 ));
             }
+            // With `verify` (the caller asked for an integrity value), the ciphertext is
+            // decrypted and compared before it is answered (the specification's Appendix
+            // C): a faulty encryption must not reach AWS, which then drops the plaintext.
             let (iv, ciphertext, tag) = self
-                .blocking(move |k| k.external_encrypt(&key, &plaintext, &aad))
+                .blocking(move |k| {
+                    let (iv, ciphertext, tag) = k.external_encrypt(&key, &plaintext, &aad)?;
+                    if verify {
+                        let back = k.external_decrypt(&key, &iv, &aad, &ciphertext, &tag)?;
+                        if back.as_slice() != plaintext.as_slice() {
+                            return Err(crate::keys::KeyError::Internal(
+                                "an XKS encryption did not decrypt to its plaintext".into(),
+                            ));
+                        }
+                    }
+                    Ok((iv, ciphertext, tag))
+                })
                 .await?;
             Ok(ExternalSealed {
                 iv,
@@ -126,7 +144,8 @@ impl Gateway {
         request: &XksRequest,
     ) -> Result<Option<HsmHealth>, CoreError> {
         operation!(self, caller, Operation::ShowStatus, |rec| {
-            rec.admitted()?;
+            let p = rec.admitted()?;
+            super::auth::require(&p, Permission::Read)?;
             rec.target = Some(request.target());
             Ok(self.hsm.as_ref().map(|h| {
                 let t = h.token();

@@ -440,11 +440,13 @@ def test_wrong_secret_and_unknown_access_key(gateway, aws_identity):
     assert "Keys" in client_for(gateway, key, region="eu-central-1").list_keys()
 
 
-def signed_request(gateway, key, target, body, when=None, service="kms"):
-    """A request signed by botocore's own SigV4 signer (at `when`, default now)."""
-    request = botocore.awsrequest.AWSRequest(
-        method="POST", url=gateway.base_url + "/", data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{target}"})
+def signed_request(gateway, key, target, body, when=None, service="kms", headers=None):
+    """A request signed by botocore's own SigV4 signer (at `when`, default now); botocore
+    signs every header the request has (`target` None: no X-Amz-Target)."""
+    sent = {"Content-Type": "application/x-amz-json-1.1", **(headers or {})}
+    if target:
+        sent["X-Amz-Target"] = f"TrentService.{target}"
+    request = botocore.awsrequest.AWSRequest(method="POST", url=gateway.base_url + "/", data=body, headers=sent)
     credentials = botocore.credentials.Credentials(key["accessKeyId"], key["secretAccessKey"])
     signer = botocore.auth.SigV4Auth(credentials, service, REGION)
     if when is None:
@@ -499,17 +501,33 @@ def test_sigv4_negative_cases(gateway, aws_identity):
     assert (status, reply["__type"]) == (400, "IncompleteSignatureException"), reply
     status, reply = send(gateway, good, headers={"Authorization": ""})
     assert (status, reply["__type"]) == (400, "MissingAuthenticationTokenException"), reply
-    status, reply = send(gateway, good, headers={"X-Amz-Content-Sha256": "0" * 64})
+    # A signed payload hash that is not the body's.
+    hashed = signed_request(gateway, key, "ListKeys", body, headers={"X-Amz-Content-Sha256": "0" * 64})
+    status, reply = send(gateway, hashed)
     assert (status, reply["__type"]) == (400, "InvalidSignatureException"), reply
+    # An operation header, or any x-amz-* header, that the signature does not cover: a
+    # captured request must not be replayable as another operation.
+    untargeted = signed_request(gateway, key, None, json.dumps({"KeyId": "alias/x"}).encode())
+    status, reply = send(gateway, untargeted, headers={"X-Amz-Target": "TrentService.ScheduleKeyDeletion"})
+    assert (status, reply["__type"]) == (400, "IncompleteSignatureException"), reply
+    assert "x-amz-target" in reply["message"], reply
+    status, reply = send(gateway, good, headers={"X-Amz-Content-Sha256": "0" * 64})
+    assert (status, reply["__type"]) == (400, "IncompleteSignatureException"), reply
 
     status, reply = send(gateway, signed_request(gateway, key, "ListKeys", b"{not json"))
     assert (status, reply["__type"]) == (400, "SerializationException"), reply
 
 
 def test_refusals_and_operations_are_audited_as_aws(gateway, kms, symmetric_key):
-    kms.encrypt(KeyId=symmetric_key["KeyId"], Plaintext=b"audited")
-    with pytest.raises(ClientError):
+    ok = kms.encrypt(KeyId=symmetric_key["KeyId"], Plaintext=b"audited")["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as e:
         kms.describe_key(KeyId="alias/" + unique("missing"))
+    missing = e.value.response["ResponseMetadata"]["RequestId"]
+    _, key = make_identity(gateway, gateway.ok("POST", "/projects", {"name": unique("aws-audit")})["project"]["id"])
+    with pytest.raises(ClientError) as e:
+        client_for(gateway, key, secret="E" * 44).list_keys()
+    forged = e.value.response["ResponseMetadata"]["RequestId"]
+    assert len({ok, missing, forged}) == 3 and all((ok, missing, forged))
     records, after = [], 0
     while True:
         page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
@@ -518,10 +536,13 @@ def test_refusals_and_operations_are_audited_as_aws(gateway, kms, symmetric_key)
         if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
             break
         after = page["nextAfter"]
-    aws = [r for r in records if r.get("frontend") == "aws"]
-    assert any(r["operation"] == "key.encrypt" and r["outcome"] == "ok" and r["keyId"] == symmetric_key["KeyId"]
-               for r in aws)
-    assert any(r["operation"] == "key.get" and r["outcome"] == "alias_not_found" for r in aws)
+    by_request = {r.get("requestId"): r for r in records}
+    for request_id, operation, outcome in ((ok, "key.encrypt", "ok"), (missing, "key.get", "alias_not_found"),
+                                           (forged, "key.list", "signature_mismatch")):
+        r = by_request.get(request_id)
+        assert r, f"no audit record of {request_id}"
+        assert (r["frontend"], r["operation"], r["outcome"]) == ("aws", operation, outcome), r
+    assert by_request[ok]["keyId"] == symmetric_key["KeyId"]
 
 
 def test_aws_cli(gateway, aws_project, tmp_path):

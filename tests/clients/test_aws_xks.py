@@ -88,10 +88,13 @@ def b64(data):
 
 def test_health(proxy):
     reply = proxy.ok("/health", {"requestMetadata": {"kmsRequestId": str(uuid.uuid4()), "kmsOperation": "CreateCustomKeyStore"}})
-    assert reply["xksProxyVendor"] == "KMS Gateway" and isinstance(reply["xksProxyFipsCompliant"], bool)
+    assert reply["xksProxyVendor"] == "KMS Gateway" and reply["xksProxyModel"].startswith("kms-gateway")
+    assert reply["xksProxyFleetSize"] == 1 and isinstance(reply["xksProxyFipsCompliant"], bool)
     assert reply["ekmVendor"].startswith("SoftHSM"), reply  # the token's manufacturer id
     [hsm] = reply["ekmFleetDetails"]
     assert hsm["healthStatus"] == "ACTIVE" and hsm["model"] and hsm["id"]
+    # Health checks need no requestMetadata (the specification exempts them).
+    assert proxy.ok("/health", {})["xksProxyFleetSize"] == 1
 
 
 def test_metadata(proxy, external_key):
@@ -132,6 +135,13 @@ def test_encrypt_decrypt_with_aad_and_integrity_value(proxy, external_key):
                    {"initializationVector": b64(b"\x00" * 16)}, {"ciphertextMetadata": b64(b"meta")}):
         status, err = proxy.request(f"/keys/{external_key}/decrypt", {**decrypt, **change})
         assert (status, err["errorName"]) == (400, "InvalidCiphertextException"), (change, err)
+
+
+def test_plaintext_bounds(proxy, external_key):
+    # The specification: a proxy takes at least 4300 bytes.
+    big = proxy.ok(f"/keys/{external_key}/encrypt", {"requestMetadata": metadata(), "plaintext": b64(b"p" * 4300),
+                                                     "encryptionAlgorithm": "AES_GCM"})
+    assert len(base64.b64decode(big["ciphertext"])) == 4300
 
 
 def test_validation_errors(proxy, external_key):

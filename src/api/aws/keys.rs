@@ -12,9 +12,6 @@ use crate::store::{Direction, KeyPatch, KeyRecord, ListQuery, OrderBy};
 
 /// Where a key's tags are kept: one attribute, a JSON object of TagKey → TagValue.
 const TAGS_ATTRIBUTE: &str = "aws.tags";
-/// Most keys (aliases, tags) one list answer holds: AWS's Limit is 1 to 1000, default 100
-/// (ListKeys pages by the core's bound of 100).
-const MAX_LIMIT: i64 = 1000;
 
 /// AWS's KeySpec of an algorithm. The native API's AES-128 keys show as
 /// SYMMETRIC_DEFAULT too (AWS has no other symmetric encryption spec).
@@ -252,13 +249,13 @@ pub async fn describe(ctx: &Ctx<'_>) -> Reply {
     Ok(json!({ "KeyMetadata": metadata(ctx, &view.key) }))
 }
 
-/// AWS's `Limit` (1 to `max`, default 100).
-fn limit(ctx: &Ctx<'_>, max: i64) -> Result<u64, Failure> {
+/// AWS's `Limit`: 1 to `allowed`, default `default`; a page holds at most `page`.
+fn limit(ctx: &Ctx<'_>, allowed: i64, default: i64, page: i64) -> Result<u64, Failure> {
     match ctx.int("Limit")? {
-        None => Ok(100.min(max) as u64),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n.min(max) as u64),
+        None => Ok(default.min(page) as u64),
+        Some(n) if (1..=allowed).contains(&n) => Ok(n.min(page) as u64),
         Some(n) => Err(input(error::validation(format!(
-            "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {MAX_LIMIT}"
+            "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {allowed}"
         )))),
     }
 }
@@ -290,7 +287,8 @@ fn page(mut body: Map<String, Value>, next: Option<u64>) -> Value {
 
 pub async fn list(ctx: &Ctx<'_>) -> Reply {
     let project = ctx.project()?;
-    let limit = limit(ctx, 100)?;
+    // AWS: 1 to 1000, default 100; the core's pages hold at most 100.
+    let limit = limit(ctx, 1000, 100, 100)?;
     let offset = marker(ctx)?;
     let (keys, total) = ctx
         .gateway
@@ -325,7 +323,16 @@ async fn patch(ctx: &Ctx<'_>, patch: KeyPatch) -> Result<KeyRecord, Failure> {
 }
 
 pub async fn update_description(ctx: &Ctx<'_>) -> Reply {
-    let description = ctx.required_str("Description")?.to_owned();
+    // AWS: 0 to 8192 characters; an empty description clears it.
+    let description = ctx
+        .str("Description")?
+        .ok_or_else(|| input(error::validation("Description is required")))?
+        .to_owned();
+    if description.chars().count() > 8192 {
+        return Err(input(error::validation(
+            "Description is at most 8192 characters",
+        )));
+    }
     patch(
         ctx,
         KeyPatch {
@@ -343,7 +350,8 @@ pub async fn set_enabled(ctx: &Ctx<'_>, enabled: bool) -> Reply {
         // AWS: a key pending deletion cannot be enabled (cancel the deletion first).
         let view = ctx.gateway.key(ctx.caller, id).await?;
         if view.key.deletion_date.is_some() {
-            return Err(Failure::Core(CoreError::conflict(
+            // Refused by the adapter: audited through `refuse` as the update it is.
+            return Err(input(CoreError::conflict(
                 "key_pending_deletion",
                 format!("{} is pending deletion.", ctx.arns.key(id.0)),
             )));
@@ -524,7 +532,8 @@ pub async fn list_aliases(ctx: &Ctx<'_>) -> Reply {
         Some(k) => Some(ctx.key_of(k).await?),
         None => None,
     };
-    let limit = limit(ctx, MAX_LIMIT)? as usize;
+    // AWS: ListAliases takes 1 to 100, default 50.
+    let limit = limit(ctx, 100, 50, 100)? as usize;
     let offset = marker(ctx)? as usize;
     let all = ctx.gateway.list_aliases(ctx.caller, project, key).await?;
     let entries: Vec<Value> = all
@@ -549,7 +558,8 @@ pub async fn list_aliases(ctx: &Ctx<'_>) -> Reply {
 
 pub async fn list_tags(ctx: &Ctx<'_>) -> Reply {
     let id = ctx.key("KeyId").await?;
-    let limit = limit(ctx, 50)? as usize;
+    // AWS: ListResourceTags takes 1 to 50, default 50.
+    let limit = limit(ctx, 50, 50, 50)? as usize;
     let offset = marker(ctx)? as usize;
     let attributes = ctx.gateway.key_attributes(ctx.caller, id).await?;
     let tags = tags_of(&attributes);

@@ -339,7 +339,8 @@ impl Aws {
             Ok(pb) => pb,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
-        match authenticate(&self.gateway, &parts, &body, SERVICE).await {
+        // The operation is in X-Amz-Target: it must be signed, as the content type.
+        match authenticate(&self.gateway, &parts, &body, SERVICE, &["content-type"]).await {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         }
@@ -397,6 +398,7 @@ pub(crate) async fn authenticate(
     parts: &hyper::http::request::Parts,
     body: &[u8],
     service: &str,
+    must_sign: &[&str],
 ) -> Result<Arc<crate::core::Principal>, CoreError> {
     let host = parts
         .headers
@@ -413,7 +415,7 @@ pub(crate) async fn authenticate(
     };
     let now = now_seconds();
     let auth = sigv4::parse_authorization(&parts.headers)
-        .and_then(|a| sigv4::precheck(&signed, &a, service, now).map(|()| a))
+        .and_then(|a| sigv4::precheck(&signed, &a, service, must_sign, now).map(|()| a))
         .map_err(sig_error)?;
     gateway
         .authenticate_access_key(&auth.access_key_id, |secret| {

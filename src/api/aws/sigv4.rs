@@ -407,12 +407,33 @@ pub fn precheck(
     req: &SignedRequest<'_>,
     auth: &Authorization,
     service: &str,
+    must_sign: &[&str],
     now: i64,
 ) -> Result<(), SigError> {
     if auth.service != service {
         return Err(SigError::WrongService(service.to_owned()));
     }
+    check_signed_headers(req, auth, must_sign)?;
     request_time(req, auth, now).map(|_| ())
+}
+
+/// Every `x-amz-*` header of the request must be signed (AWS: "any x-amz-* headers that
+/// you plan to include in your request must also be added"), and so must each header in
+/// `must_sign` that the request has: an unsigned `X-Amz-Target` would let a captured
+/// request be replayed as another operation.
+fn check_signed_headers(
+    req: &SignedRequest<'_>,
+    auth: &Authorization,
+    must_sign: &[&str],
+) -> Result<(), SigError> {
+    for name in req.headers.keys() {
+        let name = name.as_str();
+        let required = name.starts_with("x-amz-") || must_sign.contains(&name);
+        if required && !auth.signed_headers.iter().any(|h| h == name) {
+            return Err(incomplete(format!("the {name} header must be signed")));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the request is signed by `secret` as `auth` says, at a time within the skew
@@ -579,6 +600,37 @@ mod tests {
             verify(&example(&hashed, b""), &auth, "iam", SECRET.as_bytes(), now),
             Err(SigError::PayloadHash)
         );
+    }
+
+    #[test]
+    fn amz_headers_and_named_ones_must_be_signed() {
+        let now = at("20150830T123600Z");
+        let headers = example_headers(EXAMPLE_SIGNATURE);
+        let auth = parse_authorization(&headers).unwrap();
+        precheck(
+            &example(&headers, b""),
+            &auth,
+            "iam",
+            &["content-type"],
+            now,
+        )
+        .unwrap();
+        let mut more = example_headers(EXAMPLE_SIGNATURE);
+        more.insert(
+            "x-amz-target",
+            HeaderValue::from_static("TrentService.ScheduleKeyDeletion"),
+        );
+        assert!(matches!(
+            precheck(&example(&more, b""), &auth, "iam", &[], now),
+            Err(SigError::Incomplete(m)) if m.contains("x-amz-target")
+        ));
+        let mut other = example_headers(EXAMPLE_SIGNATURE);
+        other.insert("x-target", HeaderValue::from_static("anything"));
+        assert!(matches!(
+            precheck(&example(&other, b""), &auth, "iam", &["x-target"], now),
+            Err(SigError::Incomplete(m)) if m.contains("x-target")
+        ));
+        precheck(&example(&other, b""), &auth, "iam", &[], now).unwrap();
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct XksSettings {
     /// The path before `/kms/xks/v1` (empty, or `/` and path segments).
     pub uri_path_prefix: String,
     pub require_client_certificate: bool,
+    /// With it, the client certificate's subject must be exactly this (AWS KMS presents
+    /// `CN=cks.kms.<region>.amazonaws.com`).
+    pub client_certificate_subject: Option<String>,
 }
 
 /// The specification's error name and status for a core error.
@@ -58,6 +61,10 @@ fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         }
         (K::Invalid, "wrong_key_usage" | "not_supported") => {
             ("InvalidKeyUsageException", StatusCode::BAD_REQUEST)
+        }
+        // The specification: a plaintext over the proxy's bound is unsupported (501).
+        (K::TooLarge, "plaintext_too_large") => {
+            ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED)
         }
         (K::Invalid | K::TooLarge, _) => ("ValidationException", StatusCode::BAD_REQUEST),
         (K::NotAllowed, _) => ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED),
@@ -271,10 +278,15 @@ impl Xks {
             );
             return (self.refused(&caller, operation, e).await, label);
         }
-        if self.settings.require_client_certificate && info.tls_subject.is_none() {
+        let subject_ok = match (&self.settings.client_certificate_subject, &info.tls_subject) {
+            (Some(want), Some(got)) => want.as_str() == &**got,
+            (Some(_), None) => false,
+            (None, got) => !self.settings.require_client_certificate || got.is_some(),
+        };
+        if !subject_ok {
             let e = CoreError::unauthenticated(
                 "client_certificate_required",
-                "this XKS proxy requires a client certificate (mutual TLS)",
+                "this XKS proxy requires the client certificate it is configured for (mutual TLS)",
             );
             return (self.refused(&caller, operation, e).await, label);
         }
@@ -282,7 +294,8 @@ impl Xks {
             Ok(pb) => pb,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
-        match authenticate(&self.gateway, &parts, &body, SERVICE).await {
+        // The operation is in the path, which is signed; AWS KMS signs no content type.
+        match authenticate(&self.gateway, &parts, &body, SERVICE, &[]).await {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         }
@@ -301,7 +314,15 @@ impl Xks {
 
     async fn dispatch(&self, caller: &Caller, route: Route, body: &[u8]) -> Result<Value, Refusal> {
         let body = Body::parse(body).map_err(Refusal::Input)?;
-        let request = body.metadata().map_err(Refusal::Input)?;
+        let request = match (&route, body.metadata()) {
+            (_, Ok(r)) => r,
+            // The specification excludes health checks from the metadata requirement.
+            (Route::Health, Err(_)) => XksRequest {
+                kms_operation: "GetHealthStatus".into(),
+                ..Default::default()
+            },
+            (_, Err(e)) => return Err(Refusal::Input(e)),
+        };
         let gw = &self.gateway;
         match route {
             Route::Health => {
@@ -321,6 +342,7 @@ impl Xks {
                     "xksProxyVendor": "KMS Gateway",
                     "xksProxyModel": format!("kms-gateway {}", env!("CARGO_PKG_VERSION")),
                     "ekmVendor": hsm.as_ref().map_or("none (no HSM configured)".to_owned(), |h| h.manufacturer.clone()),
+                    "xksProxyFleetSize": 1,
                     "ekmFleetDetails": fleet,
                 }))
             }
@@ -354,7 +376,7 @@ impl Xks {
                     }
                 };
                 let sealed = gw
-                    .external_encrypt(caller, id, plaintext, aad.clone(), &request)
+                    .external_encrypt(caller, id, plaintext, aad.clone(), integrity, &request)
                     .await?;
                 let mut answer = json!({
                     "authenticationTag": B64.encode(sealed.tag),
