@@ -178,6 +178,7 @@ fn https_protocol(
     let frontends: Vec<Arc<dyn HttpFrontend>> = vec![
         Arc::new(Native::new(gateway.clone())),
         Arc::new(api::vault::Vault::new(gateway.clone(), vault_mounts)),
+        Arc::new(api::console::Console::new()),
     ];
     let https = Arc::new(HttpProtocol::new(
         gateway.clone(),

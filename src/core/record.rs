@@ -18,6 +18,10 @@ pub enum Operation {
     ShowStrategy,
     SetStrategy,
     ReadAudit,
+    /// Checks the audit log's hash chain and the MAC of its head.
+    VerifyAudit,
+    /// The HSM, customer fragments and store as an administrator sees them.
+    ShowSystem,
     CreateIdentity,
     ListIdentities,
     RevokeIdentity,
@@ -65,6 +69,8 @@ impl Operation {
             O::ShowStrategy => "strategy.show",
             O::SetStrategy => "strategy.set",
             O::ReadAudit => "audit.read",
+            O::VerifyAudit => "audit.verify",
+            O::ShowSystem => "system.show",
             O::CreateIdentity => "identity.create",
             O::ListIdentities => "identity.list",
             O::RevokeIdentity => "identity.revoke",

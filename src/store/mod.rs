@@ -254,6 +254,8 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
+    /// Which backend this is: `sqlite` or `postgresql`.
+    fn kind(&self) -> &'static str;
 }
 
 /// How the audit chain links and seals records (the store only persists them).

@@ -301,6 +301,10 @@ fn to_i64(v: u32) -> i64 {
 }
 
 impl KeyStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.run(|conn| {
             let row = conn

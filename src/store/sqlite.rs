@@ -313,6 +313,10 @@ fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreErr
 }
 
 impl KeyStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
         let conn = self.writer();
         insert_identity(&conn, identity).map_err(|err| match sqlite_code(&err) {

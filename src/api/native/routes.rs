@@ -53,7 +53,9 @@ pub static ROUTES: &[Route] = &[
         "/api/v1/admin/encryption-strategy",
         O::SetStrategy,
     ),
+    route(Method::GET, "/api/v1/admin/system", O::ShowSystem),
     route(Method::GET, "/api/v1/audit", O::ReadAudit),
+    route(Method::GET, "/api/v1/audit/verify", O::VerifyAudit),
     route(Method::POST, "/api/v1/identities", O::CreateIdentity),
     route(Method::GET, "/api/v1/identities", O::ListIdentities),
     route(
@@ -194,6 +196,8 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
         O::ShowStrategy => admin::encryption_strategy(input, false).await,
         O::SetStrategy => admin::encryption_strategy(input, true).await,
         O::ReadAudit => admin::audit_page(input).await,
+        O::VerifyAudit => admin::verify_audit(input).await,
+        O::ShowSystem => admin::system(input).await,
         O::Login => identities::login(input).await,
         O::RenewToken => identities::renew(input).await,
         O::CreateIdentity => identities::create(input).await,
