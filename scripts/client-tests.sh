@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real clients against one real gateway over real TLS (`make test-clients`):
 #   1. Infisical's official Python SDK (`infisicalsdk`) driven by pytest (tests/clients);
+#      and the web console (/ui/) driven in headless Chromium by selenium (test_console.py);
 #   2. schemathesis, fuzzing every operation of the gateway's OpenAPI document (served
 #      at /api/v1/openapi.json, the file src/api/native/openapi.json) and checking the
 #      responses against it.
@@ -24,21 +25,27 @@ root=$(pwd)
 say() { echo "client-tests: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-# 1. Debian packages: Python with venv, OpenSSL's command line, SoftHSM2, curl.
+# 1. Debian packages: Python with venv, OpenSSL's command line, SoftHSM2, curl, and
+#    Chromium with its WebDriver for the console tests (no other browser is used).
 need=()
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v openssl >/dev/null || need+=(openssl)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v curl >/dev/null || need+=(curl ca-certificates)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     die "missing packages: ${need[*]} (Debian: apt-get install -y ${need[*]})"
   fi
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 \
+    || die "could not install the Debian packages ${need[*]}: the client tests (the console's among them) cannot run"
 fi
+command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+  || die "chromium and chromedriver (Debian: chromium, chromium-driver) are needed by the console tests and are missing" 
 
 # 2. The venv, reused while the pins and the Python (version and path) are the same.
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/kms-gateway
@@ -101,6 +108,9 @@ source "$work/hsm/env"
 unset HSM_SLOT HSM_SO_PIN
 scripts/dev-cert.sh "$gw"
 (umask 077; head -c 32 /dev/urandom | base64 > "$gw/root.key")
+# One customer fragment, so that the console's admin page and Add Key dialog list one.
+"$bin" gen-customer-fragment --name clients --type hsm_wrapped --hsm-key-label kmsgw-clients-cf \
+  --output "$gw/customer_fragments.json" > /dev/null
 ca=$gw/ca.pem
 
 # As tests/common/gateway.rs starts it: port 0, and the first line of stdout names the URL.
@@ -110,6 +120,7 @@ env RUST_LOG=info \
   KMSGW__TLS__KEY_FILE="$gw/key.pem" \
   KMSGW__STORE__URL="sqlite://$gw/data/kms-gateway.db" \
   ROOT_ENCRYPTION_KEY_FILE="$gw/root.key" \
+  HSM_KEY_LABEL=kmsgw-clients-root \
   CUSTOMER_FRAGMENTS_FILE="$gw/customer_fragments.json" \
   "$bin" serve > "$gw/stdout" 2> "$gw/gateway.log" &
 gw_pid=$!

@@ -103,7 +103,8 @@ async function api(method, path, body, token) {
   try { data = await resp.json(); } catch (_) { /* not JSON */ }
   if (!resp.ok) {
     const message = (data && (data.message || data.detail)) || `${resp.status} ${resp.statusText}`;
-    if (resp.status === 401 && path !== "/auth/universal-auth/login") {
+    if (resp.status === 401 && token === undefined) {
+      // The stored token no longer works (expired, revoked): sign in again.
       sessionStorage.removeItem(TOKEN);
       setTimeout(() => { location.hash = "#/signin"; }, 0);
     }
@@ -746,7 +747,7 @@ async function auditPage() {
       const r = await api("GET", `/audit?after=${auditView.after}&limit=50`);
       tbody.replaceChildren(...r.records.map((a) => el("tr", {},
         el("td", { text: String(a.seq) }), el("td", { text: when(a.time) }), el("td", { text: a.source }),
-        el("td", { text: a.operation }), el("td", { text: a.outcome }), el("td", { text: a.identity || a.principal || "" }),
+        el("td", { text: a.operation }), el("td", { text: a.outcome }), el("td", { text: a.identityName || "" }),
         el("td", { class: "mono", text: (a.hash || "").slice(0, 16) }))));
       nextAfter = r.nextAfter;
       info.textContent = r.records.length ? `records ${r.records[0].seq}–${r.records[r.records.length - 1].seq}` : "no more records";
