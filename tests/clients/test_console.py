@@ -367,7 +367,8 @@ def sign_and_verify(ui, tmp_path, key_name, algorithm):
     ui.choose("sign-algorithm", algorithm)
     ui.click("sign-submit")
     signature = ui.value("sign-output", "the signature")
-    ui.shot(f"07-sign-data-{key_name}")
+    if key_name == "release-rsa":
+        ui.shot("07-sign-data")
     ui.close_dialog()
 
     ui.menu(key_name, "Verify")
@@ -376,7 +377,8 @@ def sign_and_verify(ui, tmp_path, key_name, algorithm):
     ui.fill("verify-signature", signature)
     ui.click("verify-submit")
     ui.wait(lambda: ui.by_id("verify-status").text == "Signature Status: Valid", "Signature Status: Valid")
-    ui.shot(f"08-verify-{key_name}")
+    if key_name == "release-rsa":
+        ui.shot("08-verify")
     ui.fill("verify-data", message.decode() + "!")
     ui.click("verify-submit")
     ui.wait(lambda: ui.by_id("verify-status").text == "Signature Status: Invalid", "Signature Status: Invalid")
@@ -428,6 +430,15 @@ def test_key_table_search_sort_and_key_options(ui):
     ui.wait(lambda: len(ui.d.find_elements(By.CSS_SELECTOR, "#key-rows tr[data-key-name]")) == 3, "all three keys")
     ui.click("key-sort")
     ui.shot("03-key-management")
+    # A narrow window: the page does not scroll sideways (the table scrolls in its frame).
+    ui.d.set_window_size(420, 800)
+    try:
+        ui.wait(lambda: ui.d.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scrolling")
+        assert ui.by_id("add-key").is_displayed()
+        ui.shot("12-narrow-window")
+    finally:
+        ui.d.set_window_size(1280, 800)
     # Rotate, then the versions; disable and enable; schedule deletion and cancel it.
     ui.menu("orders", "Rotate")
     ui.click("rotate-dialog-submit")
@@ -478,7 +489,7 @@ def test_server_admin_console_switches_the_strategy_to_hsm_and_back(ui, gateway)
         assert "Token label" in hsm and "kmsgw-clients" in hsm and "Serial" in hsm
         assert "sqlite" in ui.by_id("store-status").text
         fragments = ui.wait(lambda: ui._visible(By.ID, "fragment-table"), "the fragment table").text
-        assert "hsm_wrapped" in fragments and "cf-" in fragments
+        assert "hsm_wrapped" in fragments and "cf-" in fragments and "loaded" in fragments
         assert [o.text for o in Select(ui.by_id("strategy-select")).options] == ["Software-based Encryption", "HSM"]
         ui.choose("strategy-select", "hsm")
         ui.click("strategy-save")
@@ -507,7 +518,11 @@ def test_create_an_identity_and_revoke_it(ui, gateway):
     ui.click("identity-create")
     token = ui.value("identity-token", "the token, shown once")
     assert ui.by_id("identity-token-copy").text == "Copy"
-    ui.shot("10-identities")
+    if ui.shots:
+        # The picture for the docs shows the place of the token, not the token itself.
+        ui.d.execute_script("arguments[0].value = 'kmsgw_… (shown once; masked in this picture)';"
+                            "arguments[1].scrollIntoView()", ui.by_id("identity-token"), ui.by_id("identity-secret"))
+        ui.shot("10-identities")
     assert gateway.call("GET", "/status", token=token)[0] == 200
     ui.click_css(f'tr[data-identity-name="{name}"] .identity-revoke', "the identity's Revoke button")
     ui.wait(lambda: ui.d.find_element(By.CSS_SELECTOR, f'tr[data-identity-name="{name}"] .identity-state').text == "Revoked",

@@ -650,9 +650,10 @@ async function adminPage() {
     storeCard.append(facts([["Kind", s.store.kind]]), el("p", {}, "Health: ", health(s.store.healthy)));
     if (!s.fragments.length) fragCard.append(el("p", { text: "No customer fragment configured." }));
     else fragCard.append(el("div", { class: "table-wrap" }, el("table", { id: "fragment-table" },
-      el("thead", {}, el("tr", {}, ...["ID", "Name", "Mode", "Loaded"].map((h) => el("th", { scope: "col", text: h })))),
-      el("tbody", {}, s.fragments.map((f) => el("tr", {}, el("td", { class: "mono", text: f.id }), el("td", { text: f.name || "" }),
-        el("td", { text: f.mode || "unknown" }), el("td", {}, f.loaded ? health(true) : el("span", { class: "pill bad", text: f.problem || "not loaded" }))))))));
+      el("thead", {}, el("tr", {}, ...["ID", "Mode", "State"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, s.fragments.map((f) => el("tr", {}, el("td", { class: "mono", text: f.id }),
+        el("td", { text: f.mode || "unknown" }),
+        el("td", {}, el("span", { class: f.loaded ? "pill good" : "pill bad", text: f.loaded ? "loaded" : (f.problem || "not loaded") }))))))));
   });
 }
 
