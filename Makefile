@@ -27,7 +27,7 @@ kryoptic:
 test-kryoptic: kryoptic
 	KMSGW_TEST_PKCS11=kryoptic scripts/pg-cluster.sh with $(NEXTEST)
 
-## test-clients: Infisical's Python SDK and schemathesis against one real gateway.
+## test-clients: Infisical's Python SDK, hvac, the web console (headless Chromium) and schemathesis against one real gateway.
 .PHONY: test-clients
 test-clients:
 	scripts/client-tests.sh

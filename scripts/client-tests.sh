@@ -18,6 +18,8 @@
 # KMSGW_CLIENT_TESTS_MAX_TIME (seconds, default 100) is the schemathesis run's time budget,
 # KMSGW_CLIENT_TESTS_SEED (default 11) its seed;
 # KMSGW_CLIENT_TESTS_KEEP=1 keeps the temporary directory (logs, store) for a look.
+# KMSGW_CONSOLE_SCREENSHOTS=DIR saves a PNG of each console page in DIR (docs/console/ comes from
+# such a run); KMSGW_CONSOLE_ARTIFACTS=DIR is where a failed console step leaves its screenshot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

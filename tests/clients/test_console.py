@@ -548,3 +548,32 @@ def test_sign_out_forgets_the_token(ui):
     assert ui.d.execute_script("return sessionStorage.getItem('kmsgw.token')") is None
     ui.go("#/admin")
     ui.title("Sign in")
+
+
+def test_sign_in_with_universal_auth_as_a_project_identity(ui, gateway):
+    """A project identity signs in with its client ID and secret, opens its project by ID,
+    sees the keys, and is refused the Server Admin Console with the API's message."""
+    reply = gateway.ok("POST", "/identities", {
+        "name": unique("console-ua"), "projectId": ui.state["project"], "permissions": ["read", "encrypt", "decrypt"],
+        "authMethod": "universal-auth"})
+    ui.go("#/signin")
+    ui.title("Sign in")
+    ui.fill("signin-client-id", reply["clientId"])
+    ui.fill("signin-client-secret", "wrong-" + reply["clientSecret"])
+    ui.click("signin-ua-submit")
+    assert ui.text("signin-ua-error", "the login error")
+    ui.fill("signin-client-secret", reply["clientSecret"])
+    ui.click("signin-ua-submit")
+    ui.title("Projects")
+    ui.fill("project-open-id", ui.state["project"])
+    ui.click("project-open")
+    ui.title("Key Management")
+    ui.row("orders")
+    ui.go("#/admin")
+    ui.title("Server Admin Console")
+    status, body = gateway.call("GET", "/admin/encryption-strategy", token=ui.d.execute_script(
+        "return sessionStorage.getItem('kmsgw.token')"))
+    assert status == 403
+    assert ui.text("strategy-error", "the API's message") == body["message"]
+    ui.click("sign-out")
+    ui.title("Sign in")
