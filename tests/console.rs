@@ -1,6 +1,6 @@
 //! The web console under `/ui/` on a real gateway over TLS: its assets, content types,
-//! security headers on every answer (assets, 404, 405, the redirect), and the two
-//! read-only admin routes it calls (`/api/v1/admin/system`, `/api/v1/audit/verify`).
+//! security headers on every answer (assets, 404, 405, the redirect), and the read-only
+//! routes added for it (`/api/v1/projects`, `/api/v1/admin/system`, `/api/v1/audit/verify`).
 
 mod common;
 
@@ -147,6 +147,24 @@ async fn the_admin_routes_of_the_console_show_the_system_and_verify_the_audit_ch
         .await;
     assert_eq!(s, 200, "{ident}");
     let token = ident["token"].as_str().unwrap();
+    // Projects: every one for the administrator, its own for a project identity.
+    let other = gw.project("other").await;
+    let (s, all) = gw.get("/api/v1/projects").await;
+    assert_eq!(s, 200, "{all}");
+    let names: Vec<&str> = all["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["console", "other"], "{all}");
+    let (s, own) = gw
+        .call_as(Some(token), Method::GET, "/api/v1/projects", None)
+        .await;
+    assert_eq!(s, 200, "{own}");
+    assert_eq!(own["projects"].as_array().unwrap().len(), 1, "{own}");
+    assert_eq!(own["projects"][0]["id"], project.as_str());
+    assert_ne!(own["projects"][0]["id"], other.as_str());
     for path in ["/api/v1/admin/system", "/api/v1/audit/verify"] {
         let (s, body) = gw.call_as(Some(token), Method::GET, path, None).await;
         assert_eq!(s, 403, "{path}: {body}");

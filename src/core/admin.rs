@@ -61,6 +61,22 @@ impl Gateway {
         })
     }
 
+    /// The projects the caller can see: every one for a global administrator, else its own.
+    pub async fn list_projects(&self, caller: &Caller) -> Result<Vec<ProjectRecord>, CoreError> {
+        operation!(self, caller, Operation::ListProjects, |rec| {
+            let p = rec.admitted()?;
+            let own = p.project;
+            let all = self
+                .blocking(|k| k.store().projects().map_err(KeyError::from))
+                .await?;
+            Ok(match own {
+                None if p.is_global_admin() => all,
+                None => Vec::new(),
+                Some(id) => all.into_iter().filter(|r| r.id == id).collect(),
+            })
+        })
+    }
+
     /// Shows the root encryption strategy, or switches it to `to` (global admins only).
     pub async fn encryption_strategy(
         &self,

@@ -14,6 +14,7 @@ use crate::store::KeyRecord;
 #[non_exhaustive]
 pub enum Operation {
     CreateProject,
+    ListProjects,
     ShowStatus,
     ShowStrategy,
     SetStrategy,
@@ -65,6 +66,7 @@ impl Operation {
         use Operation as O;
         match self {
             O::CreateProject => "project.create",
+            O::ListProjects => "project.list",
             O::ShowStatus => "status.show",
             O::ShowStrategy => "strategy.show",
             O::SetStrategy => "strategy.set",

@@ -145,6 +145,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Conflict if the name is taken.
     fn create_project(&self, project: &ProjectRecord) -> StoreResult<()>;
     fn project(&self, id: Uuid) -> StoreResult<Option<ProjectRecord>>;
+    /// Every project, by name.
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>>;
 
     /// Stores a key with its first version in one transaction. Conflict if the
     /// project already has a key of that name.

@@ -374,6 +374,19 @@ impl KeyStore for PostgresStore {
         })
     }
 
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>> {
+        self.run(|conn| {
+            let rows = conn.direct().query(
+                "SELECT id, name, created_at FROM projects ORDER BY name COLLATE \"C\"",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(project_from_row)
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()> {
         if first.key_id != key.id {
             return Err(StoreError::Other(format!(

@@ -486,6 +486,15 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)
     }
 
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, created_at FROM projects ORDER BY name")
+            .map_err(map_err)?;
+        let rows = stmt.query_map([], project_from_row).map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
     fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()> {
         if first.key_id != key.id {
             return Err(StoreError::Other(format!(

@@ -272,6 +272,10 @@ def test_create_a_project(ui):
     ui.title("Key Management")
     ui.state["project"] = ui.text("project-id", "the project id")
     assert name in ui.d.find_element(By.CLASS_NAME, "crumbs").text
+    # The Projects page lists it (GET /api/v1/projects).
+    ui.go("#/projects")
+    ui.click_css(f'#project-list a[href="#/projects/{ui.state["project"]}/keys"]', "the project in the list")
+    ui.title("Key Management")
 
 
 def test_add_key_aes_256_gcm(ui):
@@ -565,6 +569,9 @@ def test_sign_in_with_universal_auth_as_a_project_identity(ui, gateway):
     ui.fill("signin-client-secret", reply["clientSecret"])
     ui.click("signin-ua-submit")
     ui.title("Projects")
+    # Its own project, and only that one.
+    ui.wait(lambda: len(ui.d.find_elements(By.CSS_SELECTOR, "#project-list a")) == 1, "one project listed")
+    assert ui.state["project"] in ui.by_id("project-list").text
     ui.fill("project-open-id", ui.state["project"])
     ui.click("project-open")
     ui.title("Key Management")

@@ -24,6 +24,16 @@ pub async fn create_project(input: Input<'_>) -> Reply {
     Ok(json!({"project": {"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}}))
 }
 
+/// `GET /api/v1/projects`: the projects the caller can see.
+pub async fn list_projects(input: Input<'_>) -> Reply {
+    let all = input.gateway.list_projects(input.caller).await?;
+    let projects: Vec<_> = all
+        .iter()
+        .map(|p| json!({"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}))
+        .collect();
+    Ok(json!({ "projects": projects }))
+}
+
 #[derive(Deserialize)]
 struct SetStrategy {
     strategy: String,

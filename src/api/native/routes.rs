@@ -43,6 +43,7 @@ pub static ROUTES: &[Route] = &[
     public(Method::POST, "/api/v1/auth/token/renew", O::RenewToken),
     route(Method::GET, "/api/v1/status", O::ShowStatus),
     route(Method::POST, "/api/v1/projects", O::CreateProject),
+    route(Method::GET, "/api/v1/projects", O::ListProjects),
     route(
         Method::GET,
         "/api/v1/admin/encryption-strategy",
@@ -193,6 +194,7 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
     match operation {
         O::ShowStatus => admin::status(input).await,
         O::CreateProject => admin::create_project(input).await,
+        O::ListProjects => admin::list_projects(input).await,
         O::ShowStrategy => admin::encryption_strategy(input, false).await,
         O::SetStrategy => admin::encryption_strategy(input, true).await,
         O::ReadAudit => admin::audit_page(input).await,

@@ -216,16 +216,17 @@ function signOut() {
 
 function projectsPage() {
   const list = el("ul", { id: "project-list" });
-  const fill = () => {
+  const listErr = errorBox("project-list-error");
+  const fill = (projects) => {
     list.replaceChildren();
-    const known = knownProjects();
-    if (!known.length) list.append(el("li", { class: "hint", text: "No project opened in this tab yet: create one, or open one by its ID." }));
-    for (const p of known) {
+    if (!projects.length) list.append(el("li", { class: "hint", text: "No project yet: create one." }));
+    for (const p of projects) {
+      rememberProject(p);
       list.append(el("li", {}, el("a", { href: `#/projects/${encodeURIComponent(p.id)}/keys`, text: p.name || p.id }),
         " ", el("span", { class: "mono", text: p.id })));
     }
   };
-  fill();
+  action(listErr, null, async () => fill((await api("GET", "/projects")).projects));
 
   const name = field("Project name", el("input", { type: "text", id: "project-name", autocomplete: "off" }));
   const createErr = errorBox("project-create-error");
@@ -253,7 +254,7 @@ function projectsPage() {
       location.hash = `#/projects/${encodeURIComponent(id)}/keys`;
     });
   });
-  page("Projects", el("h2", { text: "Opened in this tab" }), list, el("div", { class: "cards" }, createForm, openForm));
+  page("Projects", el("h2", { text: "Your projects" }), listErr, list, el("div", { class: "cards" }, createForm, openForm));
 }
 
 // --- Project › Key Management ------------------------------------------------------------
