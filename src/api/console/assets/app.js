@@ -259,9 +259,10 @@ function projectsPage() {
 
 // --- Project › Key Management ------------------------------------------------------------
 
-const keyView = { search: "", direction: "asc", offset: 0, limit: 20 };
+const keyView = { project: "", search: "", direction: "asc", offset: 0, limit: 20 };
 
 async function keysPage(projectId) {
+  if (keyView.project !== projectId) Object.assign(keyView, { project: projectId, search: "", offset: 0 });
   const known = knownProjects().find((p) => p.id === projectId);
   if (!known) rememberProject({ id: projectId, name: "" });
   const tableErr = errorBox("keys-error");
