@@ -28,7 +28,8 @@ test-kryoptic: kryoptic
 	KMSGW_TEST_PKCS11=kryoptic scripts/pg-cluster.sh with $(NEXTEST)
 
 ## test-clients: Infisical's Python SDK, hvac, boto3, the AWS CLI, the AWS Encryption SDK,
-## XKS requests signed by botocore, and schemathesis against one real gateway.
+## XKS requests signed by botocore, the web console (headless Chromium) and schemathesis
+## against one real gateway.
 .PHONY: test-clients
 test-clients:
 	scripts/client-tests.sh

@@ -2,6 +2,7 @@
 # Real clients against one real gateway over real TLS (`make test-clients`):
 #   1. pytest (tests/clients) driving Infisical's official Python SDK (`infisicalsdk`),
 #      Vault's `hvac`, and the AWS clients: boto3, the AWS CLI and the AWS Encryption SDK;
+#      and the web console (/ui/) driven in headless Chromium by selenium (test_console.py);
 #   2. schemathesis, fuzzing every operation of the gateway's OpenAPI document (served
 #      at /api/v1/openapi.json, the file src/api/native/openapi.json) and checking the
 #      responses against it.
@@ -18,6 +19,8 @@
 # KMSGW_CLIENT_TESTS_MAX_TIME (seconds, default 100) is the schemathesis run's time budget,
 # KMSGW_CLIENT_TESTS_SEED (default 11) its seed;
 # KMSGW_CLIENT_TESTS_KEEP=1 keeps the temporary directory (logs, store) for a look.
+# KMSGW_CONSOLE_SCREENSHOTS=DIR saves a PNG of each console page in DIR (docs/console/ comes from
+# such a run); KMSGW_CONSOLE_ARTIFACTS=DIR is where a failed console step leaves its screenshot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,21 +28,27 @@ root=$(pwd)
 say() { echo "client-tests: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-# 1. Debian packages: Python with venv, OpenSSL's command line, SoftHSM2, curl.
+# 1. Debian packages: Python with venv, OpenSSL's command line, SoftHSM2, curl, and
+#    Chromium with its WebDriver for the console tests (no other browser is used).
 need=()
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v openssl >/dev/null || need+=(openssl)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v curl >/dev/null || need+=(curl ca-certificates)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     die "missing packages: ${need[*]} (Debian: apt-get install -y ${need[*]})"
   fi
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 \
+    || die "could not install the Debian packages ${need[*]}: the client tests (the console's among them) cannot run"
 fi
+command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+  || die "chromium and chromedriver (Debian: chromium, chromium-driver) are needed by the console tests and are missing" 
 
 # 2. The venv, reused while the pins and the Python (version and path) are the same.
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/kms-gateway
@@ -102,6 +111,9 @@ source "$work/hsm/env"
 unset HSM_SLOT HSM_SO_PIN
 scripts/dev-cert.sh "$gw"
 (umask 077; head -c 32 /dev/urandom | base64 > "$gw/root.key")
+# One customer fragment, so that the console's admin page and Add Key dialog list one.
+"$bin" gen-customer-fragment --name clients --type hsm_wrapped --hsm-key-label kmsgw-clients-cf \
+  --output "$gw/customer_fragments.json" > /dev/null
 ca=$gw/ca.pem
 
 # As tests/common/gateway.rs starts it: port 0, and the first line of stdout names the URL.
@@ -113,6 +125,7 @@ env RUST_LOG=info \
   KMSGW__XKS__ENABLED=true \
   KMSGW__XKS__URI_PATH_PREFIX=/example/xks \
   ROOT_ENCRYPTION_KEY_FILE="$gw/root.key" \
+  HSM_KEY_LABEL=kmsgw-clients-root \
   CUSTOMER_FRAGMENTS_FILE="$gw/customer_fragments.json" \
   "$bin" serve > "$gw/stdout" 2> "$gw/gateway.log" &
 gw_pid=$!

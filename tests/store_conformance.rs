@@ -527,7 +527,9 @@ mod suite {
             store.create_project(&same_id),
             Err(StoreError::Conflict(_))
         ));
-        assert_eq!(store.project(p.id).unwrap(), Some(p));
+        assert_eq!(store.project(p.id).unwrap(), Some(p.clone()));
+        let b = add_project(store, "billing");
+        assert_eq!(store.projects().unwrap(), vec![b, p]);
     }
 
     pub fn key_and_first_version_round_trip_every_field(store: &dyn KeyStore) {

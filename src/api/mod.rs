@@ -1,10 +1,11 @@
 //! The network front-ends. `listener` serves a protocol over TLS on a port; `http`
 //! speaks HTTP on it and routes each request to the front-end that claims it; `native`
 //! is the Infisical-compatible API under `/api/v1`, `vault` the Vault Transit-compatible
-//! API under `/v1/`. Front-ends call the operations core
+//! API under `/v1/`, `console` the web console under `/ui/`. Front-ends call the operations core
 //! (`crate::core`) and never touch PKCS#11, SQL or policy themselves.
 
 pub mod aws;
+pub mod console;
 pub mod http;
 pub mod listener;
 mod metrics;

@@ -186,6 +186,7 @@ fn https_protocol(
         Arc::new(Native::new(gateway.clone())),
         Arc::new(api::vault::Vault::new(gateway.clone(), vault_mounts)),
         Arc::new(api::aws::Aws::new(gateway.clone(), aws_arns)),
+        Arc::new(api::console::Console::new()),
     ];
     let https = Arc::new(HttpProtocol::new(
         gateway.clone(),

@@ -61,6 +61,22 @@ impl Gateway {
         })
     }
 
+    /// The projects the caller can see: every one for a global administrator, else its own.
+    pub async fn list_projects(&self, caller: &Caller) -> Result<Vec<ProjectRecord>, CoreError> {
+        operation!(self, caller, Operation::ListProjects, |rec| {
+            let p = rec.admitted()?;
+            let own = p.project;
+            let all = self
+                .blocking(|k| k.store().projects().map_err(KeyError::from))
+                .await?;
+            Ok(match own {
+                None if p.is_global_admin() => all,
+                None => Vec::new(),
+                Some(id) => all.into_iter().filter(|r| r.id == id).collect(),
+            })
+        })
+    }
+
     /// Shows the root encryption strategy, or switches it to `to` (global admins only).
     pub async fn encryption_strategy(
         &self,
@@ -150,6 +166,88 @@ impl Gateway {
         operation!(self, caller, Operation::ShowStatus, |rec| {
             rec.admitted()?;
             Ok(self.org_id)
+        })
+    }
+}
+
+/// The verdict of a check of the audit chain.
+pub struct AuditVerdict {
+    pub records: u64,
+    /// What is wrong, in words; empty when the chain is intact.
+    pub findings: Vec<String>,
+}
+
+/// The HSM's token as the gateway sees it.
+pub struct HsmView {
+    pub token: crate::hsm::SlotDescription,
+    pub healthy: bool,
+}
+
+/// One customer fragment (never its seed or value).
+pub struct FragmentView {
+    pub id: String,
+    pub mode: Option<&'static str>,
+    /// `None` when loaded, else why not.
+    pub problem: Option<String>,
+}
+
+/// What the server admin console shows besides the strategy.
+pub struct SystemView {
+    pub hsm: Option<HsmView>,
+    pub fragments: Vec<FragmentView>,
+    pub store_kind: &'static str,
+    pub store_healthy: bool,
+}
+
+impl Gateway {
+    /// Checks the audit chain from its first record to its head (global admins only).
+    pub async fn verify_audit(&self, caller: &Caller) -> Result<AuditVerdict, CoreError> {
+        operation!(self, caller, Operation::VerifyAudit, |rec| {
+            let p = rec.admitted()?;
+            require_global_admin(&p)?;
+            let irk = self.irk.clone();
+            let (records, findings) = self
+                .blocking(move |k| {
+                    crate::audit::verify(k.store().as_ref(), &irk).map_err(KeyError::from)
+                })
+                .await?;
+            rec.target = Some(format!("{records} records, {} findings", findings.len()));
+            Ok(AuditVerdict {
+                records,
+                findings: findings.iter().map(ToString::to_string).collect(),
+            })
+        })
+    }
+
+    /// The HSM's token and health, the customer fragments and the store (global admins only).
+    pub async fn system(&self, caller: &Caller) -> Result<SystemView, CoreError> {
+        operation!(self, caller, Operation::ShowSystem, |rec| {
+            let p = rec.admitted()?;
+            require_global_admin(&p)?;
+            let hsm = self.hsm.clone();
+            self.blocking(move |k| {
+                let hsm = hsm.map(|h| HsmView {
+                    token: h.token(),
+                    healthy: h.is_healthy() && h.generate_random(&mut [0u8; 1]).is_ok(),
+                });
+                let fragments = k
+                    .fragments()
+                    .statuses()
+                    .into_iter()
+                    .map(|s| FragmentView {
+                        id: s.id.0,
+                        mode: s.fragment_type.map(|t| t.as_str()),
+                        problem: s.problem,
+                    })
+                    .collect();
+                Ok(SystemView {
+                    hsm,
+                    fragments,
+                    store_kind: k.store().kind(),
+                    store_healthy: k.store().check_writable().is_ok(),
+                })
+            })
+            .await
         })
     }
 }

@@ -152,6 +152,8 @@ pub struct Gateway {
     secrets: access_keys::SecretSealer,
     logins: tokens::LoginThrottle,
     in_flight: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// The instance root key, for checking the audit chain's head MAC.
+    irk: zeroize::Zeroizing<[u8; 32]>,
 }
 
 /// The parts a [`Gateway`] is made of.
@@ -182,6 +184,7 @@ impl Gateway {
             limits: parts.limits,
             org_id,
             in_flight: Mutex::default(),
+            irk: parts.irk,
         })
     }
 

@@ -14,10 +14,15 @@ use crate::store::KeyRecord;
 #[non_exhaustive]
 pub enum Operation {
     CreateProject,
+    ListProjects,
     ShowStatus,
     ShowStrategy,
     SetStrategy,
     ReadAudit,
+    /// Checks the audit log's hash chain and the MAC of its head.
+    VerifyAudit,
+    /// The HSM, customer fragments and store as an administrator sees them.
+    ShowSystem,
     CreateIdentity,
     ListIdentities,
     RevokeIdentity,
@@ -68,10 +73,13 @@ impl Operation {
         use Operation as O;
         match self {
             O::CreateProject => "project.create",
+            O::ListProjects => "project.list",
             O::ShowStatus => "status.show",
             O::ShowStrategy => "strategy.show",
             O::SetStrategy => "strategy.set",
             O::ReadAudit => "audit.read",
+            O::VerifyAudit => "audit.verify",
+            O::ShowSystem => "system.show",
             O::CreateIdentity => "identity.create",
             O::ListIdentities => "identity.list",
             O::RevokeIdentity => "identity.revoke",

@@ -177,6 +177,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Conflict if the name is taken.
     fn create_project(&self, project: &ProjectRecord) -> StoreResult<()>;
     fn project(&self, id: Uuid) -> StoreResult<Option<ProjectRecord>>;
+    /// Every project, by name.
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>>;
 
     /// Stores a key with its first version in one transaction. Conflict if the
     /// project already has a key of that name.
@@ -311,6 +313,8 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Proves the store can be written now (for `/readyz`).
     fn check_writable(&self) -> StoreResult<()>;
+    /// Which backend this is: `sqlite` or `postgresql`.
+    fn kind(&self) -> &'static str;
 }
 
 /// How the audit chain links and seals records (the store only persists them).

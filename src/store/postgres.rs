@@ -302,6 +302,10 @@ fn to_i64(v: u32) -> i64 {
 }
 
 impl KeyStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.run(|conn| {
             let row = conn
@@ -368,6 +372,19 @@ impl KeyStore for PostgresStore {
                 &[&id],
             )?;
             Ok(row.as_ref().map(project_from_row).transpose()?)
+        })
+    }
+
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>> {
+        self.run(|conn| {
+            let rows = conn.direct().query(
+                "SELECT id, name, created_at FROM projects ORDER BY name COLLATE \"C\"",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(project_from_row)
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 

@@ -314,6 +314,10 @@ fn key_name_conflict(err: rusqlite::Error, key_id: Uuid, name: &str) -> StoreErr
 }
 
 impl KeyStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
         let conn = self.writer();
         insert_identity(&conn, identity).map_err(|err| match sqlite_code(&err) {
@@ -481,6 +485,15 @@ impl KeyStore for SqliteStore {
         stmt.query_row([id.to_string()], project_from_row)
             .optional()
             .map_err(map_err)
+    }
+
+    fn projects(&self) -> StoreResult<Vec<ProjectRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, created_at FROM projects ORDER BY name")
+            .map_err(map_err)?;
+        let rows = stmt.query_map([], project_from_row).map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     fn create_key(&self, key: &KeyRecord, first: &KeyVersionRecord) -> StoreResult<()> {

@@ -118,3 +118,12 @@ def ecc_key(sdk, project):
     reply = sdk_call(sdk, "POST", "/api/v1/kms/keys", {
         "projectId": project, "name": unique("ecc"), "keyUsage": "sign-verify", "encryptionAlgorithm": "ECC_NIST_P256"})
     return reply["key"]
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (`item.rep_call`), so that a fixture
+    can tell after the test whether it failed (the console tests save a screenshot)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)

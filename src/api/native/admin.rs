@@ -1,5 +1,5 @@
 //! Installation routes: status (the organisation id), projects, the root encryption
-//! strategy and the audit log.
+//! strategy, the HSM, fragments and store as an administrator sees them, and the audit log.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +22,16 @@ pub async fn create_project(input: Input<'_>) -> Reply {
     let req: CreateProject = parse(&input.body)?;
     let p = input.gateway.create_project(input.caller, req.name).await?;
     Ok(json!({"project": {"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}}))
+}
+
+/// `GET /api/v1/projects`: the projects the caller can see.
+pub async fn list_projects(input: Input<'_>) -> Reply {
+    let all = input.gateway.list_projects(input.caller).await?;
+    let projects: Vec<_> = all
+        .iter()
+        .map(|p| json!({"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}))
+        .collect();
+    Ok(json!({ "projects": projects }))
 }
 
 #[derive(Deserialize)]
@@ -52,4 +62,37 @@ pub async fn audit_page(input: Input<'_>) -> Reply {
     let limit = json::number(&input.query, "limit", 100)?;
     let page = input.gateway.audit_page(input.caller, after, limit).await?;
     Ok(json!({"records": page.records, "nextAfter": page.next_after}))
+}
+
+/// `GET /api/v1/audit/verify`: the hash chain and its head MAC, checked.
+pub async fn verify_audit(input: Input<'_>) -> Reply {
+    let v = input.gateway.verify_audit(input.caller).await?;
+    let valid = v.findings.is_empty();
+    let message = if valid {
+        format!("audit log intact: {} records, head MAC valid", v.records)
+    } else {
+        format!(
+            "audit log tampered with: {} finding(s) over {} records",
+            v.findings.len(),
+            v.records
+        )
+    };
+    Ok(json!({"valid": valid, "records": v.records, "findings": v.findings, "message": message}))
+}
+
+/// `GET /api/v1/admin/system`: the HSM's token and health, the customer fragments (ids
+/// and modes, never a value) and the store.
+pub async fn system(input: Input<'_>) -> Reply {
+    let s = input.gateway.system(input.caller).await?;
+    let hsm = s.hsm.map(|h| {
+        json!({"slot": h.token.id, "tokenLabel": h.token.label, "model": h.token.model,
+               "manufacturer": h.token.manufacturer, "serial": h.token.serial, "healthy": h.healthy})
+    });
+    let fragments: Vec<_> = s
+        .fragments
+        .iter()
+        .map(|f| json!({"id": f.id, "mode": f.mode, "loaded": f.problem.is_none(), "problem": f.problem}))
+        .collect();
+    Ok(json!({"hsm": hsm, "fragments": fragments,
+              "store": {"kind": s.store_kind, "healthy": s.store_healthy}}))
 }

@@ -43,6 +43,7 @@ pub static ROUTES: &[Route] = &[
     public(Method::POST, "/api/v1/auth/token/renew", O::RenewToken),
     route(Method::GET, "/api/v1/status", O::ShowStatus),
     route(Method::POST, "/api/v1/projects", O::CreateProject),
+    route(Method::GET, "/api/v1/projects", O::ListProjects),
     route(
         Method::GET,
         "/api/v1/admin/encryption-strategy",
@@ -53,7 +54,9 @@ pub static ROUTES: &[Route] = &[
         "/api/v1/admin/encryption-strategy",
         O::SetStrategy,
     ),
+    route(Method::GET, "/api/v1/admin/system", O::ShowSystem),
     route(Method::GET, "/api/v1/audit", O::ReadAudit),
+    route(Method::GET, "/api/v1/audit/verify", O::VerifyAudit),
     route(Method::POST, "/api/v1/identities", O::CreateIdentity),
     route(Method::GET, "/api/v1/identities", O::ListIdentities),
     route(
@@ -206,9 +209,12 @@ pub async fn dispatch(operation: Operation, input: Input<'_>) -> Reply {
     match operation {
         O::ShowStatus => admin::status(input).await,
         O::CreateProject => admin::create_project(input).await,
+        O::ListProjects => admin::list_projects(input).await,
         O::ShowStrategy => admin::encryption_strategy(input, false).await,
         O::SetStrategy => admin::encryption_strategy(input, true).await,
         O::ReadAudit => admin::audit_page(input).await,
+        O::VerifyAudit => admin::verify_audit(input).await,
+        O::ShowSystem => admin::system(input).await,
         O::Login => identities::login(input).await,
         O::RenewToken => identities::renew(input).await,
         O::CreateIdentity => identities::create(input).await,
