@@ -77,3 +77,15 @@ def request_json(prepared):
         return None
     raw = prepared.body if isinstance(prepared.body, (bytes, bytearray)) else prepared.body.encode()
     return json.loads(raw)
+
+
+def audit_records(gateway):
+    """Every committed audit record, read page by page as the bootstrap administrator."""
+    records, after = [], 0
+    while True:
+        page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
+        records += page["records"]
+        # A short page is the end (each read is itself recorded, so the log keeps growing).
+        if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
+            return records
+        after = page["nextAfter"]

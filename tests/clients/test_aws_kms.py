@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from helpers import PROJECT_PERMISSIONS, b64, openssl_verifies, unique
+from helpers import PROJECT_PERMISSIONS, audit_records, b64, openssl_verifies, unique
 
 REGION = "us-east-1"
 # The gateway's default ARN account (aws.account_id).
@@ -528,14 +528,7 @@ def test_refusals_and_operations_are_audited_as_aws(gateway, kms, symmetric_key)
         client_for(gateway, key, secret="E" * 44).list_keys()
     forged = e.value.response["ResponseMetadata"]["RequestId"]
     assert len({ok, missing, forged}) == 3 and all((ok, missing, forged))
-    records, after = [], 0
-    while True:
-        page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
-        records += page["records"]
-        # A short page is the end (each read is itself recorded, so the log keeps growing).
-        if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
-            break
-        after = page["nextAfter"]
+    records = audit_records(gateway)
     by_request = {r.get("requestId"): r for r in records}
     for request_id, operation, outcome in ((ok, "key.encrypt", "ok"), (missing, "key.get", "alias_not_found"),
                                            (forged, "key.list", "signature_mismatch")):

@@ -16,7 +16,7 @@ import botocore.credentials
 import pytest
 import requests
 
-from helpers import unique
+from helpers import audit_records, unique
 
 PREFIX = "/example/xks"
 SERVICE = "kms-xks-proxy"
@@ -225,13 +225,7 @@ def test_sigv4_for_the_xks_service(gateway, proxy, xks_setup, external_key):
 def test_xks_calls_are_audited_with_the_kms_request_id(gateway, proxy, external_key):
     meta = metadata()
     proxy.ok(f"/keys/{external_key}/encrypt", {"requestMetadata": meta, "plaintext": b64(b"p"), "encryptionAlgorithm": "AES_GCM"})
-    records, after = [], 0
-    while True:
-        page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
-        records += page["records"]
-        if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
-            break
-        after = page["nextAfter"]
+    records = audit_records(gateway)
     mine = [r for r in records if r.get("frontend") == "xks" and meta["kmsRequestId"] in (r.get("target") or "")]
     assert [(r["operation"], r["outcome"], r["keyId"]) for r in mine] == [("key.encrypt", "ok", external_key)]
     assert "arn:aws:iam::123456789012:user/Alice" in mine[0]["target"]

@@ -11,7 +11,7 @@ import hvac.exceptions as vault_errors
 import pytest
 import requests
 
-from helpers import PROJECT_PERMISSIONS, b64, openssl_verifies, unique
+from helpers import PROJECT_PERMISSIONS, audit_records, b64, openssl_verifies, unique
 
 
 def token_identity(gateway, project, name):
@@ -325,17 +325,6 @@ def test_vault_transit_seal_calls(gateway, vault_token, transit):
     ciphertext = sealed.json()["data"]["ciphertext"]
     opened = session.put(f"{gateway.base_url}/v1/transit/decrypt/{name}", json={"ciphertext": ciphertext}, timeout=60)
     assert opened.status_code == 200 and base64.b64decode(opened.json()["data"]["plaintext"]) == root_key
-
-
-def audit_records(gateway):
-    records, after = [], 0
-    while True:
-        page = gateway.ok("GET", f"/audit?after={after}&limit=1000")
-        records += page["records"]
-        # A short page is the end (each read is itself recorded, so the log keeps growing).
-        if len(page["records"]) < 1000 or page.get("nextAfter") in (None, after):
-            return records
-        after = page["nextAfter"]
 
 
 def test_every_call_is_audited_as_the_vault_front_end(gateway, transit):
