@@ -95,11 +95,8 @@ impl Gateway {
             if key.project_id != project.0 {
                 return Err(KeyError::KeyNotFound.into());
             }
-            let (lookup, project_id) = (name.clone(), key.project_id);
-            let current = self
-                .store_call(move |s| s.alias(project_id, &lookup))
-                .await?
-                .ok_or_else(|| alias_not_found(&name))?;
+            let project_id = key.project_id;
+            let current = self.stored_alias(project_id, &name).await?;
             let current_id = current.key_id;
             if let Some(old) = self.store_call(move |s| s.key(current_id)).await? {
                 if old.key_usage != key.key_usage {
@@ -134,11 +131,7 @@ impl Gateway {
             let p = rec.admitted()?;
             rec.target = Some(format!("alias {name}"));
             let project_id = Self::visible_project(&mut rec, &p, project, Permission::KeysManage)?;
-            let lookup = name.clone();
-            let alias = self
-                .store_call(move |s| s.alias(project_id, &lookup))
-                .await?
-                .ok_or_else(|| alias_not_found(&name))?;
+            let alias = self.stored_alias(project_id, &name).await?;
             rec.key_id = Some(alias.key_id);
             if !self
                 .store_call(move |s| s.delete_alias(project_id, &name))
@@ -179,11 +172,18 @@ impl Gateway {
         if !p.sees(project.0) {
             return Err(alias_not_found(name));
         }
+        Ok(KeyId(self.stored_alias(project.0, name).await?.key_id))
+    }
+
+    /// The alias `name` of the project, else 404 `alias_not_found`.
+    async fn stored_alias(
+        &self,
+        project_id: uuid::Uuid,
+        name: &str,
+    ) -> Result<AliasRecord, CoreError> {
         let lookup = name.to_owned();
-        let project_id = project.0;
         self.store_call(move |s| s.alias(project_id, &lookup))
             .await?
-            .map(|a| KeyId(a.key_id))
             .ok_or_else(|| alias_not_found(name))
     }
 }
