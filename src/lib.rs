@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod fragments;
 pub mod hsm;
 pub mod keys;
+pub mod kmip;
 pub mod logging;
 pub mod metrics;
 pub mod random;
