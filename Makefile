@@ -15,7 +15,7 @@ deps:
 	scripts/install-deps.sh
 
 ## test: the whole suite on a throw-away SoftHSM2 token, then on a Kryoptic token.
-test: deps test-softhsm test-kryoptic test-clients test-deploy test-docker
+test: deps test-softhsm test-kryoptic test-clients test-fuzz test-deploy test-docker
 
 ## The PostgreSQL store tests share one throw-away cluster (a database each) per run.
 test-softhsm:
@@ -33,6 +33,11 @@ test-kryoptic: kryoptic
 .PHONY: test-clients
 test-clients:
 	scripts/client-tests.sh
+
+## test-fuzz: every cargo fuzz target of fuzz/ for KMSGW_FUZZ_SECONDS (default 60) each.
+.PHONY: test-fuzz
+test-fuzz:
+	scripts/fuzz.sh
 
 ## test-deploy: the Kubernetes manifests in deploy/kubernetes, checked without a cluster.
 ## test-docker: the image built and driven end to end (skipped without a Docker engine).

@@ -2,6 +2,7 @@
 # Real clients against one real gateway over real TLS (`make test-clients`):
 #   1. pytest (tests/clients) driving Infisical's official Python SDK (`infisicalsdk`),
 #      Vault's `hvac`, and the AWS clients: boto3, the AWS CLI and the AWS Encryption SDK;
+#      PyKMIP on the KMIP port over mutual TLS (test_kmip.py);
 #      and the web console (/ui/) driven in headless Chromium by selenium (test_console.py);
 #   2. schemathesis, fuzzing every operation of the gateway's OpenAPI document (served
 #      at /api/v1/openapi.json, the file src/api/native/openapi.json) and checking the
@@ -14,7 +15,8 @@
 # The gateway is target/debug/kms-gateway (built with `cargo build --bin kms-gateway` when
 # absent; KMSGW_CLIENT_TESTS_BINARY names another) on a throw-away SoftHSM2 token, a dev
 # certificate, a software root key and a SQLite store in a temporary directory, listening
-# on a free port of 127.0.0.1; it is stopped on exit. As root on Debian, missing packages
+# on a free port of 127.0.0.1 for HTTPS and another for KMIP (client certificates of a
+# throw-away client CA); it is stopped on exit. As root on Debian, missing packages
 # are installed; otherwise they are named. Exits non-zero if anything fails.
 # KMSGW_CLIENT_TESTS_MAX_TIME (seconds, default 100) is the schemathesis run's time budget,
 # KMSGW_CLIENT_TESTS_SEED (default 11) its seed;
@@ -110,17 +112,47 @@ TOKEN_LABEL=kmsgw-clients USER_PIN=$(head -c 9 /dev/urandom | base64 | tr -d '/+
 source "$work/hsm/env"
 unset HSM_SLOT HSM_SO_PIN
 scripts/dev-cert.sh "$gw"
+# KMIP's client certificates (EC P-256, clientAuth) in $gw/kmip, NAME.pem and NAME.key: a
+# client CA of their own (KMSGW__TLS__CLIENT_CA_FILE) signs CN=kmip-a and CN=kmip-b (the
+# tests give them identities) and CN=kmip-unknown (no identity); kmip-untrusted claims
+# CN=kmip-a but is signed by another CA, which the gateway does not trust.
+kmip_certs=$gw/kmip
+mkdir -p "$kmip_certs"
+(
+  cd "$kmip_certs"
+  umask 077
+  new_ca() {  # FILE SUBJECT
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+      -subj "/CN=$2" -keyout "$1.key" -out "$1.pem" 2>/dev/null
+  }
+  new_client() {  # FILE COMMON-NAME CA-FILE
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -subj "/CN=$2" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+    openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days 30 \
+      -extfile client.ext -out "$1.pem" 2>/dev/null
+    rm -f "$1.csr"
+  }
+  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' > client.ext
+  new_ca clients-ca "KMS Gateway KMIP clients CA"
+  new_ca untrusted-ca "Untrusted CA"
+  for name in kmip-a kmip-b kmip-unknown; do new_client "$name" "$name" clients-ca; done
+  new_client kmip-untrusted kmip-a untrusted-ca
+  rm -f client.ext ./*.srl
+) || die "could not make the KMIP client certificates"
 (umask 077; head -c 32 /dev/urandom | base64 > "$gw/root.key")
 # One customer fragment, so that the console's admin page and Add Key dialog list one.
 "$bin" gen-customer-fragment --name clients --type hsm_wrapped --hsm-key-label kmsgw-clients-cf \
   --output "$gw/customer_fragments.json" > /dev/null
 ca=$gw/ca.pem
 
-# As tests/common/gateway.rs starts it: port 0, and the first line of stdout names the URL.
+# As tests/common/gateway.rs starts it: port 0, and stdout names the addresses (the KMIP
+# port's `listening on kmip://HOST:PORT` before the HTTPS port's line).
 env RUST_LOG=info \
   KMSGW__SERVER__LISTEN=127.0.0.1:0 \
   KMSGW__TLS__CERT_FILE="$gw/cert.pem" \
   KMSGW__TLS__KEY_FILE="$gw/key.pem" \
+  KMSGW__TLS__CLIENT_CA_FILE="$kmip_certs/clients-ca.pem" \
+  KMSGW__KMIP__LISTEN=127.0.0.1:0 \
   KMSGW__STORE__URL="sqlite://$gw/data/kms-gateway.db" \
   KMSGW__XKS__ENABLED=true \
   KMSGW__XKS__URI_PATH_PREFIX=/example/xks \
@@ -137,17 +169,22 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 [ -n "$base" ] || die "the gateway did not say where it listens within 60 s"
+kmip=$(sed -n 's/^listening on kmip:\/\/\(.*\)$/\1/p' "$gw/stdout" | head -n 1)
+[ -n "$kmip" ] || die "the gateway did not say where it serves KMIP (listening on kmip://...)"
 for _ in $(seq 1 300); do
   if curl -fsS --cacert "$ca" -o /dev/null "$base/readyz" 2>/dev/null; then ready=yes; break; fi
   kill -0 "$gw_pid" 2>/dev/null || die "the gateway exited before it was ready"
   sleep 0.2
 done
 [ -n "$ready" ] || die "$base/readyz did not answer 200 within 60 s"
-say "gateway $("$bin" --version 2>/dev/null || echo "$bin") at $base"
+say "gateway $("$bin" --version 2>/dev/null || echo "$bin") at $base, KMIP at $kmip"
 
 export KMSGW_CLIENT_BASE_URL=$base
 export KMSGW_CLIENT_CA_FILE=$ca
 export KMSGW_CLIENT_BOOTSTRAP_TOKEN_FILE=$gw/data/bootstrap-token
+export KMSGW_CLIENT_KMIP_HOST=${kmip%:*}
+export KMSGW_CLIENT_KMIP_PORT=${kmip##*:}
+export KMSGW_CLIENT_KMIP_CERTS=$kmip_certs
 # Infisical's SDK has no CA parameter: it verifies with requests' defaults, which take this.
 export REQUESTS_CA_BUNDLE=$ca
 export PYTHONDONTWRITEBYTECODE=1
@@ -155,7 +192,7 @@ export PYTHONDONTWRITEBYTECODE=1
 # caller's profile or environment.
 while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep -E '^AWS_' || true)
 
-# 5. The client tests (Infisical SDK, hvac, AWS clients).
+# 5. The client tests (Infisical SDK, hvac, AWS clients, PyKMIP, the console).
 set +e
 (cd "$root/tests/clients" && "$py" -m pytest -q --color=no) 2>&1 | tee "$work/pytest.log"
 pytest_rc=${PIPESTATUS[0]}

@@ -40,6 +40,30 @@ pub struct Settings {
     pub vault: VaultSettings,
     pub aws: AwsSettings,
     pub xks: XksConfig,
+    pub kmip: KmipSettings,
+}
+
+/// The KMIP server (docs/KMIP.md): off unless `listen` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KmipSettings {
+    /// Address of the KMIP port (e.g. `0.0.0.0:5696`); needs `tls.client_ca_file`.
+    pub listen: Option<String>,
+    /// The largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds a connection may sit idle between requests (and a request may take to
+    /// arrive) before it is closed.
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for KmipSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_message_bytes: 1 << 20,
+            idle_timeout_seconds: 60,
+        }
+    }
 }
 
 /// AWS's external key store proxy API (docs/AWS.md, "External key store").

@@ -485,6 +485,9 @@ async fn the_core_verifies_macs_of_a_named_version_down_to_the_minimum() {
         protection: Protection::Software,
         rotation_period_days: None,
         attributes: Default::default(),
+        exportable: false,
+        material: None,
+        disabled: false,
     };
     let key = gw
         .create_key(

@@ -129,6 +129,7 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         min_decryption_version: 1,
         deletion_date: None,
         rotation_period_days: None,
+        exportable: false,
         created_at: "2024-05-01T10:00:00Z".into(),
         updated_at: "2024-05-01T10:00:00Z".into(),
     }
@@ -544,6 +545,7 @@ mod suite {
             customer_fragment_id: Some("frag-1".into()),
             hsm_key_label: Some("kmsgw-hsm-label".into()),
             min_decryption_version: 1,
+            exportable: true,
             created_at: "2024-01-02T03:04:05Z".into(),
             updated_at: "2024-06-07T08:09:10Z".into(),
             ..key(p.id, "signer")
@@ -1630,12 +1632,13 @@ mod sqlite {
             store.create_identity(&old).unwrap();
         }
         // Back to that release's schema: version 6, before migration 7 added the table
-        // (it adds nothing else), migration 8 the key attributes and 9 the access keys
-        // and aliases.
+        // (it adds nothing else), migration 8 the key attributes, 9 the access keys
+        // and aliases and 10 the exportable flag.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
-             DROP TABLE universal_auth; PRAGMA user_version = 6;",
+             DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
+             PRAGMA user_version = 6;",
         )
         .unwrap();
         drop(conn);
@@ -1767,11 +1770,11 @@ mod postgres {
             store.create_identity(&old).unwrap();
         }
         // Back to that release's schema: version 1, before migration 2 added the table
-        // (it adds nothing else), migration 3 the key attributes and 4 the access keys
-        // and aliases.
+        // (it adds nothing else), migration 3 the key attributes, 4 the access keys
+        // and aliases and 5 the exportable flag.
         db.sql(
             "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
-             DROP TABLE universal_auth; \
+             DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
              DELETE FROM schema_version WHERE version >= 2",
         );
 

@@ -14,4 +14,4 @@ mod tls;
 pub mod vault;
 
 pub use metrics::Metrics;
-pub use tls::{server_config, ReloadableCert};
+pub use tls::{mutual_tls_config, server_config, ReloadableCert};

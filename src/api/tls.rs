@@ -84,23 +84,10 @@ pub fn server_config(
     let builder = match client_ca_file {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?
-            {
-                let cert =
-                    cert.map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("a certificate in {ca:?} is not a usable CA: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("no certificate in the client CA file {ca:?}"));
-            }
             // Bearer tokens keep working: a client certificate is optional, but one that
             // is presented must chain to these CAs.
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
+                client_roots(ca)?,
                 provider,
             )
             .allow_unauthenticated()
@@ -112,6 +99,43 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(config), resolver))
+}
+
+fn client_roots(ca: &Path) -> Result<Arc<rustls::RootCertStore>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?
+    {
+        let cert = cert.map_err(|e| format!("cannot read the client CA file {ca:?}: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a certificate in {ca:?} is not a usable CA: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("no certificate in the client CA file {ca:?}"));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The TLS configuration of a port where every client must present a certificate that
+/// chains to `client_ca_file` (KMIP's port), serving the same reloadable certificate.
+pub fn mutual_tls_config(
+    cert: Arc<ReloadableCert>,
+    client_ca_file: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = cert.provider.clone();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        client_roots(client_ca_file)?,
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("client certificate verifier: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    Ok(Arc::new(config))
 }
 
 /// The subject of a client certificate, as identities name it: the RDNs in certificate

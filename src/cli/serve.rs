@@ -36,6 +36,13 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         .ok_or("KMSGW__TLS__KEY_FILE is required by serve")?;
     let (tls, cert_reloader) =
         api::server_config(&cert, &key, settings.tls.client_ca_file.as_deref())?;
+    let kmip_tls = match (&settings.kmip.listen, &settings.tls.client_ca_file) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err("KMSGW__KMIP__LISTEN needs KMSGW__TLS__CLIENT_CA_FILE: KMIP clients are identified by their certificates".into())
+        }
+        (Some(listen), Some(ca)) => Some((listen.clone(), api::mutual_tls_config(cert_reloader.clone(), ca)?)),
+    };
     let vault_mounts = settings.vault.mounts()?;
     let aws_arns = settings.aws.checked()?;
     let xks = settings.xks.checked()?;
@@ -103,7 +110,23 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
     let sweeper = Sweeper::start(gateway.clone(), interval)?;
     let (https, limits) = https_protocol(&settings, &gateway, vault_mounts, aws_arns, xks);
-    let result = serve_https(&settings.server.listen, tls, cert_reloader, https, limits);
+    let kmip = kmip_tls.map(|(listen, tls)| KmipPort {
+        listen,
+        tls,
+        protocol: Arc::new(crate::kmip::Kmip::new(
+            gateway.clone(),
+            settings.kmip.max_message_bytes,
+            std::time::Duration::from_secs(settings.kmip.idle_timeout_seconds.max(1)),
+        )),
+    });
+    let result = serve_https(
+        &settings.server.listen,
+        tls,
+        cert_reloader,
+        https,
+        limits,
+        kmip,
+    );
     // The sweeper may be using the HSM: it stops before the HSM is finalised.
     sweeper.stop();
     drop(gateway);
@@ -200,13 +223,21 @@ fn https_protocol(
     (https, limits)
 }
 
-/// Serves HTTPS on `listen` until SIGTERM or SIGINT, then drains.
+/// The KMIP port, when `kmip.listen` is set.
+struct KmipPort {
+    listen: String,
+    tls: Arc<rustls::ServerConfig>,
+    protocol: Arc<crate::kmip::Kmip>,
+}
+
+/// Serves HTTPS on `listen` (and KMIP on its port) until SIGTERM or SIGINT, then drains.
 fn serve_https(
     listen: &str,
     tls: Arc<rustls::ServerConfig>,
     cert_reloader: Arc<api::ReloadableCert>,
     https: Arc<HttpProtocol>,
     limits: ListenerLimits,
+    kmip: Option<KmipPort>,
 ) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -216,10 +247,41 @@ fn serve_https(
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", listen))?;
         let addr = listener.local_addr()?;
+        // Both ports are bound before either is announced: once the HTTPS line is out,
+        // the KMIP line is too.
+        let (stop_kmip, kmip_stopped) = tokio::sync::watch::channel(false);
+        let kmip_task = match kmip {
+            None => None,
+            Some(port) => {
+                let kmip_listener = tokio::net::TcpListener::bind(&port.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {} (KMIP): {e}", port.listen))?;
+                let kmip_addr = kmip_listener.local_addr()?;
+                tracing::info!(addr = %kmip_addr, "KMIP listening");
+                println!("listening on kmip://{kmip_addr}");
+                let mut stopped = kmip_stopped;
+                Some(tokio::spawn(listener::run(
+                    kmip_listener,
+                    port.tls,
+                    port.protocol,
+                    limits,
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+        };
         tracing::info!(%addr, "listening");
         println!("listening on https://{addr}");
         tokio::spawn(reload_on_sighup(cert_reloader));
-        listener::run(listener, tls, https, limits, shutdown_signal()).await?;
+        let served = listener::run(listener, tls, https, limits, shutdown_signal()).await;
+        let _ = stop_kmip.send(true);
+        if let Some(task) = kmip_task {
+            if let Ok(Err(e)) = task.await {
+                tracing::error!(error = %e, "the KMIP listener failed");
+            }
+        }
+        served?;
         tracing::info!("stopped accepting; in-flight requests finished");
         Ok(())
     })

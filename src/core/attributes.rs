@@ -95,6 +95,41 @@ impl Gateway {
         })
     }
 
+    /// Applies `patch` to the key and then `set`/`remove` to its attributes, as one
+    /// operation with one record (permission `keys:manage`): a KMIP state change is an
+    /// enabled flag and the dates KMIP keeps as attributes. Deletion is not patched here.
+    pub async fn update_key_and_attributes(
+        &self,
+        caller: &Caller,
+        id: KeyId,
+        patch: crate::store::KeyPatch,
+        set: Attributes,
+        remove: Vec<String>,
+    ) -> Result<KeyRecord, CoreError> {
+        operation!(self, caller, Operation::UpdateKey, |rec| {
+            let p = rec.admitted()?;
+            self.visible_key(&mut rec, &p, id, Permission::KeysManage)
+                .await?;
+            check_attributes(
+                set.iter()
+                    .map(|(n, v)| (n, Some(v)))
+                    .chain(remove.iter().map(|n| (n, None))),
+            )?;
+            let patch = crate::store::KeyPatch {
+                deletion_date: None,
+                ..patch
+            };
+            self.blocking(move |k| {
+                let key = k.update_key(id.0, patch)?;
+                if !k.store().update_key_attributes(id.0, &set, &remove)? {
+                    return Err(KeyError::KeyNotFound);
+                }
+                Ok(key)
+            })
+            .await
+        })
+    }
+
     /// Sets `set` and removes `remove` (permission `keys:manage`); the attributes after.
     pub async fn update_key_attributes(
         &self,

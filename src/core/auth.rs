@@ -42,10 +42,13 @@ pub enum Permission {
     Sign,
     Verify,
     Read,
+    /// Take the material of an exportable key (KMIP's Get); never implied by anything
+    /// but `admin`.
+    Export,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::Admin,
         Permission::KeysManage,
         Permission::Encrypt,
@@ -53,6 +56,7 @@ impl Permission {
         Permission::Sign,
         Permission::Verify,
         Permission::Read,
+        Permission::Export,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -68,6 +72,7 @@ impl Permission {
             Permission::Sign => "sign",
             Permission::Verify => "verify",
             Permission::Read => "read",
+            Permission::Export => "export",
         }
     }
 }

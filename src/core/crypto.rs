@@ -157,7 +157,7 @@ fn sign_request(r: &Sign) -> SignRequest<'_> {
 }
 
 impl Gateway {
-    fn check_plaintext(&self, plaintext: &[u8]) -> Result<(), CoreError> {
+    pub(super) fn check_plaintext(&self, plaintext: &[u8]) -> Result<(), CoreError> {
         let max = self.limits.max_plaintext_bytes;
         if plaintext.is_empty() {
             return Err(CoreError::invalid(

@@ -200,6 +200,7 @@ impl From<KeyError> for CoreError {
             KeyError::VersionBelowMinimum { .. } => (K::Invalid, "version_below_minimum"),
             KeyError::NoSuchVersion { .. } => (K::Invalid, "invalid_key_version"),
             KeyError::NotSupported(_) => (K::Invalid, "not_supported"),
+            KeyError::NotExportable => (K::Forbidden, "key_not_exportable"),
             KeyError::HsmKeyNotFound(_) => (K::Invalid, "hsm_key_not_found"),
             KeyError::HsmKeyUnusable(_) => (K::Invalid, "hsm_key_unusable"),
             KeyError::Hsm(h) => return h.into(),

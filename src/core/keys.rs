@@ -7,7 +7,9 @@ use super::attributes::{check_attributes, Attributes};
 use super::auth::{require, require_global_admin};
 use super::record::{operation, Record};
 use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission, Principal, ProjectId};
-use crate::keys::{Algorithm, KeyError, KeyUsage, NewKey, Protection, DELETION_WINDOW_DAYS};
+use crate::keys::{
+    Algorithm, KeyError, KeyUsage, Material, NewKey, Protection, DELETION_WINDOW_DAYS,
+};
 use crate::store::{KeyPatch, KeyRecord, ListQuery};
 
 /// What creating a key needs; front-ends translate their own names into these.
@@ -26,6 +28,12 @@ pub struct CreateKey {
     pub rotation_period_days: Option<u32>,
     /// Named attributes stored with the key (see `core::attributes`).
     pub attributes: Attributes,
+    /// KMIP's keys only: Get may return the material (to callers with `export`).
+    pub exportable: bool,
+    /// Material the caller brings (KMIP's Register) instead of generated material.
+    pub material: Option<Material>,
+    /// Created disabled (KMIP's Pre-Active state).
+    pub disabled: bool,
 }
 
 /// One key with its versions (`(version, created_at)`, oldest first) when asked for.
@@ -99,7 +107,11 @@ impl Gateway {
         caller: &Caller,
         req: CreateKey,
     ) -> Result<KeyRecord, CoreError> {
-        operation!(self, caller, Operation::CreateKey, |rec| {
+        let operation = match req.material {
+            None => Operation::CreateKey,
+            Some(_) => Operation::RegisterKey,
+        };
+        operation!(self, caller, operation, |rec| {
             let p = rec.admitted()?;
             let project_id =
                 Self::visible_project(&mut rec, &p, req.project_id, Permission::KeysManage)?;
@@ -122,6 +134,9 @@ impl Gateway {
                 customer_fragment_id: req.customer_fragment_id.filter(|s| !s.is_empty()),
                 rotation_period_days: req.rotation_period_days,
                 protection: req.protection,
+                exportable: req.exportable,
+                material: req.material,
+                disabled: req.disabled,
             };
             let key = self
                 .blocking(move |k| {

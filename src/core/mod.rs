@@ -22,6 +22,7 @@ pub mod keys;
 
 pub mod lifecycle;
 pub mod login;
+pub mod raw;
 mod record;
 pub mod tokens;
 pub mod utility;
@@ -59,6 +60,8 @@ pub enum Frontend {
     Aws,
     /// AWS's external key store proxy API (`<prefix>/kms/xks/v1/`).
     Xks,
+    /// The KMIP server on its own port.
+    Kmip,
 }
 
 impl Frontend {
@@ -70,6 +73,7 @@ impl Frontend {
             Frontend::Vault => "vault",
             Frontend::Aws => "aws",
             Frontend::Xks => "xks",
+            Frontend::Kmip => "kmip",
         }
     }
 

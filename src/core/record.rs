@@ -58,6 +58,10 @@ pub enum Operation {
     UpdateAlias,
     DeleteAlias,
     ListAliases,
+    /// A key made from material the caller brought (KMIP's Register).
+    RegisterKey,
+    /// Key material handed to the caller (KMIP's Get of an exportable key).
+    ExportKey,
     GenerateRandom,
     Hash,
     /// A front-end's answer about the caller's own token (Vault's `lookup-self`).
@@ -66,6 +70,8 @@ pub enum Operation {
     ShowOpenApi,
     /// A request to a route no operation serves.
     Unrouted,
+    /// A KMIP request whose client certificate names no active identity.
+    ClientCertificate,
 }
 
 impl Operation {
@@ -114,11 +120,14 @@ impl Operation {
             O::UpdateAlias => "alias.update",
             O::DeleteAlias => "alias.delete",
             O::ListAliases => "alias.list",
+            O::RegisterKey => "key.register",
+            O::ExportKey => "key.export",
             O::GenerateRandom => "random.generate",
             O::Hash => "hash.compute",
             O::LookupToken => "auth.lookup",
             O::ShowOpenApi => "openapi.show",
             O::Unrouted => "request.unrouted",
+            O::ClientCertificate => "auth.client_certificate",
         }
     }
 }

@@ -48,6 +48,22 @@ impl AeadKey {
         }
     }
 
+    /// AES-GCM of `msg` with `aad` as it is: `ciphertext ‖ tag(16)`, no header (for
+    /// protocols that carry the IV and tag themselves, such as KMIP).
+    pub fn seal_raw(&self, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> Vec<u8> {
+        self.seal(nonce, msg, aad)
+    }
+
+    /// The inverse of `seal_raw`.
+    pub fn open_raw(
+        &self,
+        nonce: &[u8],
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open(nonce, sealed, aad)
+    }
+
     fn seal(&self, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> Vec<u8> {
         let nonce = &Nonce::from(*nonce);
         let payload = Payload { msg, aad };

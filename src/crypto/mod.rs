@@ -2,6 +2,7 @@
 //! data-encryption format of DESIGN.md sections 3 and 4, signatures and HMACs. Stateless;
 //! randomness is passed in.
 
+pub mod cbc;
 mod derive;
 pub mod digest;
 mod envelope;

@@ -59,6 +59,39 @@ pub(super) fn generate(
     }
 }
 
+/// Checks material brought by the caller (KMIP's Register) against `algorithm`: AES and
+/// HMAC bytes of the algorithm's length, or a PKCS#8 private key of its kind (whose
+/// public key is derived here).
+pub(super) fn imported(algorithm: Algorithm, given: &[u8]) -> Result<NewMaterial, KeyError> {
+    let want = match algorithm {
+        Algorithm::Aes256Gcm => Some(32),
+        Algorithm::Aes128Gcm => Some(16),
+        a => a.mac().map(|m| m.output_len()),
+    };
+    if let Some(len) = want {
+        if given.len() != len {
+            return Err(KeyError::InvalidInput(format!(
+                "{} key material is {len} bytes, not {}",
+                algorithm.as_str(),
+                given.len()
+            )));
+        }
+        return Ok((Zeroizing::new(given.to_vec()), None));
+    }
+    let kind = algorithm
+        .asymmetric()
+        .ok_or_else(|| KeyError::Internal("neither symmetric nor asymmetric".into()))?;
+    let public = SigningKey::from_pkcs8(kind, given)
+        .and_then(|k| k.public_key_der())
+        .map_err(|_| {
+            KeyError::InvalidInput(format!(
+                "the key material is not a PKCS#8 private key of type {}",
+                algorithm.as_str()
+            ))
+        })?;
+    Ok((Zeroizing::new(given.to_vec()), Some(public)))
+}
+
 pub(super) fn wrap(
     irk: &[u8; 32],
     fv: Option<&[u8; 32]>,

@@ -6,6 +6,7 @@
 
 mod material;
 mod ops;
+mod raw;
 mod records;
 pub mod root;
 mod types;
@@ -25,6 +26,7 @@ use crate::store::{
 
 pub use crate::crypto::MacAlgorithm;
 pub use material::{Loaded, MaterialCache};
+pub use raw::{RawMode, RawSealed};
 use records::RecordCache;
 pub use records::KEY_RECORD_TTL;
 pub use types::{Algorithm, KeyError, KeyUsage};
@@ -45,6 +47,23 @@ pub struct NewKey {
     pub protection: Protection,
     /// Automatic rotation period in days (software encrypt-decrypt keys only).
     pub rotation_period_days: Option<u32>,
+    /// Whether KMIP's Get may return the material (fixed for the key's life).
+    pub exportable: bool,
+    /// The material to use instead of generating it (software keys): AES bytes of the
+    /// algorithm's length, or a PKCS#8 DER private key of the algorithm's kind.
+    pub material: Option<Material>,
+    /// Created disabled (KMIP's Pre-Active), to be enabled later.
+    pub disabled: bool,
+}
+
+/// Secret key material in memory: zeroised when dropped, never printed.
+#[derive(Clone)]
+pub struct Material(pub Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Material([redacted; {} bytes])", self.0.len())
+    }
 }
 
 /// Where a key's material lives.
@@ -266,7 +285,10 @@ impl KeyService {
                 return Err(KeyError::FragmentNotFound(fid.clone()));
             }
         }
-        let (material, public_key) = material::generate(req.algorithm, &self.random)?;
+        let (material, public_key) = match &req.material {
+            None => material::generate(req.algorithm, &self.random)?,
+            Some(given) => material::imported(req.algorithm, &given.0)?,
+        };
         let fv = self.fragment_value(fragment.as_deref())?;
         let wrapped = material::wrap(
             &self.irk,
@@ -337,6 +359,16 @@ impl KeyService {
                 req.usage.as_str()
             )));
         }
+        if req.material.is_some() && req.protection != Protection::Software {
+            return Err(KeyError::InvalidInput(
+                "key material brought by the caller is stored wrapped (protection software), never in the HSM".into(),
+            ));
+        }
+        if req.exportable && req.protection != Protection::Software {
+            return Err(KeyError::InvalidInput(
+                "an HSM-resident key cannot be exportable".into(),
+            ));
+        }
         self.project_exists(req.project_id)?;
         let id = self.new_id()?;
         let (fragment, hsm_key_label, wrapped, public_key) = match &req.protection {
@@ -355,13 +387,14 @@ impl KeyService {
             key_usage: req.usage,
             algorithm: req.algorithm,
             version: 1,
-            is_disabled: false,
+            is_disabled: req.disabled,
             is_reserved: false,
             customer_fragment_id: fragment,
             hsm_key_label,
             min_decryption_version: 1,
             deletion_date: None,
             rotation_period_days: req.rotation_period_days,
+            exportable: req.exportable,
             created_at: now.clone(),
             updated_at: now.clone(),
         };

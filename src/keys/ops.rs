@@ -62,7 +62,7 @@ impl KeyService {
 
     /// The key's algorithm, once the key is checked to be enabled, of the wanted usage
     /// and with its fragment loaded.
-    fn usable(
+    pub(super) fn usable(
         &self,
         key: &KeyRecord,
         usage: KeyUsage,
@@ -101,7 +101,7 @@ impl KeyService {
     }
 
     /// The unwrapped material of one version, from the cache when the key allows it.
-    fn load(
+    pub(super) fn load(
         &self,
         key: &KeyRecord,
         algorithm: Algorithm,

@@ -158,6 +158,8 @@ pub enum KeyError {
     NoSuchVersion { version: u32, newest: u32 },
     #[error("{0}")]
     NotSupported(String),
+    #[error("the key's material cannot leave the gateway: only keys created or registered over KMIP are exportable")]
+    NotExportable,
     #[error("the ciphertext was made by another key")]
     CiphertextOfAnotherKey,
     #[error(

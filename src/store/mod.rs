@@ -66,6 +66,9 @@ pub struct KeyRecord {
     pub deletion_date: Option<String>,
     /// Automatic rotation: a new version when the newest is this many days old.
     pub rotation_period_days: Option<u32>,
+    /// Whether KMIP's Get may return the key's material (to callers with `export`).
+    /// Fixed at creation: only keys created or registered over KMIP are exportable.
+    pub exportable: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]

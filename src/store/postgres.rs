@@ -397,7 +397,7 @@ impl KeyStore for PostgresStore {
         }
         let insert_key = format!(
             "INSERT INTO keys ({KEY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         );
         self.run(|conn| {
             conn.transaction(IsolationLevel::ReadCommitted, |db| {
@@ -430,6 +430,7 @@ impl KeyStore for PostgresStore {
                         &to_i64(key.min_decryption_version),
                         &key.deletion_date,
                         &key.rotation_period_days.map(i64::from),
+                        &key.exportable,
                     ],
                 )
                 .map_err(|err| match violation(&err) {
@@ -777,7 +778,7 @@ impl KeyStore for PostgresStore {
             let rows = conn.direct().query(&sql, &[])?;
             Ok(rows
                 .iter()
-                .map(|r| Ok((key_from_row(r, 0)?, get(r, 16)?)))
+                .map(|r| Ok((key_from_row(r, 0)?, get(r, 17)?)))
                 .collect::<StoreResult<Vec<_>>>()?)
         })
     }

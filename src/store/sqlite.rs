@@ -39,7 +39,7 @@ const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days";
+                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days, exportable";
 
 /// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
 /// reads use a few others and see the last committed state.
@@ -280,6 +280,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         min_decryption_version: row.get(13)?,
         deletion_date: row.get(14)?,
         rotation_period_days: row.get(15)?,
+        exportable: row.get(16)?,
     })
 }
 
@@ -404,7 +405,7 @@ impl KeyStore for SqliteStore {
             ))
             .map_err(map_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((key_from_row(r)?, r.get(16)?)))
+            .query_map([], |r| Ok((key_from_row(r)?, r.get(17)?)))
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
@@ -522,7 +523,7 @@ impl KeyStore for SqliteStore {
             }
         }
         tx.execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
             params![
                 key.id.to_string(),
                 key.project_id.to_string(),
@@ -540,6 +541,7 @@ impl KeyStore for SqliteStore {
                 key.min_decryption_version,
                 key.deletion_date,
                 key.rotation_period_days,
+                key.exportable,
             ],
         )
         .map_err(|err| match constraint(&err) {

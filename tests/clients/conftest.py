@@ -8,6 +8,9 @@ The script passes the gateway as:
   KMSGW_CLIENT_CA_FILE          the dev CA (REQUESTS_CA_BUNDLE is set to it too: that is
                                 how the SDK, which has no CA parameter, is pointed at it)
   KMSGW_CLIENT_BOOTSTRAP_TOKEN_FILE  the bootstrap administrator's token
+  KMSGW_CLIENT_KMIP_HOST, KMSGW_CLIENT_KMIP_PORT  the KMIP port (mutual TLS)
+  KMSGW_CLIENT_KMIP_CERTS       the directory of the KMIP client certificates, NAME.pem and
+                                NAME.key (kmip-a, kmip-b, kmip-unknown, kmip-untrusted)
 """
 
 import os
@@ -65,6 +68,30 @@ def gateway():
     token_file = pathlib.Path(_setting("KMSGW_CLIENT_BOOTSTRAP_TOKEN_FILE"))
     return Gateway(_setting("KMSGW_CLIENT_BASE_URL"), _setting("KMSGW_CLIENT_CA_FILE"),
                    token_file.read_text().strip())
+
+
+class KmipPort:
+    """The gateway's KMIP port, and the client certificates scripts/client-tests.sh made
+    for it: CN=kmip-a, CN=kmip-b and CN=kmip-unknown of the client CA the gateway trusts,
+    and kmip-untrusted (also CN=kmip-a) of another CA."""
+
+    def __init__(self, host, port, certs, ca_file):
+        self.host = host
+        self.port = int(port)
+        self.certs = pathlib.Path(certs)
+        self.ca_file = ca_file
+
+    def cert(self, name):
+        """`(certificate file, key file)` of a client certificate."""
+        pem, key = self.certs / f"{name}.pem", self.certs / f"{name}.key"
+        assert pem.is_file() and key.is_file(), f"no client certificate {name} in {self.certs}"
+        return str(pem), str(key)
+
+
+@pytest.fixture(scope="session")
+def kmip_port(gateway):
+    return KmipPort(_setting("KMSGW_CLIENT_KMIP_HOST"), _setting("KMSGW_CLIENT_KMIP_PORT"),
+                    _setting("KMSGW_CLIENT_KMIP_CERTS"), gateway.ca_file)
 
 
 @pytest.fixture(scope="session")

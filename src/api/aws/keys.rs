@@ -237,6 +237,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
                 protection: Protection::Software,
                 rotation_period_days: None,
                 attributes,
+                exportable: false,
+                material: None,
+                disabled: false,
             },
         )
         .await?;

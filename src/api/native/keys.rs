@@ -104,6 +104,9 @@ pub async fn create(input: Input<'_>) -> Reply {
     let protection = protection(&req)?;
     let request = CreateKey {
         attributes: Default::default(),
+        exportable: false,
+        material: None,
+        disabled: false,
         project_id,
         name: req.name,
         description: req.description,

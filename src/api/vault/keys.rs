@@ -149,6 +149,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
         protection,
         rotation_period_days: rotation_days(p)?.flatten(),
         attributes,
+        exportable: false,
+        material: None,
+        disabled: false,
     };
     let warnings = match ctx.gateway.create_key(ctx.caller, request).await {
         Ok(_) => Value::Null,

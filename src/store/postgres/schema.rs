@@ -116,6 +116,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
            PRIMARY KEY (project_id, name)
        );
        CREATE INDEX key_aliases_key ON key_aliases (key_id);"#,
+    // 5: exportable keys (SQLite migration 10).
+    "ALTER TABLE keys ADD COLUMN exportable BOOLEAN NOT NULL DEFAULT FALSE;",
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

@@ -110,6 +110,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (project_id, name)
      );
      CREATE INDEX key_aliases_key ON key_aliases (key_id);",
+    // 10: keys whose material KMIP's Get may return (fixed at creation; KMIP's only).
+    "ALTER TABLE keys ADD COLUMN exportable INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Applies the migrations the file lacks, each in its own immediate transaction, so
