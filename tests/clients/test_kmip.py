@@ -10,8 +10,9 @@ signatures are checked independently with `cryptography` from what Get returns.
 
 What PyKMIP 0.11.0 itself cannot do, and so is not asked of it here:
 - Authenticated Encryption Additional Data and Tag (Encrypt, Decrypt) are encoded and
-  decoded only from KMIP 1.4 on (the fields are new in 1.4): AES-GCM is tested at 1.4
-  and 2.0, AES-CBC at every version.
+  decoded only from KMIP 1.4 on (the fields are new in 1.4): AES-GCM with AAD and the tag
+  field is tested at 1.4 and 2.0; at 1.2, GCM through ProxyKmipClient (no AAD, the tag
+  after the ciphertext); AES-CBC at every version.
 - Attribute values it cannot decode (Link, Digital Signature Algorithm, Revocation Reason,
   Usage Limits, Cryptographic Domain Parameters raise NotImplementedError; at 2.0 also
   Always Sensitive, Extractable, Never Extractable, Original Creation Date, Key Value
@@ -44,6 +45,10 @@ from kmip.pie.client import ProxyKmipClient
 from kmip.pie.exceptions import KmipOperationFailure
 
 from helpers import PROJECT_PERMISSIONS, audit_records, unique
+
+# PyKMIP opens its sockets with ssl.PROTOCOL_TLS (or the protocol named), which Python 3.11
+# marks deprecated at every connection.
+pytestmark = pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLS:DeprecationWarning")
 
 Alg = enums.CryptographicAlgorithm
 # The versions the flow runs at, with their protocol version numbers.
@@ -111,7 +116,11 @@ def connect(kmip_port, kmip_identities, pykmip_config):
         client.close()
 
 
-@pytest.fixture(scope="module", params=list(VERSIONS), ids=lambda v: f"kmip{v.value}")
+def version_id(version):
+    return f"kmip{version.value}"
+
+
+@pytest.fixture(scope="module", params=list(VERSIONS), ids=version_id)
 def version(request):
     return request.param
 
@@ -330,9 +339,10 @@ def test_locate_by_type_algorithm_length_and_state_with_maximum_items(client_a, 
     assert not set(keys) & set(client_b.locate(attributes=aes_128))
 
 
+# PyKMIP encodes the Authenticated Encryption fields from KMIP 1.4 on (they are new in 1.4).
+@pytest.mark.parametrize("version", [enums.KMIPVersion.KMIP_1_4, enums.KMIPVersion.KMIP_2_0], indirect=True,
+                         ids=version_id)
 def test_aes_gcm_with_a_server_made_iv_tag_and_aad(client_a, version):
-    if version < enums.KMIPVersion.KMIP_1_4:
-        pytest.skip("PyKMIP encodes the Authenticated Encryption fields from KMIP 1.4 on (new in 1.4)")
     uid = new_active_aes(client_a)
     key = client_a.get(uid).value
     plaintext, aad = b"the disk's data key " * 5, b"volume 7"
@@ -375,21 +385,27 @@ def test_aes_gcm_with_a_server_made_iv_tag_and_aad(client_a, version):
     assert_failure(refused)
 
 
+@pytest.mark.parametrize("version", [enums.KMIPVersion.KMIP_1_2], indirect=True, ids=version_id)
 def test_aes_gcm_at_kmip_1_2_is_answered_in_1_2s_encoding(client_a, version):
     """KMIP 1.2 has no Authenticated Encryption Tag field, and PyKMIP at 1.2 refuses a
     response that carries one: the server must refuse GCM there, or put the tag where a
     1.2 client finds it (after the ciphertext)."""
-    if version >= enums.KMIPVersion.KMIP_1_4:
-        pytest.skip("at 1.4 and 2.0 the tag has its own field (test_aes_gcm_with_a_server_made_iv_tag_and_aad)")
     uid = new_active_aes(client_a)
-    parameters = {"cryptographic_algorithm": Alg.AES, "block_cipher_mode": enums.BlockCipherMode.GCM,
-                  "random_iv": True}
+    parameters = {"cryptographic_algorithm": Alg.AES, "block_cipher_mode": enums.BlockCipherMode.GCM}
+    plaintext = b"a 1.2 client's data"
     try:
-        ciphertext, iv = client_a.encrypt(b"a 1.2 client's data", uid=uid, cryptographic_parameters=parameters)
+        ciphertext, iv = client_a.encrypt(plaintext, uid=uid, cryptographic_parameters=dict(parameters, random_iv=True))
     except KmipOperationFailure as refused:
         assert refused.status == enums.ResultStatus.OPERATION_FAILED
     else:
-        assert AESGCM(client_a.get(uid).value).decrypt(iv, ciphertext, b"") == b"a 1.2 client's data"
+        assert len(ciphertext) == len(plaintext) + 16
+        assert AESGCM(client_a.get(uid).value).decrypt(iv, ciphertext, b"") == plaintext
+        # And back through the server, the tag again after the ciphertext.
+        assert client_a.decrypt(ciphertext, uid=uid, cryptographic_parameters=parameters, iv_counter_nonce=iv) == \
+            plaintext
+        with pytest.raises(KmipOperationFailure):
+            client_a.decrypt(ciphertext[:-1] + bytes([ciphertext[-1] ^ 1]), uid=uid,
+                             cryptographic_parameters=parameters, iv_counter_nonce=iv)
     assert client_a.proxy.discover_versions().result_status.value == enums.ResultStatus.SUCCESS
 
 
