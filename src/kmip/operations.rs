@@ -216,6 +216,43 @@ const COMPROMISE_OCCURRENCE_KEY: &str = "kmip.compromise_occurrence_date";
 const USAGE_MASK_KEY: &str = "kmip.usage_mask";
 const OBJECT_GROUP_KEY: &str = "kmip.object_group";
 const CONTACT_KEY: &str = "kmip.contact_information";
+/// A KMIP Name that is not a key name (a slug) itself.
+const NAME_KEY: &str = "kmip.name";
+
+/// The key name of a KMIP Name: the name itself when it is a slug (as the other
+/// front-ends name keys), else `kmip-` and 27 hex digits of its SHA-256, so that the same
+/// KMIP name always finds the same key (and two keys of a project cannot share a name).
+fn key_name(kmip_name: &str) -> String {
+    if crate::keys::check_key_name(kmip_name).is_ok() {
+        return kmip_name.to_owned();
+    }
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(kmip_name.as_bytes()));
+    format!("kmip-{}", &digest[..27])
+}
+
+/// The stored attributes that say a key's KMIP Name, when it is not its key name.
+fn name_attributes(kmip_name: &str) -> Result<Attributes, Fail> {
+    if kmip_name.is_empty() || kmip_name.len() > crate::core::attributes::MAX_VALUE_BYTES {
+        return Err(invalid(format!(
+            "a Name is 1 to {} bytes",
+            crate::core::attributes::MAX_VALUE_BYTES
+        )));
+    }
+    let mut out = Attributes::new();
+    if key_name(kmip_name) != kmip_name {
+        out.insert(NAME_KEY.into(), kmip_name.to_owned());
+    }
+    Ok(out)
+}
+
+/// The KMIP Name of a key.
+fn kmip_name(key: &KeyRecord, stored: &Attributes) -> String {
+    stored
+        .get(NAME_KEY)
+        .cloned()
+        .unwrap_or_else(|| key.name.clone())
+}
 
 /// The stored attributes KMIP clients may set, add, modify and delete, by tag.
 const SETTABLE: &[(u32, &str)] = &[
@@ -251,7 +288,7 @@ fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
             tag::UNIQUE_IDENTIFIER,
             Value::TextString(uid(key.id, public)),
         ),
-        attrs::name_attr(&key.name),
+        attrs::name_attr(&kmip_name(key, stored)),
         attrs::simple(
             tag::OBJECT_TYPE,
             Value::Enumeration(object_type_of(key.algorithm, public)),
@@ -473,7 +510,8 @@ fn new_object(list: &[Attr]) -> Result<NewObject, Fail> {
         match v.tag {
             tag::NAME => {
                 let n = attrs::name_value(v).ok_or_else(|| invalid("a Name has no Name Value"))?;
-                if o.name.replace(n.to_owned()).is_some() {
+                o.stored.extend(name_attributes(n)?);
+                if o.name.replace(key_name(n)).is_some() {
                     return Err(Fail::new(
                         reason::FEATURE_NOT_SUPPORTED,
                         "a key has one Name in the gateway",
@@ -816,7 +854,7 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
         .iter()
         .find(|a| a.value.tag == tag::NAME)
         .and_then(|a| attrs::name_value(&a.value))
-        .map(str::to_owned);
+        .map(key_name);
     let mut found: Vec<String> = Vec::new();
     let mut total = 0usize;
     let mut page = 0u64;
@@ -841,7 +879,7 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             let needs_stored = filters.iter().any(|f| {
                 matches!(
                     f.value.tag,
-                    tag::STATE | tag::OBJECT_GROUP | tag::CONTACT_INFORMATION
+                    tag::STATE | tag::OBJECT_GROUP | tag::CONTACT_INFORMATION | tag::NAME
                 )
             });
             let details = if needs_stored {
@@ -863,11 +901,15 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             };
             for &public in sides {
                 let have = all_attributes(ctx.version, &details, public);
-                let matches = filters.iter().all(|f| {
-                    have.iter()
-                        .any(|h| h.value.tag == f.value.tag && h.value == f.value)
-                        || (f.value.tag == tag::NAME
-                            && attrs::name_value(&f.value) == Some(key.name.as_str()))
+                let matches = filters.iter().all(|f| match f.value.tag {
+                    // By the name's value, whatever Name Type the request says.
+                    tag::NAME => {
+                        attrs::name_value(&f.value)
+                            == Some(kmip_name(key, &details.attributes).as_str())
+                    }
+                    _ => have
+                        .iter()
+                        .any(|h| h.value.tag == f.value.tag && h.value == f.value),
                 });
                 if matches {
                     total += 1;
@@ -1155,11 +1197,16 @@ async fn set_attribute(ctx: &Ctx<'_>, operation: u32, payload: &Ttlv) -> Answer 
     }
     let mut patch = KeyPatch::default();
     let mut set = Attributes::new();
+    let mut remove = Vec::new();
     match attr.value.tag {
         tag::NAME if operation == op::MODIFY_ATTRIBUTE => {
             let n = attrs::name_value(&attr.value)
                 .ok_or_else(|| invalid("a Name has no Name Value"))?;
-            patch.name = Some(n.to_owned());
+            patch.name = Some(key_name(n));
+            set = name_attributes(n)?;
+            if !set.contains_key(NAME_KEY) {
+                remove.push(NAME_KEY.to_owned());
+            }
         }
         tag::NAME => {
             return Err(Fail::new(
@@ -1205,7 +1252,7 @@ async fn set_attribute(ctx: &Ctx<'_>, operation: u32, payload: &Ttlv) -> Answer 
         }
     }
     ctx.gateway
-        .update_key_and_attributes(&ctx.caller, object.id, patch, set, Vec::new())
+        .update_key_and_attributes(&ctx.caller, object.id, patch, set, remove)
         .await
         .map_err(|e| ctx.fail(e))?;
     let mut out = vec![uid_item(object.uid())];

@@ -23,6 +23,8 @@ pub struct Gateway {
     pub base: String,
     pub client: reqwest::Client,
     pub bearer: String,
+    /// The KMIP port's address, when `KMSGW__KMIP__LISTEN` is set.
+    pub kmip: Option<String>,
 }
 
 /// Runs `openssl` with `args`, panicking with its stderr on failure.
@@ -75,6 +77,7 @@ impl Gateway {
             base: String::new(),
             client: reqwest::Client::new(),
             bearer: String::new(),
+            kmip: None,
         };
         gw.launch();
         gw
@@ -134,7 +137,8 @@ impl Gateway {
         env
     }
 
-    /// Starts the process and waits for `listening on https://...`.
+    /// Starts the process and waits for `listening on https://...` (after
+    /// `listening on kmip://...` when KMIP is on).
     pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -155,7 +159,17 @@ impl Gateway {
                 let _ = tx.send(line);
             }
         });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        let mut first = rx.recv_timeout(Duration::from_secs(60));
+        let kmip = first
+            .as_ref()
+            .ok()
+            .and_then(|l| l.strip_prefix("listening on kmip://"))
+            .map(str::to_owned);
+        if kmip.is_some() {
+            self.kmip = kmip;
+            first = rx.recv_timeout(Duration::from_secs(60));
+        }
+        let line = match first {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
