@@ -216,6 +216,9 @@ const COMPROMISE_OCCURRENCE_KEY: &str = "kmip.compromise_occurrence_date";
 const USAGE_MASK_KEY: &str = "kmip.usage_mask";
 const OBJECT_GROUP_KEY: &str = "kmip.object_group";
 const CONTACT_KEY: &str = "kmip.contact_information";
+/// Re-key's links: the key that replaced this one, the key this one replaced.
+const REPLACEMENT_KEY: &str = "kmip.link.replacement";
+const REPLACED_KEY: &str = "kmip.link.replaced";
 /// A KMIP Name that is not a key name (a slug) itself.
 const NAME_KEY: &str = "kmip.name";
 
@@ -334,12 +337,23 @@ fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
             Value::TextString(g.clone()),
         ));
     }
+    let mut links = Vec::new();
     if is_asymmetric(key.algorithm) {
-        let (link_type, other) = if public {
+        links.push(if public {
             (super::spec::link::PRIVATE_KEY, uid(key.id, false))
         } else {
             (super::spec::link::PUBLIC_KEY, uid(key.id, true))
-        };
+        });
+    }
+    for (link_type, stored_name) in [
+        (super::spec::link::REPLACEMENT_OBJECT, REPLACEMENT_KEY),
+        (super::spec::link::REPLACED_OBJECT, REPLACED_KEY),
+    ] {
+        if let Some(other) = stored.get(stored_name) {
+            links.push((link_type, other.clone()));
+        }
+    }
+    for (link_type, other) in links {
         out.push(Attr {
             name: "Link".into(),
             value: Ttlv::structure(
@@ -405,6 +419,7 @@ pub async fn run(ctx: &Ctx<'_>, operation: u32, payload: &Ttlv) -> Answer {
         op::SIGNATURE_VERIFY => signature_verify(ctx, payload).await,
         op::MAC => mac(ctx, payload).await,
         op::MAC_VERIFY => mac_verify(ctx, payload).await,
+        op::REKEY => rekey(ctx, payload).await,
         other => Err(Fail::new(
             reason::OPERATION_NOT_SUPPORTED,
             format!("operation 0x{other:02X} is not supported (Query lists those that are)"),
@@ -1709,4 +1724,113 @@ async fn mac_verify(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
         .await
         .map_err(|e| ctx.fail(e))?;
     Ok(vec![uid_item(object.uid()), validity_item(valid)])
+}
+
+/// Re-key (KMIP 1.4 §4.4): a new symmetric key of the same type replaces the existing
+/// one. The Name moves to the new key (the existing key keeps a server-made key name),
+/// the client's attributes are copied, each key links to the other (Replacement Object,
+/// Replaced Object), and the new key is Active if the existing one is. The existing key
+/// stays as it is otherwise: revoke and destroy it when its data is re-encrypted.
+async fn rekey(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
+    let object = object_of(payload)?;
+    if payload
+        .find(tag::OFFSET)
+        .and_then(Ttlv::as_interval)
+        .is_some_and(|o| o != 0)
+    {
+        return Err(Fail::new(
+            reason::FEATURE_NOT_SUPPORTED,
+            "Re-key with an Offset is not supported: the new key's dates are now",
+        ));
+    }
+    let extra = request_attributes(payload, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
+    if !extra.is_empty() {
+        return Err(Fail::new(
+            reason::FEATURE_NOT_SUPPORTED,
+            "Re-key copies the existing key's attributes; change them afterwards",
+        ));
+    }
+    let old = details(ctx, object).await?;
+    if object.public || is_asymmetric(old.key.algorithm) {
+        return Err(Fail::new(
+            reason::FEATURE_NOT_SUPPORTED,
+            "Re-key replaces symmetric keys (Re-key Key Pair is not supported)",
+        ));
+    }
+    let current = state_of(&old.key, &old.attributes);
+    if matches!(current, state::DESTROYED | state::DESTROYED_COMPROMISED) {
+        return Err(ctx.lifecycle("a destroyed key is not re-keyed"));
+    }
+    let name = old.key.name.clone();
+    let retired = format!(
+        "kmip-{}",
+        &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            old.key.id.as_bytes()
+        ))[..27]
+    );
+    let old_id = KeyId(old.key.id);
+    // The name first goes to the existing key's own server-made name...
+    let rename = |to: String| KeyPatch {
+        name: Some(to),
+        ..KeyPatch::default()
+    };
+    ctx.gateway
+        .update_key_and_attributes(
+            &ctx.caller,
+            old_id,
+            rename(retired),
+            Attributes::new(),
+            vec![NAME_KEY.to_owned()],
+        )
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    // ...then a new key takes it, with the existing key's client attributes.
+    let mut stored: Attributes = old
+        .attributes
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("kmip.x.")
+                || [NAME_KEY, OBJECT_GROUP_KEY, CONTACT_KEY, USAGE_MASK_KEY].contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    stored.insert(REPLACED_KEY.into(), uid(old.key.id, false));
+    let active = current == state::ACTIVE;
+    if active {
+        stored.insert(ACTIVATION_KEY.into(), now_seconds().to_string());
+    } else {
+        stored.insert(STATE_KEY.into(), "pre-active".into());
+    }
+    let fresh = NewObject {
+        name: Some(name.clone()),
+        algorithm: None,
+        length: None,
+        curve: None,
+        active,
+        stored,
+    };
+    let new = match make_key(ctx, fresh, old.key.algorithm, None).await {
+        Ok(k) => k,
+        Err(e) => {
+            // The existing key gets its name back.
+            let mut back = Attributes::new();
+            if let Some(n) = old.attributes.get(NAME_KEY) {
+                back.insert(NAME_KEY.into(), n.clone());
+            }
+            if let Err(undo) = ctx
+                .gateway
+                .update_key_and_attributes(&ctx.caller, old_id, rename(name), back, Vec::new())
+                .await
+            {
+                tracing::error!(key_id = %old.key.id, error = %undo, "Re-key failed and the key's name was not restored");
+            }
+            return Err(e);
+        }
+    };
+    let link = [(REPLACEMENT_KEY.to_owned(), uid(new.id, false))].into();
+    ctx.gateway
+        .update_key_and_attributes(&ctx.caller, old_id, KeyPatch::default(), link, Vec::new())
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    Ok(vec![uid_item(uid(new.id, false))])
 }

@@ -93,6 +93,7 @@ pub mod tag {
     pub const SIGNATURE_DATA: u32 = 0x4200C3;
     pub const RANDOM_IV: u32 = 0x4200C5;
     pub const TAG_LENGTH: u32 = 0x4200CE;
+    pub const OFFSET: u32 = 0x420058;
     pub const OFFSET_ITEMS: u32 = 0x4200D4;
     pub const LOCATED_ITEMS: u32 = 0x4200D5;
     pub const AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA: u32 = 0x4200FE;
@@ -136,10 +137,11 @@ pub mod op {
     pub const MAC_VERIFY: u32 = 0x24;
 
     /// The operations the gateway answers, as Query lists them.
-    pub const SUPPORTED: [u32; 21] = [
+    pub const SUPPORTED: [u32; 22] = [
         CREATE,
         CREATE_KEY_PAIR,
         REGISTER,
+        REKEY,
         LOCATE,
         GET,
         GET_ATTRIBUTES,

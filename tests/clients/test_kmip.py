@@ -423,6 +423,30 @@ def test_aes_cbc_with_pkcs5_padding(client_a, version):
     assert client_a.decrypt(ciphertext, uid=uid, cryptographic_parameters=CBC_PKCS5, iv_counter_nonce=iv) == plaintext
 
 
+def test_rekey_makes_a_new_key_that_takes_the_name(client_a, version):
+    name = unique("kmip-rekeyed")
+    old = client_a.create(Alg.AES, 256, name=name)
+    client_a.activate(old)
+    old_key = client_a.get(old).value
+    new = client_a.rekey(uid=old)
+    assert new != old and str(uuid.UUID(new)) == new
+    fresh = attributes_of(client_a, new, "Name", "State", "Cryptographic Algorithm", "Cryptographic Length")
+    assert fresh == {"Name": [name], "State": [enums.State.ACTIVE], "Cryptographic Algorithm": [Alg.AES],
+                     "Cryptographic Length": [256]}
+    assert client_a.get(new).value not in (old_key, bytes(32)), "new material"
+    # The name moved: Locate finds the new key; the old one keeps working until revoked.
+    assert client_a.locate(attributes=[name_attribute(client_a, name)]) == [new]
+    assert attributes_of(client_a, old, "Name")["Name"] != [name]
+    assert attributes_of(client_a, old, "State")["State"] == [enums.State.ACTIVE]
+    # Each links to the other (PyKMIP cannot decode a Link's value, only list it).
+    assert "Link" in client_a.get_attribute_list(new) and "Link" in client_a.get_attribute_list(old)
+    assert "Link" not in client_a.get_attribute_list(client_a.create(Alg.AES, 128))
+    # Asymmetric keys are not re-keyed; a destroyed key neither.
+    with pytest.raises(KmipOperationFailure) as refused:
+        client_a.rekey(uid=client_a.create_key_pair(Alg.ECDSA, 256)[1])
+    assert_failure(refused)
+
+
 def test_revoke_then_destroy_then_get_fails(client_a, version):
     uid = new_active_aes(client_a)
     # An Active key is not destroyed (KMIP: only Pre-Active or Deactivated objects are).
