@@ -413,3 +413,233 @@ async fn bad_messages_are_answered_and_the_connection_survives_what_it_can() {
     let answer = decode(&exchange(&mut s, &discover).await);
     assert_eq!(result_reason(&answer), None, "{answer:?}");
 }
+
+/// A request message of one batch item.
+fn request(version: (i32, i32), operation: u32, payload: Vec<Ttlv>) -> Vec<u8> {
+    let int = |t, v| Ttlv::new(t, Value::Integer(v));
+    ttlv::encode(&Ttlv::structure(
+        tag::REQUEST_MESSAGE,
+        vec![
+            Ttlv::structure(
+                tag::REQUEST_HEADER,
+                vec![
+                    Ttlv::structure(
+                        tag::PROTOCOL_VERSION,
+                        vec![
+                            int(tag::PROTOCOL_VERSION_MAJOR, version.0),
+                            int(tag::PROTOCOL_VERSION_MINOR, version.1),
+                        ],
+                    ),
+                    int(tag::BATCH_COUNT, 1),
+                ],
+            ),
+            Ttlv::structure(
+                tag::BATCH_ITEM,
+                vec![
+                    Ttlv::new(tag::OPERATION, Value::Enumeration(operation)),
+                    Ttlv::structure(tag::REQUEST_PAYLOAD, payload),
+                ],
+            ),
+        ],
+    ))
+}
+
+fn text(t: u32, s: &str) -> Ttlv {
+    Ttlv::new(t, Value::TextString(s.into()))
+}
+
+/// A 1.x `Attribute` structure.
+fn attribute(name: &str, value: Value) -> Ttlv {
+    Ttlv::structure(
+        tag::ATTRIBUTE,
+        vec![
+            text(tag::ATTRIBUTE_NAME, name),
+            Ttlv::new(tag::ATTRIBUTE_VALUE, value),
+        ],
+    )
+}
+
+fn payload_of(response: &Ttlv) -> &Ttlv {
+    let item = response.find(tag::BATCH_ITEM).unwrap();
+    assert_eq!(
+        item.find(tag::RESULT_STATUS).and_then(Ttlv::as_enum),
+        Some(0),
+        "the operation failed: {response:?}"
+    );
+    item.find(tag::RESPONSE_PAYLOAD).unwrap()
+}
+
+/// The 1.x attributes of a Get Attributes answer, by name.
+fn attributes(response: &Ttlv) -> Vec<(String, Value)> {
+    payload_of(response)
+        .find_all(tag::ATTRIBUTE)
+        .map(|a| {
+            (
+                a.find(tag::ATTRIBUTE_NAME)
+                    .unwrap()
+                    .as_text()
+                    .unwrap()
+                    .to_owned(),
+                a.find(tag::ATTRIBUTE_VALUE).unwrap().value.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_are_added_modified_and_deleted_and_names_need_not_be_slugs() {
+    use kms_gateway::kmip::spec::op;
+    let (gw, pem) = kmip_gateway().await;
+    let mut s = connect(&gw, Some(&pem)).await.unwrap();
+    let v = (1, 4);
+    // A Name with spaces and capitals, as devices name keys.
+    let name = Ttlv::structure(
+        tag::NAME,
+        vec![
+            text(tag::NAME_VALUE, "Volume 7 / Array A"),
+            Ttlv::new(tag::NAME_TYPE, Value::Enumeration(1)),
+        ],
+    );
+    let create = request(
+        v,
+        op::CREATE,
+        vec![
+            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(2)),
+            Ttlv::structure(
+                tag::TEMPLATE_ATTRIBUTE,
+                vec![
+                    attribute("Cryptographic Algorithm", Value::Enumeration(3)),
+                    attribute("Cryptographic Length", Value::Integer(256)),
+                    attribute("Name", name.value.clone()),
+                    attribute("Object Group", Value::TextString("backups".into())),
+                ],
+            ),
+        ],
+    );
+    let created = decode(&exchange(&mut s, &create).await);
+    let uid = payload_of(&created)
+        .find(tag::UNIQUE_IDENTIFIER)
+        .and_then(Ttlv::as_text)
+        .unwrap()
+        .to_owned();
+    let get_attributes = |names: &[&str]| {
+        let mut p = vec![text(tag::UNIQUE_IDENTIFIER, &uid)];
+        p.extend(names.iter().map(|n| text(tag::ATTRIBUTE_NAME, n)));
+        request(v, op::GET_ATTRIBUTES, p)
+    };
+    let got = attributes(&decode(
+        &exchange(&mut s, &get_attributes(&["Name", "Object Group"])).await,
+    ));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].1, name.value, "the Name comes back as it was given");
+    assert_eq!(got[1].1, Value::TextString("backups".into()));
+    // Locate by that name finds it.
+    let locate = request(v, op::LOCATE, vec![attribute("Name", name.value.clone())]);
+    let found = decode(&exchange(&mut s, &locate).await);
+    let ids: Vec<&str> = payload_of(&found)
+        .find_all(tag::UNIQUE_IDENTIFIER)
+        .filter_map(Ttlv::as_text)
+        .collect();
+    assert_eq!(ids, [uid.as_str()]);
+
+    // A client attribute of any type: added once, read, modified, deleted.
+    let custom = |value: Value| attribute("x-volume-serial", value);
+    let change = |operation, value| {
+        request(
+            v,
+            operation,
+            vec![text(tag::UNIQUE_IDENTIFIER, &uid), custom(value)],
+        )
+    };
+    let added = decode(&exchange(&mut s, &change(op::ADD_ATTRIBUTE, Value::Integer(42))).await);
+    payload_of(&added);
+    let again = decode(&exchange(&mut s, &change(op::ADD_ATTRIBUTE, Value::Integer(43))).await);
+    assert_eq!(
+        result_reason(&again),
+        Some(reason::PERMISSION_DENIED),
+        "added twice: {again:?}"
+    );
+    let got = attributes(&decode(
+        &exchange(&mut s, &get_attributes(&["x-volume-serial"])).await,
+    ));
+    assert_eq!(got, [("x-volume-serial".to_owned(), Value::Integer(42))]);
+    let modified = decode(
+        &exchange(
+            &mut s,
+            &change(op::MODIFY_ATTRIBUTE, Value::TextString("SN-7".into())),
+        )
+        .await,
+    );
+    payload_of(&modified);
+    let got = attributes(&decode(
+        &exchange(&mut s, &get_attributes(&["x-volume-serial"])).await,
+    ));
+    assert_eq!(
+        got,
+        [(
+            "x-volume-serial".to_owned(),
+            Value::TextString("SN-7".into())
+        )]
+    );
+    let delete = request(
+        v,
+        op::DELETE_ATTRIBUTE,
+        vec![
+            text(tag::UNIQUE_IDENTIFIER, &uid),
+            text(tag::ATTRIBUTE_NAME, "x-volume-serial"),
+        ],
+    );
+    let deleted = decode(&exchange(&mut s, &delete).await);
+    assert_eq!(
+        attributes(&deleted),
+        [(
+            "x-volume-serial".to_owned(),
+            Value::TextString("SN-7".into())
+        )],
+        "Delete Attribute answers with the deleted value"
+    );
+    let got = attributes(&decode(
+        &exchange(&mut s, &get_attributes(&["x-volume-serial"])).await,
+    ));
+    assert!(got.is_empty(), "{got:?}");
+    // Server attributes are the server's.
+    let state = request(
+        v,
+        op::MODIFY_ATTRIBUTE,
+        vec![
+            text(tag::UNIQUE_IDENTIFIER, &uid),
+            attribute("State", Value::Enumeration(2)),
+        ],
+    );
+    let refused = decode(&exchange(&mut s, &state).await);
+    assert_eq!(
+        result_reason(&refused),
+        Some(reason::PERMISSION_DENIED),
+        "{refused:?}"
+    );
+    // Renaming: Modify Attribute of the Name.
+    let renamed = Ttlv::structure(
+        tag::NAME,
+        vec![
+            text(tag::NAME_VALUE, "volume-8"),
+            Ttlv::new(tag::NAME_TYPE, Value::Enumeration(1)),
+        ],
+    );
+    let rename = request(
+        v,
+        op::MODIFY_ATTRIBUTE,
+        vec![
+            text(tag::UNIQUE_IDENTIFIER, &uid),
+            attribute("Name", renamed.value.clone()),
+        ],
+    );
+    payload_of(&decode(&exchange(&mut s, &rename).await));
+    let got = attributes(&decode(&exchange(&mut s, &get_attributes(&["Name"])).await));
+    assert_eq!(got[0].1, renamed.value);
+    let (status, key) = gw.get(&format!("/api/v1/kms/keys/{uid}")).await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(
+        key["key"]["name"], "volume-8",
+        "a slug name is the key's own name"
+    );
+}

@@ -54,6 +54,15 @@ pub fn check_attributes<'a>(
     Ok(())
 }
 
+/// `check_attributes` of what a change sets and removes.
+fn check_changes(set: &Attributes, remove: &[String]) -> Result<(), CoreError> {
+    check_attributes(
+        set.iter()
+            .map(|(n, v)| (n, Some(v)))
+            .chain(remove.iter().map(|n| (n, None))),
+    )
+}
+
 impl Gateway {
     /// The key named `name` in `project`, if the caller sees that project, with its
     /// attributes. Not audited when it succeeds: it only prepares the operation that
@@ -110,11 +119,7 @@ impl Gateway {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
-            check_attributes(
-                set.iter()
-                    .map(|(n, v)| (n, Some(v)))
-                    .chain(remove.iter().map(|n| (n, None))),
-            )?;
+            check_changes(&set, &remove)?;
             let patch = crate::store::KeyPatch {
                 deletion_date: None,
                 ..patch
@@ -142,11 +147,7 @@ impl Gateway {
             let p = rec.admitted()?;
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
-            check_attributes(
-                set.iter()
-                    .map(|(n, v)| (n, Some(v)))
-                    .chain(remove.iter().map(|n| (n, None))),
-            )?;
+            check_changes(&set, &remove)?;
             rec.target = Some(
                 set.keys()
                     .chain(remove.iter())
