@@ -643,3 +643,216 @@ async fn attributes_are_added_modified_and_deleted_and_names_need_not_be_slugs()
         "a slug name is the key's own name"
     );
 }
+
+/// A request message of several batch items, with a Batch Error Continuation Option.
+fn batch(version: (i32, i32), continuation: Option<u32>, items: Vec<(u32, Vec<Ttlv>)>) -> Vec<u8> {
+    let mut message = decode(&request(version, 0x1E, Vec::new()));
+    let Value::Structure(parts) = &mut message.value else {
+        unreachable!()
+    };
+    let header = &mut parts[0];
+    let Value::Structure(fields) = &mut header.value else {
+        unreachable!()
+    };
+    fields.retain(|f| f.tag != tag::BATCH_COUNT);
+    if let Some(c) = continuation {
+        fields.push(Ttlv::new(
+            tag::BATCH_ERROR_CONTINUATION_OPTION,
+            Value::Enumeration(c),
+        ));
+    }
+    fields.push(Ttlv::new(
+        tag::BATCH_COUNT,
+        Value::Integer(items.len() as i32),
+    ));
+    parts.truncate(1);
+    for (n, (operation, payload)) in items.into_iter().enumerate() {
+        parts.push(Ttlv::structure(
+            tag::BATCH_ITEM,
+            vec![
+                Ttlv::new(tag::OPERATION, Value::Enumeration(operation)),
+                Ttlv::new(tag::UNIQUE_BATCH_ITEM_ID, Value::ByteString(vec![n as u8])),
+                Ttlv::structure(tag::REQUEST_PAYLOAD, payload),
+            ],
+        ));
+    }
+    ttlv::encode(&message)
+}
+
+fn statuses(response: &Ttlv) -> Vec<u32> {
+    response
+        .find_all(tag::BATCH_ITEM)
+        .map(|i| i.find(tag::RESULT_STATUS).and_then(Ttlv::as_enum).unwrap())
+        .collect()
+}
+
+fn aes_create(extra: Vec<Ttlv>) -> Vec<Ttlv> {
+    let mut attributes = vec![
+        attribute("Cryptographic Algorithm", Value::Enumeration(3)),
+        attribute("Cryptographic Length", Value::Integer(256)),
+    ];
+    attributes.extend(extra);
+    vec![
+        Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(2)),
+        Ttlv::structure(tag::TEMPLATE_ATTRIBUTE, attributes),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_keys_decrypt_batches_continue_or_stop_and_other_keys_keep_their_format() {
+    use kms_gateway::kmip::spec::op;
+    let (gw, pem) = kmip_gateway().await;
+    let mut s = connect(&gw, Some(&pem)).await.unwrap();
+    let v = (1, 4);
+    let uid_of = |r: &Ttlv| {
+        payload_of(r)
+            .find(tag::UNIQUE_IDENTIFIER)
+            .and_then(Ttlv::as_text)
+            .unwrap()
+            .to_owned()
+    };
+    let created = decode(&exchange(&mut s, &request(v, op::CREATE, aes_create(vec![]))).await);
+    let uid = uid_of(&created);
+    let id = |u: &str| vec![text(tag::UNIQUE_IDENTIFIER, u)];
+    payload_of(&decode(
+        &exchange(&mut s, &request(v, op::ACTIVATE, id(&uid))).await,
+    ));
+    let mut enc = id(&uid);
+    enc.push(Ttlv::new(
+        tag::DATA,
+        Value::ByteString(b"old data".to_vec()),
+    ));
+    let sealed = decode(&exchange(&mut s, &request(v, op::ENCRYPT, enc.clone())).await);
+    let field = |t| payload_of(&sealed).find(t).unwrap().clone();
+    let mut dec = id(&uid);
+    dec.extend([
+        field(tag::DATA),
+        field(tag::IV_COUNTER_NONCE),
+        field(tag::AUTHENTICATED_ENCRYPTION_TAG),
+    ]);
+
+    // Revoked: new data refused, old data still decrypts (KMIP 1.4 §3.22).
+    let reason_code = Ttlv::structure(
+        tag::REVOCATION_REASON,
+        vec![Ttlv::new(
+            tag::REVOCATION_REASON_CODE,
+            Value::Enumeration(6),
+        )],
+    );
+    let mut revoke = id(&uid);
+    revoke.push(reason_code);
+    payload_of(&decode(
+        &exchange(&mut s, &request(v, op::REVOKE, revoke)).await,
+    ));
+    let refused = decode(&exchange(&mut s, &request(v, op::ENCRYPT, enc.clone())).await);
+    assert!(
+        result_reason(&refused).is_some(),
+        "a revoked key encrypted: {refused:?}"
+    );
+    let opened = decode(&exchange(&mut s, &request(v, op::DECRYPT, dec.clone())).await);
+    assert_eq!(
+        payload_of(&opened).find(tag::DATA).and_then(Ttlv::as_bytes),
+        Some(&b"old data"[..])
+    );
+    // Enabling it through the native API does not undo the revocation.
+    let (status, body) = gw
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/kms/keys/{uid}"),
+            Some(json!({"isDisabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refused = decode(&exchange(&mut s, &request(v, op::ENCRYPT, enc.clone())).await);
+    assert!(
+        result_reason(&refused).is_some(),
+        "re-enabled by the native API: {refused:?}"
+    );
+
+    // Batches: Stop (the default) ends at the first failure; Continue runs the rest;
+    // Undo is refused as a whole.
+    let bad = (op::ACTIVATE, id("00000000-0000-0000-0000-000000000000"));
+    let good = (
+        op::QUERY,
+        vec![Ttlv::new(tag::QUERY_FUNCTION, Value::Enumeration(3))],
+    );
+    let stop = decode(&exchange(&mut s, &batch(v, None, vec![bad.clone(), good.clone()])).await);
+    assert_eq!(statuses(&stop), [1], "{stop:?}");
+    let go_on =
+        decode(&exchange(&mut s, &batch(v, Some(1), vec![bad.clone(), good.clone()])).await);
+    assert_eq!(statuses(&go_on), [1, 0], "{go_on:?}");
+    let undo = decode(&exchange(&mut s, &batch(v, Some(3), vec![bad, good])).await);
+    assert_eq!(
+        result_reason(&undo),
+        Some(reason::FEATURE_NOT_SUPPORTED),
+        "{undo:?}"
+    );
+
+    // Identifiers: only the gateway's own spelling; `_pub` of a symmetric key is nothing.
+    for other in [
+        uid.to_uppercase(),
+        format!("{{{uid}}}"),
+        format!("{uid}_pub"),
+    ] {
+        let answer = decode(
+            &exchange(
+                &mut s,
+                &request(v, op::DECRYPT, {
+                    let mut d = dec.clone();
+                    d[0] = text(tag::UNIQUE_IDENTIFIER, &other);
+                    d
+                }),
+            )
+            .await,
+        );
+        assert_eq!(
+            result_reason(&answer),
+            Some(reason::ITEM_NOT_FOUND),
+            "{other}: {answer:?}"
+        );
+    }
+
+    // A key that must never leave is not made over KMIP.
+    let sealed_key = aes_create(vec![attribute("Extractable", Value::Boolean(false))]);
+    let answer = decode(&exchange(&mut s, &request(v, op::CREATE, sealed_key)).await);
+    assert_eq!(
+        result_reason(&answer),
+        Some(reason::FEATURE_NOT_SUPPORTED),
+        "{answer:?}"
+    );
+
+    // A KMIP key is not rotated by the other APIs, and their keys keep their own format:
+    // no raw KMIP encryption with them, no export, no KMIP attributes through them.
+    let (status, body) = gw
+        .post(&format!("/api/v1/kms/keys/{uid}/rotate"), json!({}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let project = gw.project("native").await;
+    let native = gw
+        .key(&project, "n", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (status, body) = gw
+        .post(
+            "/api/v1/identities",
+            json!({"name": "kmip-native", "projectId": project, "tlsSubject": "CN=kmip-native",
+                   "permissions": ["admin"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let other = client_cert(&gw, "native", "/CN=kmip-native");
+    let mut n = connect(&gw, Some(&other)).await.unwrap();
+    let mut enc = id(&native);
+    enc.push(Ttlv::new(tag::DATA, Value::ByteString(b"x".to_vec())));
+    let answer = decode(&exchange(&mut n, &request(v, op::ENCRYPT, enc)).await);
+    assert_eq!(
+        result_reason(&answer),
+        Some(reason::INVALID_FIELD),
+        "{answer:?}"
+    );
+    let answer = decode(&exchange(&mut n, &request(v, op::GET, id(&native))).await);
+    assert_eq!(
+        result_reason(&answer),
+        Some(reason::NOT_EXTRACTABLE),
+        "{answer:?}"
+    );
+}

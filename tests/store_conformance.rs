@@ -130,6 +130,7 @@ pub fn key(project_id: Uuid, name: &str) -> KeyRecord {
         deletion_date: None,
         rotation_period_days: None,
         exportable: false,
+        protect_stopped: false,
         created_at: "2024-05-01T10:00:00Z".into(),
         updated_at: "2024-05-01T10:00:00Z".into(),
     }
@@ -817,6 +818,7 @@ mod suite {
             min_decryption_version: Some(2),
             rotation_period_days: Some(Some(90)),
             deletion_date: Some(Some("2025-02-01T00:00:00Z".into())),
+            protect_stopped: Some(true),
         };
         let updated = store
             .update_key(k.id, &patch, "2025-01-02T00:00:00Z")
@@ -828,6 +830,7 @@ mod suite {
             min_decryption_version: 2,
             rotation_period_days: Some(90),
             deletion_date: Some("2025-02-01T00:00:00Z".into()),
+            protect_stopped: true,
             updated_at: "2025-01-02T00:00:00Z".into(),
             ..expected
         };
@@ -1638,6 +1641,7 @@ mod sqlite {
         conn.execute_batch(
             "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
              DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
+             ALTER TABLE keys DROP COLUMN protect_stopped; \
              PRAGMA user_version = 6;",
         )
         .unwrap();
@@ -1775,6 +1779,7 @@ mod postgres {
         db.sql(
             "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
              DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
+             ALTER TABLE keys DROP COLUMN protect_stopped; \
              DELETE FROM schema_version WHERE version >= 2",
         );
 

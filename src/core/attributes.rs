@@ -54,6 +54,27 @@ pub fn check_attributes<'a>(
     Ok(())
 }
 
+/// Attribute names only the KMIP front-end writes (its states, dates and links): another
+/// front-end setting them could change a KMIP key's state behind KMIP's rules.
+pub const KMIP_PREFIX: &str = "kmip.";
+
+/// `Forbidden` when a front-end other than KMIP names a KMIP attribute.
+pub(super) fn check_not_kmip<'a>(
+    caller: &Caller,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), CoreError> {
+    if caller.frontend == super::Frontend::Kmip {
+        return Ok(());
+    }
+    match names.into_iter().find(|n| n.starts_with(KMIP_PREFIX)) {
+        Some(n) => Err(CoreError::invalid(
+            "invalid_attribute",
+            format!("attribute {n:?} is the KMIP front-end's own"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `check_attributes` of what a change sets and removes.
 fn check_changes(set: &Attributes, remove: &[String]) -> Result<(), CoreError> {
     check_attributes(
@@ -120,6 +141,7 @@ impl Gateway {
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
             check_changes(&set, &remove)?;
+            check_not_kmip(caller, set.keys().chain(remove.iter()))?;
             let patch = crate::store::KeyPatch {
                 deletion_date: None,
                 ..patch
@@ -148,6 +170,7 @@ impl Gateway {
             self.visible_key(&mut rec, &p, id, Permission::KeysManage)
                 .await?;
             check_changes(&set, &remove)?;
+            check_not_kmip(caller, set.keys().chain(remove.iter()))?;
             rec.target = Some(
                 set.keys()
                     .chain(remove.iter())

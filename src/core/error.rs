@@ -179,6 +179,7 @@ impl From<KeyError> for CoreError {
             KeyError::UnknownAlgorithm(_) => (K::Invalid, "invalid_algorithm"),
             KeyError::UnknownUsage(_) => (K::Invalid, "invalid_key_usage"),
             KeyError::KeyDisabled => (K::Conflict, "key_disabled"),
+            KeyError::ProtectStopped => (K::Conflict, "key_protect_stopped"),
             KeyError::PendingDeletion => (K::Conflict, "key_pending_deletion"),
             KeyError::ConcurrentUpdate(_) => (K::Conflict, "concurrent_update"),
             KeyError::NotPendingDeletion => (K::Conflict, "key_not_pending_deletion"),

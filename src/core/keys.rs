@@ -124,6 +124,7 @@ impl Gateway {
                 .or(req.algorithm.map(Algorithm::usage))
                 .unwrap_or(KeyUsage::EncryptDecrypt);
             check_attributes(req.attributes.iter().map(|(n, v)| (n, Some(v))))?;
+            super::attributes::check_not_kmip(caller, req.attributes.keys())?;
             let attributes = req.attributes;
             let new = NewKey {
                 project_id,

@@ -9,8 +9,7 @@ use super::{Caller, CoreError, Gateway, KeyId, Operation, Permission};
 use crate::keys::{Material, RawMode, RawSealed};
 use crate::store::KeyRecord;
 
-/// A raw encryption request.
-#[derive(Debug)]
+/// A raw encryption request (no `Debug`: it holds the plaintext).
 pub struct RawEncrypt {
     pub key_id: KeyId,
     pub mode: RawMode,
@@ -19,7 +18,6 @@ pub struct RawEncrypt {
 }
 
 /// A raw decryption request.
-#[derive(Debug)]
 pub struct RawDecrypt {
     pub key_id: KeyId,
     pub mode: RawMode,

@@ -156,6 +156,11 @@ fn check_label(name: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Why a KMIP key is not rotated: its clients hold (and encrypt with) exactly the material
+/// they were given, and raw ciphertexts name no version.
+const KMIP_ROTATION: &str =
+    "a key created or registered over KMIP is not rotated: KMIP's Re-key replaces it with a new key";
+
 /// Longest key name (Infisical's slug rule).
 pub const MAX_KEY_NAME_LEN: usize = 32;
 
@@ -395,6 +400,7 @@ impl KeyService {
             deletion_date: None,
             rotation_period_days: req.rotation_period_days,
             exportable: req.exportable,
+            protect_stopped: false,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -494,6 +500,9 @@ impl KeyService {
         }
         if let Some(Some(days)) = patch.rotation_period_days {
             let key = self.fresh_key(id)?;
+            if key.exportable {
+                return Err(KeyError::NotSupported(KMIP_ROTATION.into()));
+            }
             check_rotation_period(days, stored_algorithm(&key)?, key.hsm_key_label.is_some())?;
         }
         if patch.is_disabled == Some(false) && self.fresh_key(id)?.deletion_date.is_some() {
@@ -624,6 +633,9 @@ impl KeyService {
     /// version) down to `min_decryption_version`.
     pub fn rotate(&self, id: Uuid) -> Result<KeyRecord, KeyError> {
         let key = self.fresh_key(id)?;
+        if key.exportable {
+            return Err(KeyError::NotSupported(KMIP_ROTATION.into()));
+        }
         if key.hsm_key_label.is_some() {
             return Err(KeyError::NotSupported(
                 "HSM-resident keys cannot be rotated yet; create a new key".into(),

@@ -20,6 +20,9 @@ use crate::store::KeyRecord;
 /// An XKS encryption's parts: the 96-bit IV, the ciphertext, the 128-bit tag.
 pub type ExternalCiphertext = ([u8; crypto::NONCE_LEN], Vec<u8>, [u8; 16]);
 
+/// The operations that protect new data, which a key whose protection stopped refuses.
+const PROTECTING: [&str; 3] = ["encrypt", "sign", "generate a MAC"];
+
 impl KeyService {
     /// A fresh data key (16 or 32 bytes) and the same key encrypted under `id`
     /// (envelope encryption: the caller keeps only the encrypted copy).
@@ -80,6 +83,9 @@ impl KeyService {
         }
         if key.is_disabled {
             return Err(KeyError::KeyDisabled);
+        }
+        if key.protect_stopped && PROTECTING.contains(&operation) {
+            return Err(KeyError::ProtectStopped);
         }
         if let Some(f) = &key.customer_fragment_id {
             let fid = FragmentId(f.clone());

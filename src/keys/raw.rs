@@ -30,6 +30,19 @@ pub struct RawSealed {
 
 const TAG_LEN: usize = 16;
 
+/// Raw ciphers run on keys made for them (created or registered over KMIP, hence
+/// exportable): a key of the other front-ends keeps to the gateway's ciphertext format,
+/// whose header binds key, version and context.
+fn raw_allowed(key: &KeyRecord) -> Result<(), KeyError> {
+    if key.exportable {
+        Ok(())
+    } else {
+        Err(KeyError::NotSupported(
+            "KMIP's Encrypt and Decrypt use keys created or registered over KMIP; this key's ciphertexts are the gateway's own format (use the native, AWS or Vault API)".into(),
+        ))
+    }
+}
+
 impl KeyService {
     /// The unwrapped material of the key's newest version (software keys).
     fn newest_material(&self, key: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -63,6 +76,7 @@ impl KeyService {
         plaintext: &[u8],
         aad: &[u8],
     ) -> Result<RawSealed, KeyError> {
+        raw_allowed(key)?;
         let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "encrypt")?;
         match mode {
             RawMode::Gcm => {
@@ -125,6 +139,7 @@ impl KeyService {
         tag: Option<&[u8]>,
         aad: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        raw_allowed(key)?;
         let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "decrypt")?;
         match mode {
             RawMode::Gcm => {

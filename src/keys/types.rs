@@ -127,6 +127,8 @@ pub enum KeyError {
     UnknownUsage(String),
     #[error("the key is disabled")]
     KeyDisabled,
+    #[error("the key no longer protects new data (it was revoked): it only decrypts and verifies")]
+    ProtectStopped,
     #[error("the key is pending deletion; cancel the deletion to use it")]
     PendingDeletion,
     #[error("the key is not pending deletion")]

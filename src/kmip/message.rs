@@ -9,8 +9,10 @@ use super::ttlv::{self, Ttlv, Value};
 use crate::core::login::Credentials;
 use crate::core::{Caller, Frontend, Gateway, Operation};
 
-/// Batch Error Continuation Option "Continue" (§9.1.3.2.30); Stop is the default.
-const CONTINUE: u32 = 0x03;
+/// Batch Error Continuation Option (KMIP 1.4 §9.1.3.2.30): Continue, Stop (the default),
+/// Undo (which the gateway cannot do: its operations are each committed at once).
+const CONTINUE: u32 = 0x01;
+const UNDO: u32 = 0x03;
 
 fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -136,7 +138,7 @@ pub async fn handle_message(
             .find(|v| v.0 == version.0)
             .unwrap_or((1, 0));
         let code = if answer_in.0 >= 2 {
-            0x3F
+            reason::UNSUPPORTED_PROTOCOL_VERSION
         } else {
             reason::INVALID_MESSAGE
         };
@@ -167,10 +169,23 @@ pub async fn handle_message(
             }],
         );
     }
-    let keep_going = header
+    let continuation = header
         .find(tag::BATCH_ERROR_CONTINUATION_OPTION)
-        .and_then(Ttlv::as_enum)
-        == Some(CONTINUE);
+        .and_then(Ttlv::as_enum);
+    if continuation == Some(UNDO) && batch.len() > 1 {
+        return response(
+            version,
+            vec![Outcome {
+                operation: None,
+                batch_id: None,
+                result: Err(Fail::new(
+                    reason::FEATURE_NOT_SUPPORTED,
+                    "Batch Error Continuation Option Undo is not supported: each operation is committed when it succeeds; use Stop or Continue",
+                )),
+            }],
+        );
+    }
+    let keep_going = continuation == Some(CONTINUE);
 
     // Who: the identity of the certificate's subject. Discover Versions needs none.
     let principal = match subject {

@@ -120,12 +120,15 @@ impl Object {
             Some(t) => (t, true),
             None => (uid, false),
         };
+        // Only the form the gateway hands out: one object, one identifier.
         Uuid::parse_str(text)
+            .ok()
+            .filter(|id| id.to_string() == text)
             .map(|id| Object {
                 id: KeyId(id),
                 public,
             })
-            .map_err(|_| Fail::new(reason::ITEM_NOT_FOUND, format!("no object {uid:?}")))
+            .ok_or_else(|| Fail::new(reason::ITEM_NOT_FOUND, format!("no object {uid:?}")))
     }
 
     fn uid(self) -> String {
@@ -151,6 +154,19 @@ fn enumeration(t: u32, v: u32) -> Ttlv {
 
 fn uid_item(uid: String) -> Ttlv {
     text(tag::UNIQUE_IDENTIFIER, uid)
+}
+
+/// The key a payload names for an operation that no public key does (encrypt, decrypt,
+/// MACs): `<id>_pub` is no such object.
+fn secret_object_of(payload: &Ttlv) -> Result<Object, Fail> {
+    let object = object_of(payload)?;
+    if object.public {
+        return Err(Fail::new(
+            reason::ITEM_NOT_FOUND,
+            format!("no key {:?} for this operation", object.uid()),
+        ));
+    }
+    Ok(object)
 }
 
 /// The object a payload names by Unique Identifier (required).
@@ -197,13 +213,19 @@ fn state_of(key: &KeyRecord, stored: &Attributes) -> u32 {
             state::DESTROYED
         };
     }
-    if !key.is_disabled {
-        return state::ACTIVE;
+    if key.protect_stopped {
+        // Revoked: decrypts and verifies, protects nothing new (KMIP 1.4 §3.22).
+        return if kept == Some("compromised") {
+            state::COMPROMISED
+        } else {
+            state::DEACTIVATED
+        };
     }
-    match kept {
-        Some("pre-active") => state::PRE_ACTIVE,
-        Some("compromised") => state::COMPROMISED,
-        _ => state::DEACTIVATED,
+    match (key.is_disabled, kept) {
+        (false, _) => state::ACTIVE,
+        (true, Some("pre-active")) => state::PRE_ACTIVE,
+        // Disabled through another front-end: no use at all.
+        (true, _) => state::DEACTIVATED,
     }
 }
 
@@ -229,8 +251,13 @@ fn key_name(kmip_name: &str) -> String {
     if crate::keys::check_key_name(kmip_name).is_ok() {
         return kmip_name.to_owned();
     }
+    hashed_name(kmip_name.as_bytes())
+}
+
+/// `kmip-` and 27 hex digits of the SHA-256 of `bytes`: a key name (a slug) of its own.
+fn hashed_name(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = hex::encode(sha2::Sha256::digest(kmip_name.as_bytes()));
+    let digest = hex::encode(sha2::Sha256::digest(bytes));
     format!("kmip-{}", &digest[..27])
 }
 
@@ -374,7 +401,7 @@ fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
     if let Some(changed) = crate::keys::parse_time(&key.updated_at) {
         out.push(date(tag::LAST_CHANGE_DATE, changed));
     }
-    if v >= (2, 0) {
+    if v >= (1, 4) {
         let extractable = public || key.exportable;
         out.push(attrs::simple(tag::SENSITIVE, Value::Boolean(!extractable)));
         out.push(attrs::simple(tag::EXTRACTABLE, Value::Boolean(extractable)));
@@ -399,6 +426,9 @@ fn custom_attributes(stored: &Attributes) -> Vec<Attr> {
 
 /// Runs one batch item's operation.
 pub async fn run(ctx: &Ctx<'_>, operation: u32, payload: &Ttlv) -> Answer {
+    // A KMIP client is one project's (docs/KMIP.md); an identity of every project is not
+    // a KMIP client.
+    ctx.project()?;
     match operation {
         op::CREATE => create(ctx, payload).await,
         op::CREATE_KEY_PAIR => create_key_pair(ctx, payload).await,
@@ -510,6 +540,15 @@ struct NewObject {
     stored: Attributes,
 }
 
+/// KMIP keys are the gateway's exportable keys (Get to identities with `export`); one that
+/// must never leave is made through another front-end, never over KMIP.
+fn non_extractable() -> Fail {
+    Fail::new(
+        reason::FEATURE_NOT_SUPPORTED,
+        "keys made over KMIP are extractable (to identities with the export permission): a key that never leaves the gateway is created through the native, AWS or Vault API",
+    )
+}
+
 fn new_object(list: &[Attr]) -> Result<NewObject, Fail> {
     let mut o = NewObject {
         name: None,
@@ -553,6 +592,8 @@ fn new_object(list: &[Attr]) -> Result<NewObject, Fail> {
                 o.stored
                     .insert(attrs::custom_key(&a.name), attrs::encode_value(v));
             }
+            tag::SENSITIVE if v.as_bool() == Some(true) => return Err(non_extractable()),
+            tag::EXTRACTABLE if v.as_bool() == Some(false) => return Err(non_extractable()),
             // Accepted and not kept: the gateway's own policy and parameters apply.
             tag::OPERATION_POLICY_NAME
             | tag::CRYPTOGRAPHIC_PARAMETERS
@@ -891,10 +932,11 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             if name.as_deref().is_some_and(|n| n != key.name) {
                 continue;
             }
+            // Every attribute but these three is (or may be) kept beside the record.
             let needs_stored = filters.iter().any(|f| {
-                matches!(
+                !matches!(
                     f.value.tag,
-                    tag::STATE | tag::OBJECT_GROUP | tag::CONTACT_INFORMATION | tag::NAME
+                    tag::OBJECT_TYPE | tag::CRYPTOGRAPHIC_ALGORITHM | tag::CRYPTOGRAPHIC_LENGTH
                 )
             });
             let details = if needs_stored {
@@ -915,16 +957,15 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
                 &[false]
             };
             for &public in sides {
-                let have = all_attributes(ctx.version, &details, public);
+                let mut have = all_attributes(ctx.version, &details, public);
+                have.extend(custom_attributes(&details.attributes));
                 let matches = filters.iter().all(|f| match f.value.tag {
                     // By the name's value, whatever Name Type the request says.
                     tag::NAME => {
                         attrs::name_value(&f.value)
                             == Some(kmip_name(key, &details.attributes).as_str())
                     }
-                    _ => have
-                        .iter()
-                        .any(|h| h.value.tag == f.value.tag && h.value == f.value),
+                    _ => have.iter().any(|h| h.name == f.name && h.value == f.value),
                 });
                 if matches {
                     total += 1;
@@ -1150,8 +1191,8 @@ async fn get_attributes(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
     let d = details(ctx, object).await?;
     let asked = asked_names(payload);
     let mut all = all_attributes(ctx.version, &d, object.public);
+    all.extend(custom_attributes(&d.attributes));
     if !asked.is_empty() {
-        all.extend(custom_attributes(&d.attributes));
         all.retain(|a| asked.contains(&a.name));
     }
     let v2 = ctx.v2();
@@ -1338,14 +1379,10 @@ async fn delete_attribute(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
 async fn state_change(
     ctx: &Ctx<'_>,
     object: Object,
-    enable: Option<bool>,
+    patch: KeyPatch,
     set: Attributes,
     remove: Vec<String>,
 ) -> Result<(), Fail> {
-    let patch = KeyPatch {
-        is_disabled: enable.map(|e| !e),
-        ..KeyPatch::default()
-    };
     ctx.gateway
         .update_key_and_attributes(&ctx.caller, object.id, patch, set, remove)
         .await
@@ -1365,7 +1402,11 @@ async fn activate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
         return Err(ctx.lifecycle("only a Pre-Active object can be activated"));
     }
     let set = [(ACTIVATION_KEY.to_owned(), now_seconds().to_string())].into();
-    state_change(ctx, object, Some(true), set, vec![STATE_KEY.into()]).await?;
+    let enable = KeyPatch {
+        is_disabled: Some(false),
+        ..KeyPatch::default()
+    };
+    state_change(ctx, object, enable, set, vec![STATE_KEY.into()]).await?;
     Ok(vec![uid_item(object.uid())])
 }
 
@@ -1386,23 +1427,37 @@ async fn revoke(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
         // Revoked with its private key already.
         return Ok(vec![uid_item(object.uid())]);
     }
+    // Dates already set stay as they were first set.
     let mut set = Attributes::new();
+    let mut first = |name: &str, value: String| {
+        if !d.attributes.contains_key(name) {
+            set.insert(name.to_owned(), value);
+        }
+    };
     if matches!(code, revocation::KEY_COMPROMISE | revocation::CA_COMPROMISE) {
-        set.insert(STATE_KEY.into(), "compromised".into());
-        set.insert(COMPROMISE_KEY.into(), now.clone());
         let occurred = payload
             .find(tag::COMPROMISE_OCCURRENCE_DATE)
             .and_then(Ttlv::as_datetime)
-            .map_or(now, |t| t.to_string());
-        set.insert(COMPROMISE_OCCURRENCE_KEY.into(), occurred);
+            .map_or(now.clone(), |t| t.to_string());
+        first(COMPROMISE_KEY, now.clone());
+        first(COMPROMISE_OCCURRENCE_KEY, occurred);
+        first(DEACTIVATION_KEY, now);
+        set.insert(STATE_KEY.into(), "compromised".into());
     } else {
         if current == state::COMPROMISED {
             return Err(ctx.lifecycle("a compromised object stays compromised"));
         }
+        first(DEACTIVATION_KEY, now);
         set.insert(STATE_KEY.into(), "deactivated".into());
-        set.insert(DEACTIVATION_KEY.into(), now);
     }
-    state_change(ctx, object, Some(false), set, Vec::new()).await?;
+    // The key then only decrypts and verifies what it protected (KMIP 1.4 §3.22): the
+    // core's `protect_stopped`, which no front-end undoes.
+    let stop = KeyPatch {
+        is_disabled: Some(false),
+        protect_stopped: Some(true),
+        ..KeyPatch::default()
+    };
+    state_change(ctx, object, stop, set, Vec::new()).await?;
     Ok(vec![uid_item(object.uid())])
 }
 
@@ -1472,7 +1527,7 @@ fn bytes_of(payload: &Ttlv, t: u32) -> Option<&[u8]> {
 }
 
 async fn encrypt(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
-    let object = object_of(payload)?;
+    let object = secret_object_of(payload)?;
     let mode = cipher_mode(payload)?;
     if payload.find(tag::IV_COUNTER_NONCE).is_some() {
         return Err(invalid(
@@ -1516,7 +1571,7 @@ async fn encrypt(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
 }
 
 async fn decrypt(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
-    let object = object_of(payload)?;
+    let object = secret_object_of(payload)?;
     let mode = cipher_mode(payload)?;
     let data = bytes_of(payload, tag::DATA).ok_or_else(|| missing("the Data"))?;
     let iv =
@@ -1701,7 +1756,7 @@ fn mac_request(payload: &Ttlv, object: Object) -> Result<Mac, Fail> {
 }
 
 async fn mac(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
-    let object = object_of(payload)?;
+    let object = secret_object_of(payload)?;
     let request = mac_request(payload, object)?;
     let result = ctx
         .gateway
@@ -1715,7 +1770,7 @@ async fn mac(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
 }
 
 async fn mac_verify(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
-    let object = object_of(payload)?;
+    let object = secret_object_of(payload)?;
     let request = mac_request(payload, object)?;
     let given = bytes_of(payload, tag::MAC_DATA).ok_or_else(|| missing("the MAC Data"))?;
     let valid = ctx
@@ -1762,12 +1817,10 @@ async fn rekey(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
         return Err(ctx.lifecycle("a destroyed key is not re-keyed"));
     }
     let name = old.key.name.clone();
-    let retired = format!(
-        "kmip-{}",
-        &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            old.key.id.as_bytes()
-        ))[..27]
-    );
+    if old.attributes.contains_key(REPLACEMENT_KEY) {
+        return Err(ctx.lifecycle("the key was re-keyed already: re-key its replacement"));
+    }
+    let retired = hashed_name(old.key.id.as_bytes());
     let old_id = KeyId(old.key.id);
     // The name first goes to the existing key's own server-made name...
     let rename = |to: String| KeyPatch {

@@ -289,6 +289,8 @@ pub mod reason {
     /// KMIP 2.0.
     pub const OBJECT_DESTROYED: u32 = 0x36;
     /// KMIP 2.0.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: u32 = 0x3F;
+    /// KMIP 2.0.
     pub const WRONG_KEY_LIFECYCLE_STATE: u32 = 0x43;
     pub const GENERAL_FAILURE: u32 = 0x100;
 }

@@ -69,6 +69,9 @@ pub struct KeyRecord {
     /// Whether KMIP's Get may return the key's material (to callers with `export`).
     /// Fixed at creation: only keys created or registered over KMIP are exportable.
     pub exportable: bool,
+    /// The key protects no new data (no encrypt, sign or MAC generation) but still
+    /// decrypts and verifies: KMIP's Deactivated and Compromised states.
+    pub protect_stopped: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +135,8 @@ pub struct KeyPatch {
     pub rotation_period_days: Option<Option<u32>>,
     /// `Some(Some(date))` schedules deletion, `Some(None)` cancels it.
     pub deletion_date: Option<Option<String>>,
+    /// `Some(true)` stops the key protecting new data (it never restarts through KMIP).
+    pub protect_stopped: Option<bool>,
 }
 
 /// An access key of an identity (AWS's Signature Version 4 credentials): the id it signs

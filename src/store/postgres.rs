@@ -397,7 +397,7 @@ impl KeyStore for PostgresStore {
         }
         let insert_key = format!(
             "INSERT INTO keys ({KEY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
         self.run(|conn| {
             conn.transaction(IsolationLevel::ReadCommitted, |db| {
@@ -431,6 +431,7 @@ impl KeyStore for PostgresStore {
                         &key.deletion_date,
                         &key.rotation_period_days.map(i64::from),
                         &key.exportable,
+                        &key.protect_stopped,
                     ],
                 )
                 .map_err(|err| match violation(&err) {
@@ -512,6 +513,7 @@ impl KeyStore for PostgresStore {
         let sql = format!(
             "UPDATE keys SET name = coalesce($2, name), description = coalesce($3, description), \
              is_disabled = coalesce($4, is_disabled), \
+             protect_stopped = coalesce($11, protect_stopped), \
              min_decryption_version = coalesce($6, min_decryption_version), updated_at = $5, \
              rotation_period_days = CASE WHEN $7 THEN $8 ELSE rotation_period_days END, \
              deletion_date = CASE WHEN $9 THEN $10 ELSE deletion_date END \
@@ -536,6 +538,7 @@ impl KeyStore for PostgresStore {
                         &rotation,
                         &patch.deletion_date.is_some(),
                         &deletion,
+                        &patch.protect_stopped,
                     ],
                 )
                 .map_err(|err| {
@@ -778,7 +781,7 @@ impl KeyStore for PostgresStore {
             let rows = conn.direct().query(&sql, &[])?;
             Ok(rows
                 .iter()
-                .map(|r| Ok((key_from_row(r, 0)?, get(r, 17)?)))
+                .map(|r| Ok((key_from_row(r, 0)?, get(r, 18)?)))
                 .collect::<StoreResult<Vec<_>>>()?)
         })
     }

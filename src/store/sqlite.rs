@@ -39,7 +39,7 @@ const HEARTBEAT: &str = "kms-gateway.store.heartbeat";
 
 const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days, exportable";
+                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days, exportable, protect_stopped";
 
 /// A `KeyStore` in one SQLite file. Writes are serialised through one connection;
 /// reads use a few others and see the last committed state.
@@ -281,6 +281,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         deletion_date: row.get(14)?,
         rotation_period_days: row.get(15)?,
         exportable: row.get(16)?,
+        protect_stopped: row.get(17)?,
     })
 }
 
@@ -405,7 +406,7 @@ impl KeyStore for SqliteStore {
             ))
             .map_err(map_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((key_from_row(r)?, r.get(17)?)))
+            .query_map([], |r| Ok((key_from_row(r)?, r.get(18)?)))
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
@@ -523,7 +524,7 @@ impl KeyStore for SqliteStore {
             }
         }
         tx.execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
             params![
                 key.id.to_string(),
                 key.project_id.to_string(),
@@ -542,6 +543,7 @@ impl KeyStore for SqliteStore {
                 key.deletion_date,
                 key.rotation_period_days,
                 key.exportable,
+                key.protect_stopped,
             ],
         )
         .map_err(|err| match constraint(&err) {
@@ -624,6 +626,7 @@ impl KeyStore for SqliteStore {
         let sql = format!(
             "UPDATE keys SET name = coalesce(?2, name), description = coalesce(?3, description), \
              is_disabled = coalesce(?4, is_disabled), \
+             protect_stopped = coalesce(?11, protect_stopped), \
              min_decryption_version = coalesce(?6, min_decryption_version), updated_at = ?5, \
              rotation_period_days = CASE WHEN ?7 THEN ?8 ELSE rotation_period_days END, \
              deletion_date = CASE WHEN ?9 THEN ?10 ELSE deletion_date END \
@@ -642,6 +645,7 @@ impl KeyStore for SqliteStore {
                 patch.rotation_period_days.flatten(),
                 patch.deletion_date.is_some(),
                 patch.deletion_date.clone().flatten(),
+                patch.protect_stopped,
             ],
             key_from_row,
         )

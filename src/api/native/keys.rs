@@ -211,7 +211,7 @@ pub async fn update(input: Input<'_>) -> Reply {
         is_disabled: req.is_disabled,
         min_decryption_version: req.min_decryption_version,
         rotation_period_days: req.rotation_period_days,
-        deletion_date: None,
+        ..KeyPatch::default()
     };
     let key = input.gateway.update_key(input.caller, id, patch).await?;
     Ok(json!({"key": json::key(&key, input.gateway.org_id())}))

@@ -13,7 +13,7 @@ use crate::store::{
 pub(super) const KEY_COLUMNS: &str =
     "id, project_id, name, description, key_usage, algorithm, version, \
                            is_disabled, is_reserved, customer_fragment_id, created_at, updated_at, \
-                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days, exportable";
+                           hsm_key_label, min_decryption_version, deletion_date, rotation_period_days, exportable, protect_stopped";
 pub(super) const IDENTITY_COLUMNS: &str =
     "id, name, project_id, role, token_sha256, created_at, expires_at, revoked_at, tls_subject";
 pub(super) const UNIVERSAL_AUTH_COLUMNS: &str =
@@ -67,6 +67,7 @@ pub(super) fn key_from_row(row: &Row, at: usize) -> StoreResult<KeyRecord> {
             .map(|d| u32::try_from(d).map_err(|_| corrupt("rotation_period_days", d)))
             .transpose()?,
         exportable: get(row, at + 16)?,
+        protect_stopped: get(row, at + 17)?,
     })
 }
 

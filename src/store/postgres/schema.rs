@@ -116,8 +116,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
            PRIMARY KEY (project_id, name)
        );
        CREATE INDEX key_aliases_key ON key_aliases (key_id);"#,
-    // 5: exportable keys (SQLite migration 10).
-    "ALTER TABLE keys ADD COLUMN exportable BOOLEAN NOT NULL DEFAULT FALSE;",
+    // 5: exportable keys and keys that protect no new data (SQLite migration 10).
+    "ALTER TABLE keys ADD COLUMN exportable BOOLEAN NOT NULL DEFAULT FALSE;
+     ALTER TABLE keys ADD COLUMN protect_stopped BOOLEAN NOT NULL DEFAULT FALSE;",
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

@@ -111,7 +111,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX key_aliases_key ON key_aliases (key_id);",
     // 10: keys whose material KMIP's Get may return (fixed at creation; KMIP's only).
-    "ALTER TABLE keys ADD COLUMN exportable INTEGER NOT NULL DEFAULT 0;",
+    // A key that protects no new data (KMIP's Deactivated and Compromised states) but
+    // still decrypts and verifies.
+    "ALTER TABLE keys ADD COLUMN exportable INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE keys ADD COLUMN protect_stopped INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Applies the migrations the file lacks, each in its own immediate transaction, so
