@@ -41,6 +41,9 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         (Some(_), None) => {
             return Err("KMSGW__KMIP__LISTEN needs KMSGW__TLS__CLIENT_CA_FILE: KMIP clients are identified by their certificates".into())
         }
+        (Some(_), Some(_)) if !(4096..=(16 << 20)).contains(&settings.kmip.max_message_bytes) => {
+            return Err("KMSGW__KMIP__MAX_MESSAGE_BYTES must be between 4096 and 16777216".into())
+        }
         (Some(listen), Some(ca)) => Some((listen.clone(), api::mutual_tls_config(cert_reloader.clone(), ca)?)),
     };
     let vault_mounts = settings.vault.mounts()?;
