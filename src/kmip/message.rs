@@ -12,6 +12,8 @@ use crate::core::{Caller, Frontend, Gateway, Operation};
 /// Batch Error Continuation Option (KMIP 1.4 §9.1.3.2.30): Continue, Stop (the default),
 /// Undo (which the gateway cannot do: its operations are each committed at once).
 const CONTINUE: u32 = 0x01;
+/// The most batch items one message may carry: each is an operation of the core.
+pub const MAX_BATCH_ITEMS: usize = 64;
 const UNDO: u32 = 0x03;
 
 fn now_seconds() -> i64 {
@@ -156,6 +158,19 @@ pub async fn handle_message(
         return response(answer_in, items);
     }
     let declared = header.find(tag::BATCH_COUNT).and_then(Ttlv::as_i32);
+    if batch.len() > MAX_BATCH_ITEMS {
+        return response(
+            version,
+            vec![Outcome {
+                operation: None,
+                batch_id: None,
+                result: Err(Fail::new(
+                    reason::INVALID_MESSAGE,
+                    format!("a message carries at most {MAX_BATCH_ITEMS} batch items"),
+                )),
+            }],
+        );
+    }
     if batch.is_empty() || declared != Some(batch.len() as i32) {
         return response(
             version,

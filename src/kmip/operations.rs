@@ -976,7 +976,9 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             }
         }
         page += 1;
-        if keys.is_empty() || page * 100 >= count {
+        // Before 1.3 nothing reports the count: stop once the answer is full.
+        let full = ctx.version < (1, 3) && max.is_some_and(|m| found.len() >= m);
+        if full || keys.is_empty() || page * 100 >= count {
             break;
         }
     }
