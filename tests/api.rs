@@ -95,64 +95,111 @@ fn digest(alg: &str, data: &[u8]) -> Vec<u8> {
 async fn every_signing_algorithm_verifies_with_openssl() {
     let gw = Gateway::start();
     let project = gw.project("signing").await;
+    for key_alg in ["RSA_4096", "ECC_NIST_P256"] {
+        signs_with_every_algorithm_and_openssl_verifies(&gw, &project, key_alg).await;
+    }
+}
+
+/// RSA_2048, RSA_3072 and ECC_NIST_P384 (issue 13): the public key is of the named size
+/// or curve, and every signing algorithm of the key, over the message and over its
+/// digest, gives a signature `openssl dgst -verify` accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_2048_3072_and_p384_keys_sign_with_every_algorithm_and_openssl_verifies() {
+    let gw = Gateway::start();
+    let project = gw.project("more-key-types").await;
+    for key_alg in ["RSA_2048", "RSA_3072", "ECC_NIST_P384"] {
+        signs_with_every_algorithm_and_openssl_verifies(&gw, &project, key_alg).await;
+    }
+}
+
+/// What `openssl pkey -text_pub` says of a public key: its size, and the curve of an EC key.
+fn openssl_describes(pem: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubin", "-in", pem, "-noout", "-text_pub"])
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn signs_with_every_algorithm_and_openssl_verifies(
+    gw: &Gateway,
+    project: &str,
+    key_alg: &str,
+) {
     let data = b"message to be signed, not stored";
     let data_file = write(&gw.dir, "data.bin", data);
-    for (alg_name, key_alg) in [("RSA", "RSA_4096"), ("ECDSA", "ECC_NIST_P256")] {
-        let key = gw
-            .key(&project, &slug(key_alg), "sign-verify", key_alg, None)
-            .await;
-        let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
-        assert_eq!(s, 200, "{pk}");
-        let pem = public_key_pem(&gw, pk["publicKey"].as_str().unwrap(), key_alg);
-        let (s, algs) = gw
-            .get(&format!("/api/v1/kms/keys/{key}/signing-algorithms"))
-            .await;
-        assert_eq!(s, 200);
-        let algs: Vec<String> = serde_json::from_value(algs["signingAlgorithms"].clone()).unwrap();
-        assert_eq!(algs.len(), if alg_name == "RSA" { 6 } else { 3 });
-        for alg in &algs {
-            for is_digest in [false, true] {
-                if is_digest && alg.starts_with("RSASSA_PSS") {
-                    continue;
-                }
-                let payload = if is_digest {
-                    digest(alg, data)
-                } else {
-                    data.to_vec()
-                };
-                let (s, sig) = gw
-                    .post(&format!("/api/v1/kms/keys/{key}/sign"), json!({"data": B64.encode(&payload), "signingAlgorithm": alg, "isDigest": is_digest}))
-                    .await;
-                assert_eq!(s, 200, "{alg} {sig}");
-                assert_eq!(sig["keyId"], key.as_str());
-                assert_eq!(sig["signingAlgorithm"], alg.as_str());
-                let sig_bytes = B64.decode(sig["signature"].as_str().unwrap()).unwrap();
-                let sig_file = write(&gw.dir, "sig.bin", &sig_bytes);
-                assert!(
-                    openssl_verifies(&pem, alg, &data_file, &sig_file),
-                    "openssl rejects {alg} (digest={is_digest})"
-                );
-
-                let (s, v) = gw
-                    .post(&format!("/api/v1/kms/keys/{key}/verify"), json!({"data": B64.encode(&payload), "signature": sig["signature"], "signingAlgorithm": alg, "isDigest": is_digest}))
-                    .await;
-                assert_eq!(
-                    (s, v["signatureValid"].as_bool()),
-                    (200, Some(true)),
-                    "{alg} {v}"
-                );
-                let mut bad = sig_bytes.clone();
-                let n = bad.len() / 2;
-                bad[n] ^= 0x40;
-                let (s, v) = gw
-                    .post(&format!("/api/v1/kms/keys/{key}/verify"), json!({"data": B64.encode(&payload), "signature": B64.encode(&bad), "signingAlgorithm": alg, "isDigest": is_digest}))
-                    .await;
-                assert_eq!(
-                    (s, v["signatureValid"].as_bool()),
-                    (200, Some(false)),
-                    "{alg} {v}"
-                );
+    let rsa = key_alg.starts_with("RSA");
+    let key = gw
+        .key(project, &slug(key_alg), "sign-verify", key_alg, None)
+        .await;
+    let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
+    assert_eq!(s, 200, "{pk}");
+    let pem = public_key_pem(gw, pk["publicKey"].as_str().unwrap(), key_alg);
+    let shape: &[&str] = match key_alg {
+        "RSA_2048" => &["Public-Key: (2048 bit)"],
+        "RSA_3072" => &["Public-Key: (3072 bit)"],
+        "RSA_4096" => &["Public-Key: (4096 bit)"],
+        "ECC_NIST_P256" => &["Public-Key: (256 bit)", "NIST CURVE: P-256"],
+        "ECC_NIST_P384" => &["Public-Key: (384 bit)", "NIST CURVE: P-384"],
+        other => panic!("no shape for {other}"),
+    };
+    let described = openssl_describes(&pem);
+    for line in shape {
+        assert!(described.contains(line), "{key_alg}: {described}");
+    }
+    let (s, algs) = gw
+        .get(&format!("/api/v1/kms/keys/{key}/signing-algorithms"))
+        .await;
+    assert_eq!(s, 200);
+    let algs: Vec<String> = serde_json::from_value(algs["signingAlgorithms"].clone()).unwrap();
+    assert_eq!(algs.len(), if rsa { 6 } else { 3 });
+    for alg in &algs {
+        for is_digest in [false, true] {
+            if is_digest && alg.starts_with("RSASSA_PSS") {
+                continue;
             }
+            let payload = if is_digest {
+                digest(alg, data)
+            } else {
+                data.to_vec()
+            };
+            let (s, sig) = gw
+                .post(&format!("/api/v1/kms/keys/{key}/sign"), json!({"data": B64.encode(&payload), "signingAlgorithm": alg, "isDigest": is_digest}))
+                .await;
+            assert_eq!(s, 200, "{alg} {sig}");
+            assert_eq!(sig["keyId"], key.as_str());
+            assert_eq!(sig["signingAlgorithm"], alg.as_str());
+            let sig_bytes = B64.decode(sig["signature"].as_str().unwrap()).unwrap();
+            let sig_file = write(&gw.dir, "sig.bin", &sig_bytes);
+            assert!(
+                openssl_verifies(&pem, alg, &data_file, &sig_file),
+                "openssl rejects {alg} (digest={is_digest})"
+            );
+
+            let (s, v) = gw
+                .post(&format!("/api/v1/kms/keys/{key}/verify"), json!({"data": B64.encode(&payload), "signature": sig["signature"], "signingAlgorithm": alg, "isDigest": is_digest}))
+                .await;
+            assert_eq!(
+                (s, v["signatureValid"].as_bool()),
+                (200, Some(true)),
+                "{alg} {v}"
+            );
+            let mut bad = sig_bytes.clone();
+            let n = bad.len() / 2;
+            bad[n] ^= 0x40;
+            let (s, v) = gw
+                .post(&format!("/api/v1/kms/keys/{key}/verify"), json!({"data": B64.encode(&payload), "signature": B64.encode(&bad), "signingAlgorithm": alg, "isDigest": is_digest}))
+                .await;
+            assert_eq!(
+                (s, v["signatureValid"].as_bool()),
+                (200, Some(false)),
+                "{alg} {v}"
+            );
         }
     }
 }
@@ -164,8 +211,10 @@ async fn gateway_verifies_signatures_made_by_openssl_with_its_public_key_shape()
     let gw = Gateway::start();
     let dir = gw.dir.clone();
     let data_file = write(&dir, "m.bin", b"signed by openssl");
-    for (gen, algs) in [
+    use kms_gateway::crypto::signing::AsymmetricKind;
+    for (kind, gen, algs) in [
         (
+            AsymmetricKind::EccNistP256,
             vec![
                 "genpkey",
                 "-algorithm",
@@ -176,6 +225,29 @@ async fn gateway_verifies_signatures_made_by_openssl_with_its_public_key_shape()
             vec!["ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512"],
         ),
         (
+            AsymmetricKind::EccNistP384,
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+            ],
+            vec!["ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512"],
+        ),
+        (
+            AsymmetricKind::Rsa3072,
+            vec![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:3072",
+            ],
+            vec!["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384"],
+        ),
+        (
+            AsymmetricKind::Rsa2048,
             vec![
                 "genpkey",
                 "-algorithm",
@@ -229,6 +301,7 @@ async fn gateway_verifies_signatures_made_by_openssl_with_its_public_key_shape()
             let parsed = kms_gateway::crypto::signing::SigningAlgorithm::parse(alg).unwrap();
             let ok = kms_gateway::crypto::signing::verify(
                 &pub_der,
+                kind,
                 parsed,
                 kms_gateway::crypto::signing::Input::Message(b"signed by openssl"),
                 &sig,
@@ -237,6 +310,7 @@ async fn gateway_verifies_signatures_made_by_openssl_with_its_public_key_shape()
             assert!(ok, "{alg}");
             let wrong = kms_gateway::crypto::signing::verify(
                 &pub_der,
+                kind,
                 parsed,
                 kms_gateway::crypto::signing::Input::Message(b"other"),
                 &sig,

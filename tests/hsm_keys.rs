@@ -477,3 +477,54 @@ async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
     assert_eq!(attrs.extractable, Some(false));
     hsm.shutdown();
 }
+
+/// RSA_2048, RSA_3072 and ECC_NIST_P384 are software keys for now: an HSM-resident one is
+/// refused at creation, naming the type, with or without a label to adopt, and nothing is
+/// made on the token or in the key store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_resident_keys_of_the_newer_signing_types_are_refused_by_name() {
+    let mut gw = Gateway::start();
+    let project = gw.project("hsm-new-types").await;
+    for alg in ["RSA_2048", "RSA_3072", "ECC_NIST_P384"] {
+        for (i, extra) in [
+            json!({}),
+            json!({"hsmKeyLabel": "new-type-label", "createIfMissing": true}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let name = format!("{}-{i}", alg.to_lowercase().replace('_', "-"));
+            let (s, e) = hsm_key(&gw, &project, &name, "sign-verify", alg, extra).await;
+            assert_eq!(
+                (s, e["code"].as_str()),
+                (400, Some("invalid_request")),
+                "{alg}: {e}"
+            );
+            let message = e["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("HSM-resident {alg} keys are not supported yet")),
+                "{alg}: {message}"
+            );
+        }
+        // The same type as a software key is fine.
+        let (s, k) = gw
+            .post(
+                "/api/v1/kms/keys",
+                json!({"projectId": project, "name": format!("sw-{}", alg.to_lowercase().replace('_', "-")), "keyUsage": "sign-verify", "encryptionAlgorithm": alg}),
+            )
+            .await;
+        assert_eq!(
+            (s, k["key"]["protection"].as_str()),
+            (200, Some("software")),
+            "{k}"
+        );
+    }
+    let (s, list) = gw
+        .get(&format!("/api/v1/kms/keys?projectId={project}"))
+        .await;
+    assert_eq!((s, list["totalCount"].as_u64()), (200, Some(3)), "{list}");
+    gw.stop();
+    let hsm = inspect(&gw.token);
+    assert!(!hsm.resident_exists("new-type-label").unwrap());
+    hsm.shutdown();
+}

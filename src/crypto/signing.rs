@@ -10,8 +10,64 @@ use zeroize::Zeroizing;
 /// Asymmetric key types the gateway offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsymmetricKind {
+    Rsa2048,
+    Rsa3072,
     Rsa4096,
     EccNistP256,
+    EccNistP384,
+}
+
+/// The NIST curves of the ECDSA kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+}
+
+impl Curve {
+    /// The length of the curve order in bytes: ECDSA uses that many leftmost bytes of a digest.
+    fn order_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        }
+    }
+
+    /// aws-lc-rs' signing algorithm, whose digest is as long as the curve order.
+    fn signing(self) -> &'static signature::EcdsaSigningAlgorithm {
+        match self {
+            Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        }
+    }
+
+    /// The digest algorithm aws-lc-rs' `sign_digest` wants for this curve's keys.
+    fn digest(self) -> &'static digest::Algorithm {
+        match self {
+            Curve::P256 => &digest::SHA256,
+            Curve::P384 => &digest::SHA384,
+        }
+    }
+}
+
+impl AsymmetricKind {
+    /// The modulus length in bits of an RSA kind.
+    fn rsa_bits(self) -> Option<usize> {
+        match self {
+            AsymmetricKind::Rsa2048 => Some(2048),
+            AsymmetricKind::Rsa3072 => Some(3072),
+            AsymmetricKind::Rsa4096 => Some(4096),
+            AsymmetricKind::EccNistP256 | AsymmetricKind::EccNistP384 => None,
+        }
+    }
+
+    fn curve(self) -> Option<Curve> {
+        match self {
+            AsymmetricKind::EccNistP256 => Some(Curve::P256),
+            AsymmetricKind::EccNistP384 => Some(Curve::P384),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +143,10 @@ impl SigningAlgorithm {
     }
 
     pub fn fits(&self, kind: AsymmetricKind) -> bool {
-        matches!(
-            (self.padding, kind),
-            (Padding::Ecdsa, AsymmetricKind::EccNistP256)
-                | (Padding::Pss | Padding::Pkcs1v15, AsymmetricKind::Rsa4096)
-        )
+        match self.padding {
+            Padding::Ecdsa => kind.curve().is_some(),
+            Padding::Pss | Padding::Pkcs1v15 => kind.rsa_bits().is_some(),
+        }
     }
 
     fn rsa_encoding(&self) -> &'static dyn signature::RsaEncoding {
@@ -105,7 +160,16 @@ impl SigningAlgorithm {
         }
     }
 
-    fn verification(&self) -> &'static dyn VerificationAlgorithm {
+    /// aws-lc-rs' verifier for this algorithm on a key of `kind` (RSA: any size it accepts,
+    /// 2048 to 8192 bits; ECDSA: the key's curve).
+    fn verification(&self, kind: AsymmetricKind) -> &'static dyn VerificationAlgorithm {
+        if kind.curve() == Some(Curve::P384) {
+            match self.hash {
+                Hash::Sha256 => return &signature::ECDSA_P384_SHA256_ASN1,
+                Hash::Sha384 => return &signature::ECDSA_P384_SHA384_ASN1,
+                Hash::Sha512 => return &signature::ECDSA_P384_SHA512_ASN1,
+            }
+        }
         match (self.padding, self.hash) {
             (Padding::Pss, Hash::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
             (Padding::Pss, Hash::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
@@ -156,27 +220,35 @@ impl Input<'_> {
 /// A private key loaded for signing. Built from PKCS#8 DER, which is the stored form.
 pub enum SigningKey {
     Rsa(RsaKeyPair),
-    Ecc(EcdsaKeyPair),
+    Ecc(EcdsaKeyPair, Curve),
+}
+
+fn generate_rsa(size: KeySize) -> Result<Vec<u8>, SigningError> {
+    let kp = RsaKeyPair::generate(size).map_err(|_| SigningError::Failed)?;
+    Ok(kp
+        .as_der()
+        .map_err(|_| SigningError::Failed)?
+        .as_ref()
+        .to_vec())
+}
+
+fn generate_ecdsa(curve: Curve) -> Result<Vec<u8>, SigningError> {
+    let kp = EcdsaKeyPair::generate(curve.signing()).map_err(|_| SigningError::Failed)?;
+    Ok(kp
+        .to_pkcs8v1()
+        .map_err(|_| SigningError::Failed)?
+        .as_ref()
+        .to_vec())
 }
 
 /// Generates a new key with aws-lc-rs' own generator; returns PKCS#8 DER.
 pub fn generate(kind: AsymmetricKind) -> Result<Zeroizing<Vec<u8>>, SigningError> {
     let der = match kind {
-        AsymmetricKind::Rsa4096 => {
-            let kp = RsaKeyPair::generate(KeySize::Rsa4096).map_err(|_| SigningError::Failed)?;
-            kp.as_der()
-                .map_err(|_| SigningError::Failed)?
-                .as_ref()
-                .to_vec()
-        }
-        AsymmetricKind::EccNistP256 => {
-            let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING)
-                .map_err(|_| SigningError::Failed)?;
-            kp.to_pkcs8v1()
-                .map_err(|_| SigningError::Failed)?
-                .as_ref()
-                .to_vec()
-        }
+        AsymmetricKind::Rsa2048 => generate_rsa(KeySize::Rsa2048)?,
+        AsymmetricKind::Rsa3072 => generate_rsa(KeySize::Rsa3072)?,
+        AsymmetricKind::Rsa4096 => generate_rsa(KeySize::Rsa4096)?,
+        AsymmetricKind::EccNistP256 => generate_ecdsa(Curve::P256)?,
+        AsymmetricKind::EccNistP384 => generate_ecdsa(Curve::P384)?,
     };
     Ok(Zeroizing::new(der))
 }
@@ -188,29 +260,35 @@ pub fn generate_with_rng<R: rand_core::CryptoRngCore>(
     rng: &mut R,
 ) -> Result<Zeroizing<Vec<u8>>, SigningError> {
     use p256::pkcs8::EncodePrivateKey;
-    let doc = match kind {
-        AsymmetricKind::Rsa4096 => rsa::RsaPrivateKey::new(rng, 4096)
+    let doc = match (kind.rsa_bits(), kind.curve()) {
+        (Some(bits), _) => rsa::RsaPrivateKey::new(rng, bits)
             .map_err(|_| SigningError::Failed)?
-            .to_pkcs8_der()
-            .map_err(|_| SigningError::Failed)?,
-        AsymmetricKind::EccNistP256 => p256::SecretKey::random(rng)
-            .to_pkcs8_der()
-            .map_err(|_| SigningError::Failed)?,
-    };
+            .to_pkcs8_der(),
+        (None, Some(Curve::P256)) => p256::SecretKey::random(rng).to_pkcs8_der(),
+        (None, Some(Curve::P384)) => p384::SecretKey::random(rng).to_pkcs8_der(),
+        (None, None) => return Err(SigningError::Failed),
+    }
+    .map_err(|_| SigningError::Failed)?;
     Ok(Zeroizing::new(doc.as_bytes().to_vec()))
 }
 
 impl SigningKey {
+    /// Loads a PKCS#8 private key of `kind`; a key of another type, size or curve is
+    /// `BadKey` (an RSA-2048 key is not an RSA_4096 key).
     pub fn from_pkcs8(kind: AsymmetricKind, der: &[u8]) -> Result<Self, SigningError> {
-        match kind {
-            AsymmetricKind::Rsa4096 => RsaKeyPair::from_pkcs8(der)
-                .map(SigningKey::Rsa)
-                .map_err(|_| SigningError::BadKey),
-            AsymmetricKind::EccNistP256 => {
-                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-                    .map(SigningKey::Ecc)
-                    .map_err(|_| SigningError::BadKey)
+        match (kind.rsa_bits(), kind.curve()) {
+            (Some(bits), _) => {
+                let kp = RsaKeyPair::from_pkcs8(der).map_err(|_| SigningError::BadKey)?;
+                if rsa_modulus_bits(&kp) != bits {
+                    return Err(SigningError::BadKey);
+                }
+                Ok(SigningKey::Rsa(kp))
             }
+            // aws-lc-rs refuses a key of another curve than the algorithm's.
+            (None, Some(curve)) => EcdsaKeyPair::from_pkcs8(curve.signing(), der)
+                .map(|kp| SigningKey::Ecc(kp, curve))
+                .map_err(|_| SigningError::BadKey),
+            (None, None) => Err(SigningError::BadKey),
         }
     }
 
@@ -218,7 +296,7 @@ impl SigningKey {
     pub fn public_key_der(&self) -> Result<Vec<u8>, SigningError> {
         let der = match self {
             SigningKey::Rsa(kp) => kp.public_key().as_der().map(|d| d.as_ref().to_vec()),
-            SigningKey::Ecc(kp) => kp.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            SigningKey::Ecc(kp, _) => kp.public_key().as_der().map(|d| d.as_ref().to_vec()),
         };
         der.map_err(|_| SigningError::Failed)
     }
@@ -240,12 +318,9 @@ impl SigningKey {
                 result.map_err(|_| SigningError::Failed)?;
                 Ok(sig)
             }
-            SigningKey::Ecc(kp) => {
-                // ECDSA on P-256 uses the leftmost 256 bits of any longer digest (FIPS 186-5
-                // 6.4.1), so a SHA-384/512 digest is truncated to SHA-256's length here.
+            SigningKey::Ecc(kp, curve) => {
                 let full = input.digest(alg.hash)?;
-                let e = Digest::import_less_safe(&full.as_ref()[..32], &digest::SHA256)
-                    .map_err(|_| SigningError::Failed)?;
+                let e = ecdsa_digest(*curve, full.as_ref())?;
                 let sig = kp.sign_digest(&e).map_err(|_| SigningError::Failed)?;
                 Ok(sig.as_ref().to_vec())
             }
@@ -253,14 +328,41 @@ impl SigningKey {
     }
 }
 
-/// Verifies a signature with a DER SubjectPublicKeyInfo. `Ok(false)` for a wrong signature.
+/// The exact bit length of an RSA key's modulus.
+fn rsa_modulus_bits(kp: &RsaKeyPair) -> usize {
+    let public = kp.public_key();
+    let modulus = public.modulus();
+    let n = modulus.big_endian_without_leading_zero();
+    n.len() * 8 - n[0].leading_zeros() as usize
+}
+
+/// The digest as aws-lc-rs' `sign_digest` takes it for a key on `curve`: exactly as long
+/// as the curve order, under the curve's own hash. ECDSA uses the leftmost bits of a
+/// longer digest (FIPS 186-5, 6.4.1), so SHA-384/512 on P-256 and SHA-512 on P-384 are
+/// truncated; a shorter digest (SHA-256 on P-384) is its own integer, which leading zero
+/// bytes leave unchanged.
+fn ecdsa_digest(curve: Curve, full: &[u8]) -> Result<Digest, SigningError> {
+    let n = curve.order_len();
+    let e: Vec<u8> = if full.len() >= n {
+        full[..n].to_vec()
+    } else {
+        let mut padded = vec![0u8; n - full.len()];
+        padded.extend_from_slice(full);
+        padded
+    };
+    Digest::import_less_safe(&e, curve.digest()).map_err(|_| SigningError::Failed)
+}
+
+/// Verifies a signature with the DER SubjectPublicKeyInfo of a key of `kind`.
+/// `Ok(false)` for a wrong signature.
 pub fn verify(
     public_key_der: &[u8],
+    kind: AsymmetricKind,
     alg: SigningAlgorithm,
     input: Input<'_>,
     sig: &[u8],
 ) -> Result<bool, SigningError> {
-    let verifier = alg.verification();
+    let verifier = alg.verification(kind);
     let ok = match input {
         Input::Message(m) => signature::UnparsedPublicKey::new(verifier, public_key_der)
             .verify(m, sig)
@@ -270,4 +372,165 @@ pub fn verify(
             .is_ok(),
     };
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL_KINDS: [AsymmetricKind; 5] = [
+        AsymmetricKind::Rsa2048,
+        AsymmetricKind::Rsa3072,
+        AsymmetricKind::Rsa4096,
+        AsymmetricKind::EccNistP256,
+        AsymmetricKind::EccNistP384,
+    ];
+
+    fn names(kind: AsymmetricKind) -> &'static [&'static str] {
+        if kind.curve().is_some() {
+            &ECC_SIGNING_ALGORITHMS
+        } else {
+            &RSA_SIGNING_ALGORITHMS
+        }
+    }
+
+    #[test]
+    fn pkcs8_of_another_size_or_curve_is_a_bad_key() {
+        let keys: Vec<(AsymmetricKind, Zeroizing<Vec<u8>>)> = ALL_KINDS
+            .iter()
+            .map(|&k| (k, generate(k).unwrap()))
+            .collect();
+        for (made, der) in &keys {
+            for kind in ALL_KINDS {
+                let loaded = SigningKey::from_pkcs8(kind, der);
+                if kind == *made {
+                    assert!(loaded.is_ok(), "{made:?} as itself");
+                } else {
+                    assert!(
+                        matches!(loaded, Err(SigningError::BadKey)),
+                        "a {made:?} key given as {kind:?} was accepted"
+                    );
+                }
+            }
+        }
+        assert!(matches!(
+            SigningKey::from_pkcs8(AsymmetricKind::Rsa2048, b"not DER"),
+            Err(SigningError::BadKey)
+        ));
+    }
+
+    #[test]
+    fn rsa_modulus_length_is_exact() {
+        for (kind, bits) in [
+            (AsymmetricKind::Rsa2048, 2048),
+            (AsymmetricKind::Rsa3072, 3072),
+        ] {
+            let kp = RsaKeyPair::from_pkcs8(&generate(kind).unwrap()).unwrap();
+            assert_eq!(rsa_modulus_bits(&kp), bits);
+        }
+    }
+
+    #[test]
+    fn keys_from_a_caller_rng_load_as_their_kind() {
+        for kind in [
+            AsymmetricKind::Rsa2048,
+            AsymmetricKind::EccNistP256,
+            AsymmetricKind::EccNistP384,
+        ] {
+            let der = generate_with_rng(kind, &mut rand_core::OsRng).unwrap();
+            assert!(SigningKey::from_pkcs8(kind, &der).is_ok(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn fits_pairs_rsa_paddings_with_rsa_kinds_and_ecdsa_with_curves() {
+        for kind in ALL_KINDS {
+            for name in RSA_SIGNING_ALGORITHMS.iter().chain(&ECC_SIGNING_ALGORITHMS) {
+                let alg = SigningAlgorithm::parse(name).unwrap();
+                assert_eq!(
+                    alg.fits(kind),
+                    names(kind).contains(name),
+                    "{name} {kind:?}"
+                );
+            }
+        }
+    }
+
+    /// Every new kind and algorithm, over the message and over its digest: the signature
+    /// verifies, and not over another message or with another hash.
+    #[test]
+    fn every_kind_signs_and_verifies_with_each_of_its_algorithms() {
+        for kind in [
+            AsymmetricKind::Rsa2048,
+            AsymmetricKind::Rsa3072,
+            AsymmetricKind::EccNistP384,
+        ] {
+            let key = SigningKey::from_pkcs8(kind, &generate(kind).unwrap()).unwrap();
+            let public = key.public_key_der().unwrap();
+            for name in names(kind) {
+                let alg = SigningAlgorithm::parse(name).unwrap();
+                let message = b"signed by the gateway";
+                let digest = alg.hash.digest(message);
+                let mut inputs = vec![Input::Message(message)];
+                if alg.padding != Padding::Pss {
+                    inputs.push(Input::Digest(&digest));
+                }
+                for input in inputs {
+                    let sig = key.sign(alg, input).unwrap();
+                    assert!(verify(&public, kind, alg, input, &sig).unwrap(), "{name}");
+                    // Made over the digest, checked over the message, and back.
+                    assert!(
+                        verify(&public, kind, alg, Input::Message(message), &sig).unwrap(),
+                        "{name}"
+                    );
+                    if alg.padding != Padding::Pss {
+                        assert!(
+                            verify(&public, kind, alg, Input::Digest(&digest), &sig).unwrap(),
+                            "{name}"
+                        );
+                    }
+                    assert!(!verify(&public, kind, alg, Input::Message(b"other"), &sig).unwrap());
+                    let other_hash = SigningAlgorithm {
+                        hash: if alg.hash == Hash::Sha256 {
+                            Hash::Sha512
+                        } else {
+                            Hash::Sha256
+                        },
+                        ..alg
+                    };
+                    assert!(
+                        !verify(&public, kind, other_hash, Input::Message(message), &sig).unwrap(),
+                        "{name} verified as {other_hash:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ecdsa_digest_is_truncated_or_zero_extended_to_the_curve_order() {
+        let d512: Vec<u8> = (1..=64).collect();
+        let d256: Vec<u8> = (1..=32).collect();
+        let e = ecdsa_digest(Curve::P384, &d512).unwrap();
+        assert_eq!(e.as_ref(), &d512[..48]);
+        let e = ecdsa_digest(Curve::P384, &d256).unwrap();
+        assert_eq!(&e.as_ref()[..16], &[0u8; 16]);
+        assert_eq!(&e.as_ref()[16..], &d256[..]);
+        let e = ecdsa_digest(Curve::P256, &d512).unwrap();
+        assert_eq!(e.as_ref(), &d512[..32]);
+    }
+
+    #[test]
+    fn wrong_digest_length_is_refused() {
+        let kind = AsymmetricKind::EccNistP384;
+        let key = SigningKey::from_pkcs8(kind, &generate(kind).unwrap()).unwrap();
+        let alg = SigningAlgorithm::parse("ECDSA_SHA_384").unwrap();
+        assert_eq!(
+            key.sign(alg, Input::Digest(&[0u8; 32])).err(),
+            Some(SigningError::DigestLength {
+                expected: 48,
+                got: 32
+            })
+        );
+    }
 }

@@ -31,7 +31,11 @@ pub(super) fn generate(
         Algorithm::HmacSha256 => Ok((Zeroizing::new(random.secret::<32>()?.to_vec()), None)),
         Algorithm::HmacSha384 => Ok((Zeroizing::new(random.secret::<48>()?.to_vec()), None)),
         Algorithm::HmacSha512 => Ok((Zeroizing::new(random.secret::<64>()?.to_vec()), None)),
-        Algorithm::Rsa4096 | Algorithm::EccNistP256 => {
+        Algorithm::Rsa2048
+        | Algorithm::Rsa3072
+        | Algorithm::Rsa4096
+        | Algorithm::EccNistP256
+        | Algorithm::EccNistP384 => {
             let kind = algorithm
                 .asymmetric()
                 .ok_or_else(|| KeyError::Internal("not asymmetric".into()))?;

@@ -719,6 +719,12 @@ fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
         Algorithm::Aes128Gcm => Err(KeyError::InvalidInput(
             "HSM-resident AES keys are aes-256-gcm".into(),
         )),
+        Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::EccNistP384 => {
+            Err(KeyError::InvalidInput(format!(
+                "HSM-resident {} keys are not supported yet (HSM-resident signing keys are RSA_4096 and ECC_NIST_P256); create the key with protection \"software\"",
+                algorithm.as_str()
+            )))
+        }
         Algorithm::HmacSha256 | Algorithm::HmacSha384 | Algorithm::HmacSha512 => {
             Err(KeyError::InvalidInput(
                 "HSM-resident HMAC keys are not supported yet; create the key with protection \"software\"".into(),

@@ -447,7 +447,10 @@ impl KeyService {
             )));
         }
         let public = self.public_key_of(key, version)?;
-        signing::verify(&public, alg, Self::input(&req), signature)
+        let kind = algorithm
+            .asymmetric()
+            .ok_or_else(|| KeyError::Internal("not an asymmetric key".into()))?;
+        signing::verify(&public, kind, alg, Self::input(&req), signature)
             .map_err(|e| KeyError::Internal(e.to_string()))
     }
 

@@ -37,8 +37,11 @@ impl KeyUsage {
 pub enum Algorithm {
     Aes256Gcm,
     Aes128Gcm,
+    Rsa2048,
+    Rsa3072,
     Rsa4096,
     EccNistP256,
+    EccNistP384,
     HmacSha256,
     HmacSha384,
     HmacSha512,
@@ -49,8 +52,11 @@ impl Algorithm {
         match s {
             "aes-256-gcm" => Some(Self::Aes256Gcm),
             "aes-128-gcm" => Some(Self::Aes128Gcm),
+            "RSA_2048" => Some(Self::Rsa2048),
+            "RSA_3072" => Some(Self::Rsa3072),
             "RSA_4096" => Some(Self::Rsa4096),
             "ECC_NIST_P256" => Some(Self::EccNistP256),
+            "ECC_NIST_P384" => Some(Self::EccNistP384),
             "HMAC_SHA_256" => Some(Self::HmacSha256),
             "HMAC_SHA_384" => Some(Self::HmacSha384),
             "HMAC_SHA_512" => Some(Self::HmacSha512),
@@ -62,8 +68,11 @@ impl Algorithm {
         match self {
             Self::Aes256Gcm => "aes-256-gcm",
             Self::Aes128Gcm => "aes-128-gcm",
+            Self::Rsa2048 => "RSA_2048",
+            Self::Rsa3072 => "RSA_3072",
             Self::Rsa4096 => "RSA_4096",
             Self::EccNistP256 => "ECC_NIST_P256",
+            Self::EccNistP384 => "ECC_NIST_P384",
             Self::HmacSha256 => "HMAC_SHA_256",
             Self::HmacSha384 => "HMAC_SHA_384",
             Self::HmacSha512 => "HMAC_SHA_512",
@@ -73,7 +82,11 @@ impl Algorithm {
     pub fn usage(self) -> KeyUsage {
         match self {
             Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
-            Self::Rsa4096 | Self::EccNistP256 => KeyUsage::SignVerify,
+            Self::Rsa2048
+            | Self::Rsa3072
+            | Self::Rsa4096
+            | Self::EccNistP256
+            | Self::EccNistP384 => KeyUsage::SignVerify,
             Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => KeyUsage::GenerateVerifyMac,
         }
     }
@@ -90,8 +103,11 @@ impl Algorithm {
 
     pub fn asymmetric(self) -> Option<signing::AsymmetricKind> {
         match self {
+            Self::Rsa2048 => Some(signing::AsymmetricKind::Rsa2048),
+            Self::Rsa3072 => Some(signing::AsymmetricKind::Rsa3072),
             Self::Rsa4096 => Some(signing::AsymmetricKind::Rsa4096),
             Self::EccNistP256 => Some(signing::AsymmetricKind::EccNistP256),
+            Self::EccNistP384 => Some(signing::AsymmetricKind::EccNistP384),
             _ => None,
         }
     }
@@ -99,8 +115,8 @@ impl Algorithm {
     /// The signing algorithm names valid for this key (empty for AES and HMAC).
     pub fn signing_algorithms(self) -> &'static [&'static str] {
         match self {
-            Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
-            Self::EccNistP256 => &signing::ECC_SIGNING_ALGORITHMS,
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
+            Self::EccNistP256 | Self::EccNistP384 => &signing::ECC_SIGNING_ALGORITHMS,
             _ => &[],
         }
     }
@@ -121,7 +137,7 @@ pub enum KeyError {
     /// A key name outside Infisical's slug rule.
     #[error("{0}")]
     InvalidName(String),
-    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_4096, ECC_NIST_P256, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512")]
+    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512")]
     UnknownAlgorithm(String),
     #[error("unknown key usage {0:?}; use encrypt-decrypt, sign-verify or generate-verify-mac")]
     UnknownUsage(String),

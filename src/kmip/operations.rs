@@ -183,8 +183,11 @@ fn kmip_algorithm(a: Algorithm) -> (u32, i32) {
     match a {
         Algorithm::Aes256Gcm => (alg::AES, 256),
         Algorithm::Aes128Gcm => (alg::AES, 128),
+        Algorithm::Rsa2048 => (alg::RSA, 2048),
+        Algorithm::Rsa3072 => (alg::RSA, 3072),
         Algorithm::Rsa4096 => (alg::RSA, 4096),
         Algorithm::EccNistP256 => (alg::ECDSA, 256),
+        Algorithm::EccNistP384 => (alg::ECDSA, 384),
         Algorithm::HmacSha256 => (alg::HMAC_SHA256, 256),
         Algorithm::HmacSha384 => (alg::HMAC_SHA384, 384),
         Algorithm::HmacSha512 => (alg::HMAC_SHA512, 512),
@@ -649,18 +652,23 @@ fn symmetric_algorithm(algorithm: Option<u32>, length: Option<i32>) -> Result<Al
 
 fn asymmetric_algorithm(o: &NewObject) -> Result<Algorithm, Fail> {
     match (o.algorithm, o.length, o.curve) {
+        (Some(alg::RSA), Some(2048), _) => Ok(Algorithm::Rsa2048),
+        (Some(alg::RSA), Some(3072), _) => Ok(Algorithm::Rsa3072),
         (Some(alg::RSA), Some(4096), _) => Ok(Algorithm::Rsa4096),
         (Some(alg::RSA), l, _) => Err(Fail::new(
             reason::FEATURE_NOT_SUPPORTED,
-            format!("RSA keys of {l:?} bits are not supported yet: RSA-4096 is"),
+            format!("RSA keys of {l:?} bits are not supported yet: RSA-2048, RSA-3072 and RSA-4096 are"),
         )),
         (Some(alg::ECDSA | alg::EC), Some(256) | None, None | Some(curve::P_256)) => {
             Ok(Algorithm::EccNistP256)
         }
+        (Some(alg::ECDSA | alg::EC), Some(384) | None, None | Some(curve::P_384)) => {
+            Ok(Algorithm::EccNistP384)
+        }
         (Some(alg::ECDSA | alg::EC), l, c) => Err(Fail::new(
             reason::FEATURE_NOT_SUPPORTED,
             format!(
-                "elliptic-curve keys of length {l:?} (curve {c:?}) are not supported yet: P-256 is"
+                "elliptic-curve keys of length {l:?} (curve {c:?}) are not supported yet: P-256 and P-384 are"
             ),
         )),
         (None, _, _) => Err(missing("the Cryptographic Algorithm")),
@@ -866,7 +874,7 @@ async fn register(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             let algorithm = asymmetric_algorithm(&o)?;
             let material = match (block.format, algorithm) {
                 (format::PKCS_8, _) => block.material,
-                (format::PKCS_1, Algorithm::Rsa4096) => pkcs1_to_pkcs8(&block.material)?,
+                (format::PKCS_1, Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096) => pkcs1_to_pkcs8(&block.material)?,
                 _ => {
                     return Err(Fail::new(
                         reason::KEY_FORMAT_TYPE_NOT_SUPPORTED,
@@ -1047,16 +1055,18 @@ async fn get(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             .public_key(&ctx.caller, object.id)
             .await
             .map_err(|e| ctx.fail(e))?;
-        let (format, bytes) = match (wanted, algorithm) {
-            (None | Some(format::X_509), _) => (format::X_509, spki),
-            (Some(format::PKCS_1), Algorithm::Rsa4096) => (format::PKCS_1, spki_to_pkcs1(&spki)?),
-            _ => {
-                return Err(Fail::new(
+        let (format, bytes) =
+            match (wanted, algorithm) {
+                (None | Some(format::X_509), _) => (format::X_509, spki),
+                (
+                    Some(format::PKCS_1),
+                    Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096,
+                ) => (format::PKCS_1, spki_to_pkcs1(&spki)?),
+                _ => return Err(Fail::new(
                     reason::KEY_FORMAT_TYPE_NOT_SUPPORTED,
                     "a public key is returned as X.509 (SubjectPublicKeyInfo), or PKCS#1 for RSA",
-                ))
-            }
-        };
+                )),
+            };
         return Ok(vec![
             enumeration(tag::OBJECT_TYPE, object_type::PUBLIC_KEY),
             uid_item(object.uid()),
@@ -1081,7 +1091,10 @@ async fn get(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
                 format::PKCS_8,
                 material,
             ),
-            (Some(format::PKCS_1), Algorithm::Rsa4096) => (
+            (
+                Some(format::PKCS_1),
+                Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096,
+            ) => (
                 object_type::PRIVATE_KEY,
                 tag::PRIVATE_KEY,
                 format::PKCS_1,
@@ -1651,12 +1664,24 @@ fn signing_algorithm(payload: &Ttlv, key: Algorithm) -> Result<&'static str, Fai
         }
     };
     let name = match (key, pss, bits) {
-        (Algorithm::Rsa4096, true, 256) => "RSASSA_PSS_SHA_256",
-        (Algorithm::Rsa4096, true, 384) => "RSASSA_PSS_SHA_384",
-        (Algorithm::Rsa4096, true, _) => "RSASSA_PSS_SHA_512",
-        (Algorithm::Rsa4096, false, 256) => "RSASSA_PKCS1_V1_5_SHA_256",
-        (Algorithm::Rsa4096, false, 384) => "RSASSA_PKCS1_V1_5_SHA_384",
-        (Algorithm::Rsa4096, false, _) => "RSASSA_PKCS1_V1_5_SHA_512",
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, true, 256) => {
+            "RSASSA_PSS_SHA_256"
+        }
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, true, 384) => {
+            "RSASSA_PSS_SHA_384"
+        }
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, true, _) => {
+            "RSASSA_PSS_SHA_512"
+        }
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, false, 256) => {
+            "RSASSA_PKCS1_V1_5_SHA_256"
+        }
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, false, 384) => {
+            "RSASSA_PKCS1_V1_5_SHA_384"
+        }
+        (Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096, false, _) => {
+            "RSASSA_PKCS1_V1_5_SHA_512"
+        }
         (_, _, 256) => "ECDSA_SHA_256",
         (_, _, 384) => "ECDSA_SHA_384",
         _ => "ECDSA_SHA_512",

@@ -299,6 +299,13 @@ def cryptography_verifies(public_der, algorithm, message, signature, digest=Fals
     ("RSA_4096", "RSASSA_PSS_SHA_256"),
     ("RSA_4096", "RSASSA_PKCS1_V1_5_SHA_384"),
     ("ECC_NIST_P256", "ECDSA_SHA_256"),
+    ("RSA_2048", "RSASSA_PSS_SHA_512"),
+    ("RSA_2048", "RSASSA_PKCS1_V1_5_SHA_256"),
+    ("RSA_3072", "RSASSA_PSS_SHA_384"),
+    ("RSA_3072", "RSASSA_PKCS1_V1_5_SHA_512"),
+    ("ECC_NIST_P384", "ECDSA_SHA_384"),
+    ("ECC_NIST_P384", "ECDSA_SHA_256"),
+    ("ECC_NIST_P384", "ECDSA_SHA_512"),
 ])
 def test_sign_verify_raw_and_digest_checked_independently(kms, tmp_path, spec, algorithm):
     meta = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
@@ -349,7 +356,7 @@ def test_wrong_usage_and_unsupported(kms, symmetric_key):
         kms.get_key_policy(KeyId=symmetric_key["KeyId"], PolicyName="default")
     assert error_code(e) == "UnsupportedOperationException"
     with pytest.raises(ClientError) as e:
-        kms.create_key(KeySpec="ECC_NIST_P384", KeyUsage="SIGN_VERIFY")
+        kms.create_key(KeySpec="ECC_NIST_P521", KeyUsage="SIGN_VERIFY")
     assert error_code(e) == "UnsupportedOperationException"
     with pytest.raises(ClientError) as e:
         kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="ENCRYPT_DECRYPT")

@@ -532,7 +532,7 @@ def test_ec_p256_key_pair_sign_verify_and_export(gateway, kmip_identities, clien
 
 def test_unsupported_key_pair_size_is_a_clean_failure(client_a, version):
     with pytest.raises(KmipOperationFailure) as refused:
-        client_a.create_key_pair(Alg.RSA, 2048, private_name=unique("kmip-rsa2048"))
+        client_a.create_key_pair(Alg.RSA, 1024, private_name=unique("kmip-rsa1024"))
     assert_failure(refused)
     assert client_a.proxy.discover_versions().result_status.value == enums.ResultStatus.SUCCESS
 

@@ -206,6 +206,9 @@ def test_list_keys_with_the_list_method(gateway, transit, vault_token):
     ("ecdsa-p256", None, "ECDSA_SHA_256"),
     ("rsa-4096", "pss", "RSASSA_PSS_SHA_256"),
     ("rsa-4096", "pkcs1v15", "RSASSA_PKCS1_V1_5_SHA_256"),
+    ("ecdsa-p384", None, "ECDSA_SHA_256"),
+    ("rsa-2048", "pss", "RSASSA_PSS_SHA_256"),
+    ("rsa-3072", "pkcs1v15", "RSASSA_PKCS1_V1_5_SHA_256"),
 ])
 def test_sign_and_verify_checked_by_openssl(tmp_path, transit, key_type, signature_algorithm, api_name):
     name = new_key(transit, key_type)
@@ -241,6 +244,23 @@ def test_ecdsa_prehashed_sha384_and_jws_signatures(tmp_path, transit):
     # other APIs); the refusal says what to do.
     with pytest.raises(vault_errors.InvalidRequest, match="create a new key"):
         transit.rotate_key(name)
+
+
+def test_ecdsa_p384_prehashed_sha512_and_jws_signatures(tmp_path, transit):
+    name = new_key(transit, "ecdsa-p384")
+    public = transit.read_key(name)["data"]["keys"]["1"]["public_key"]
+    message = b"prehashed on P-384"
+    digest = hashlib.sha512(message).digest()
+    signed = transit.sign_data(name, hash_input=b64(digest), hash_algorithm="sha2-512", prehashed=True)["data"]
+    assert openssl_verifies(tmp_path, der_b64_of(public), "ECDSA_SHA_512", message, signed["signature"].split(":")[2])
+    jws = transit.sign_data(name, hash_input=b64(message), hash_algorithm="sha2-384",
+                            marshaling_algorithm="jws")["data"]["signature"]
+    raw = base64.urlsafe_b64decode(jws.split(":")[2] + "==")
+    assert len(raw) == 96, "JWS ES384: r and s of 48 bytes each"
+    assert transit.verify_signed_data(name, hash_input=b64(message), signature=jws, hash_algorithm="sha2-384",
+                                      marshaling_algorithm="jws")["data"]["valid"] is True
+    assert transit.verify_signed_data(name, hash_input=b64(message + b"!"), signature=jws, hash_algorithm="sha2-384",
+                                      marshaling_algorithm="jws")["data"]["valid"] is False
 
 
 def test_hmac_generate_and_verify(transit):

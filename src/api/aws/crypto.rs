@@ -283,10 +283,7 @@ pub async fn public_key(ctx: &Ctx<'_>) -> Reply {
         })?;
     let view = ctx.gateway.key(ctx.caller, key_id).await?;
     let spec = super::keys::key_spec(view.key.algorithm);
-    let algorithms: &[&str] = match view.key.algorithm {
-        crate::keys::Algorithm::EccNistP256 => &crate::crypto::signing::ECC_SIGNING_ALGORITHMS,
-        _ => &crate::crypto::signing::RSA_SIGNING_ALGORITHMS,
-    };
+    let algorithms = view.key.algorithm.signing_algorithms();
     Ok(json!({
         "KeyId": ctx.arn(key_id),
         "PublicKey": B64.encode(&der),

@@ -18,8 +18,11 @@ const TAGS_ATTRIBUTE: &str = "aws.tags";
 pub fn key_spec(a: Algorithm) -> &'static str {
     match a {
         Algorithm::Aes256Gcm | Algorithm::Aes128Gcm => "SYMMETRIC_DEFAULT",
+        Algorithm::Rsa2048 => "RSA_2048",
+        Algorithm::Rsa3072 => "RSA_3072",
         Algorithm::Rsa4096 => "RSA_4096",
         Algorithm::EccNistP256 => "ECC_NIST_P256",
+        Algorithm::EccNistP384 => "ECC_NIST_P384",
         Algorithm::HmacSha256 => "HMAC_256",
         Algorithm::HmacSha384 => "HMAC_384",
         Algorithm::HmacSha512 => "HMAC_512",
@@ -29,15 +32,18 @@ pub fn key_spec(a: Algorithm) -> &'static str {
 fn algorithm_of_spec(spec: &str) -> Result<Algorithm, Failure> {
     Ok(match spec {
         "SYMMETRIC_DEFAULT" => Algorithm::Aes256Gcm,
+        "RSA_2048" => Algorithm::Rsa2048,
+        "RSA_3072" => Algorithm::Rsa3072,
         "RSA_4096" => Algorithm::Rsa4096,
         "ECC_NIST_P256" => Algorithm::EccNistP256,
+        "ECC_NIST_P384" => Algorithm::EccNistP384,
         "HMAC_256" => Algorithm::HmacSha256,
         "HMAC_384" => Algorithm::HmacSha384,
         "HMAC_512" => Algorithm::HmacSha512,
-        "RSA_2048" | "RSA_3072" | "ECC_NIST_P384" | "ECC_NIST_P521" | "ECC_SECG_P256K1"
-        | "HMAC_224" | "SM2" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" => {
+        "ECC_NIST_P521" | "ECC_SECG_P256K1" | "HMAC_224" | "SM2" | "ML_DSA_44" | "ML_DSA_65"
+        | "ML_DSA_87" => {
             return Err(input(error::unsupported(format!(
-                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT, RSA_4096, ECC_NIST_P256, HMAC_256, HMAC_384 or HMAC_512"
+                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_256, HMAC_384 or HMAC_512"
             ))))
         }
         other => {
@@ -106,11 +112,10 @@ fn metadata(ctx: &Ctx<'_>, k: &KeyRecord) -> Value {
             m.insert("EncryptionAlgorithms".into(), json!(["SYMMETRIC_DEFAULT"]));
         }
         KeyUsage::SignVerify => {
-            let algs: &[&str] = match k.algorithm {
-                Algorithm::EccNistP256 => &crate::crypto::signing::ECC_SIGNING_ALGORITHMS,
-                _ => &crate::crypto::signing::RSA_SIGNING_ALGORITHMS,
-            };
-            m.insert("SigningAlgorithms".into(), json!(algs));
+            m.insert(
+                "SigningAlgorithms".into(),
+                json!(k.algorithm.signing_algorithms()),
+            );
         }
         KeyUsage::GenerateVerifyMac => {
             if let Some(mac) = k.algorithm.mac() {

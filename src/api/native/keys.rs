@@ -21,8 +21,11 @@ const USAGES: &[(&str, KeyUsage)] = &[
 const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("aes-256-gcm", Algorithm::Aes256Gcm),
     ("aes-128-gcm", Algorithm::Aes128Gcm),
+    ("RSA_2048", Algorithm::Rsa2048),
+    ("RSA_3072", Algorithm::Rsa3072),
     ("RSA_4096", Algorithm::Rsa4096),
     ("ECC_NIST_P256", Algorithm::EccNistP256),
+    ("ECC_NIST_P384", Algorithm::EccNistP384),
     ("HMAC_SHA_256", Algorithm::HmacSha256),
     ("HMAC_SHA_384", Algorithm::HmacSha384),
     ("HMAC_SHA_512", Algorithm::HmacSha512),
@@ -97,7 +100,7 @@ pub async fn create(input: Input<'_>) -> Reply {
         Some(a) => Some(lookup(ALGORITHMS, a).ok_or_else(|| {
             bad(
                 "invalid_algorithm",
-                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_4096, ECC_NIST_P256, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
+                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
             )
         })?),
     };

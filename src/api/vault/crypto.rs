@@ -302,7 +302,7 @@ fn signing(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Result<(String, bool
         }
     }
     let name = match key.key.algorithm {
-        Algorithm::Rsa4096 => {
+        Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => {
             if jws {
                 return Err(bad("marshaling_algorithm jws is only for ECDSA keys"));
             }
@@ -316,6 +316,32 @@ fn signing(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Result<(String, bool
         _ => format!("ECDSA_SHA_{bits}"),
     };
     Ok((name, jws))
+}
+
+/// The JWS form (r ‖ s, each as long as the curve order) of a DER ECDSA signature.
+fn jws_of_der(algorithm: Algorithm, der: &[u8]) -> Option<Vec<u8>> {
+    match algorithm {
+        Algorithm::EccNistP256 => p256::ecdsa::Signature::from_der(der)
+            .ok()
+            .map(|s| s.to_bytes().to_vec()),
+        Algorithm::EccNistP384 => p384::ecdsa::Signature::from_der(der)
+            .ok()
+            .map(|s| s.to_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// The DER form of a JWS ECDSA signature; `None` if it is not one of the key's curve.
+fn der_of_jws(algorithm: Algorithm, raw: &[u8]) -> Option<Vec<u8>> {
+    match algorithm {
+        Algorithm::EccNistP256 => p256::ecdsa::Signature::from_slice(raw)
+            .ok()
+            .map(|s| s.to_der().as_bytes().to_vec()),
+        Algorithm::EccNistP384 => p384::ecdsa::Signature::from_slice(raw)
+            .ok()
+            .map(|s| s.to_der().as_bytes().to_vec()),
+        _ => None,
+    }
 }
 
 async fn sign(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
@@ -332,9 +358,8 @@ async fn sign(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
     let version = key.key.version;
     let signature = if jws {
         // JWS (RFC 7518 §3.4): the fixed-size r ‖ s, base64url without padding.
-        let raw = p256::ecdsa::Signature::from_der(&der)
-            .map_err(|_| Failure::Core(CoreError::internal()))?
-            .to_bytes();
+        let raw = jws_of_der(key.key.algorithm, &der)
+            .ok_or_else(|| Failure::Core(CoreError::internal()))?;
         format!("vault:v{version}:{}", JWS.encode(raw))
     } else {
         params::encode(version, &der)
@@ -370,9 +395,7 @@ async fn verify(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
             let (version, signature) = if jws {
                 let (v, raw) = params::decode_with(text, "signature", &JWS)?;
                 // A raw signature of the wrong form is simply not valid.
-                let der = p256::ecdsa::Signature::from_slice(&raw)
-                    .map(|s| s.to_der().as_bytes().to_vec())
-                    .unwrap_or_default();
+                let der = der_of_jws(key.key.algorithm, &raw).unwrap_or_default();
                 (v, der)
             } else {
                 params::decode(text, "signature")?

@@ -25,6 +25,9 @@ const TYPES: &[(&str, Algorithm)] = &[
     ("aes256-gcm96", Algorithm::Aes256Gcm),
     ("aes128-gcm96", Algorithm::Aes128Gcm),
     ("ecdsa-p256", Algorithm::EccNistP256),
+    ("ecdsa-p384", Algorithm::EccNistP384),
+    ("rsa-2048", Algorithm::Rsa2048),
+    ("rsa-3072", Algorithm::Rsa3072),
     ("rsa-4096", Algorithm::Rsa4096),
     ("hmac", Algorithm::HmacSha256),
     // Read only: a key made through another API shows as Vault's one HMAC type.
@@ -36,10 +39,7 @@ const TYPES: &[(&str, Algorithm)] = &[
 const UNSUPPORTED_TYPES: &[&str] = &[
     "chacha20-poly1305",
     "ed25519",
-    "ecdsa-p384",
     "ecdsa-p521",
-    "rsa-2048",
-    "rsa-3072",
     "aes128-cmac",
     "aes256-cmac",
     "managed_key",

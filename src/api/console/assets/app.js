@@ -9,7 +9,10 @@ const PROJECTS = "kmsgw.projects";
 const KEY_NAME = /^[a-z0-9-]{1,32}$/;
 const ALGORITHMS = {
   "encrypt-decrypt": [["aes-256-gcm", "AES-256-GCM"], ["aes-128-gcm", "AES-128-GCM"]],
-  "sign-verify": [["RSA_4096", "RSA 4096"], ["ECC_NIST_P256", "ECC NIST P-256"]],
+  "sign-verify": [
+    ["RSA_4096", "RSA 4096"], ["RSA_3072", "RSA 3072"], ["RSA_2048", "RSA 2048"],
+    ["ECC_NIST_P256", "ECC NIST P-256"], ["ECC_NIST_P384", "ECC NIST P-384"],
+  ],
 };
 const PERMISSIONS = ["admin", "keys:manage", "encrypt", "decrypt", "sign", "verify", "read"];
 
