@@ -530,6 +530,47 @@ def test_ec_p256_key_pair_sign_verify_and_export(gateway, kmip_identities, clien
     assert exported.public_key().public_numbers() == spki.public_numbers()
 
 
+NEW_PAIRS = {
+    # (algorithm, length): the native key type, the signing parameters, and how
+    # `cryptography` checks the signature.
+    "rsa-2048-pkcs1-sha256": (Alg.RSA, 2048, "RSA_2048", RSA_PKCS1_SHA256,
+                              lambda k, s, d: k.verify(s, d, padding.PKCS1v15(), hashes.SHA256())),
+    "rsa-3072-pss-sha384": (Alg.RSA, 3072, "RSA_3072",
+                            {"cryptographic_algorithm": Alg.RSA, "padding_method": enums.PaddingMethod.PSS,
+                             "hashing_algorithm": enums.HashingAlgorithm.SHA_384},
+                            lambda k, s, d: k.verify(s, d, padding.PSS(padding.MGF1(hashes.SHA384()), 48),
+                                                     hashes.SHA384())),
+    "ec-p384-ecdsa-sha384": (Alg.ECDSA, 384, "ECC_NIST_P384",
+                             {"digital_signature_algorithm": enums.DigitalSignatureAlgorithm.ECDSA_WITH_SHA384},
+                             lambda k, s, d: k.verify(s, d, ec.ECDSA(hashes.SHA384()))),
+}
+
+
+@pytest.mark.parametrize("pair", list(NEW_PAIRS))
+def test_rsa_2048_3072_and_p384_pairs_sign_and_verify(gateway, client_a, version, pair):
+    algorithm, length, native_type, params, check = NEW_PAIRS[pair]
+    public_uid, private_uid = client_a.create_key_pair(
+        algorithm, length, private_name=unique(f"kmip-{pair}"),
+        private_usage_mask=[enums.CryptographicUsageMask.SIGN],
+        public_usage_mask=[enums.CryptographicUsageMask.VERIFY])
+    assert gateway.ok("GET", f"/kms/keys/{private_uid}")["key"]["encryptionAlgorithm"] == native_type
+    client_a.activate(private_uid)
+    client_a.activate(public_uid)
+    spki = serialization.load_der_public_key(client_a.get(public_uid).value)
+    assert spki.key_size == length
+    if algorithm == Alg.ECDSA:
+        assert spki.curve.name == "secp384r1"
+
+    data = b"disk label " + version.name.encode()
+    signature = client_a.sign(data, uid=private_uid, cryptographic_parameters=params)
+    check(spki, signature, data)  # raises InvalidSignature on a bad one
+    verify = client_a.signature_verify
+    assert verify(data, signature, uid=public_uid, cryptographic_parameters=params) == \
+        enums.ValidityIndicator.VALID
+    assert verify(data + b"!", signature, uid=public_uid, cryptographic_parameters=params) == \
+        enums.ValidityIndicator.INVALID
+
+
 def test_unsupported_key_pair_size_is_a_clean_failure(client_a, version):
     with pytest.raises(KmipOperationFailure) as refused:
         client_a.create_key_pair(Alg.RSA, 1024, private_name=unique("kmip-rsa1024"))
