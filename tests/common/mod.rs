@@ -172,3 +172,4 @@ pub fn gateway_bin() -> PathBuf {
 }
 pub mod gateway;
 pub mod pg;
+pub mod raw;
