@@ -246,6 +246,8 @@ fn customer_brought_keys_are_validated() {
             Attribute::Verify(true),
             Attribute::Extractable(true),
             Attribute::Sensitive(true),
+            Attribute::Private(true),
+            Attribute::Copyable(false),
         ],
     );
     // Good.

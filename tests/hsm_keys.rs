@@ -245,6 +245,7 @@ async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
             Attribute::Extractable(false),
             Attribute::Sensitive(true),
             Attribute::Private(true),
+            Attribute::Copyable(false),
         ],
     );
     gw.token.import_secret(
@@ -430,7 +431,7 @@ async fn existing_hsm_keys_are_adopted_by_label_after_checks() {
         .await;
         assert_eq!(
             (s, e["code"].as_str()),
-            (400, Some("hsm_key_unusable")),
+            (400, Some("hsm_key_reserved")),
             "{label}: {e}"
         );
     }

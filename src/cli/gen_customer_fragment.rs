@@ -95,6 +95,19 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
     }
     let (label, kek_label) = labels_of(&args)?;
     let hsm_config = settings.hsm_config()?;
+    // The gateway's own keys are never a fragment's: the root wrapping key, its HMAC
+    // companion, the keys generated for KMS keys.
+    let root_label = hsm_config.as_ref().and_then(|c| c.key_label.as_deref());
+    for (flag, l) in [("--hsm-key-label", &label), ("--kek-label", &kek_label)] {
+        if let Some(l) = l {
+            if crate::hsm::labels::is_reserved(l, root_label) {
+                return Err(format!(
+                    "{flag} {l:?} is one of the gateway's own HSM keys (the root key, its _HMAC companion, or a kmsgw- key); choose a label of its own"
+                )
+                .into());
+            }
+        }
+    }
     let needs_hsm = label.is_some() || hsm_config.as_ref().is_some_and(|c| c.use_rand);
     let hsm = match (needs_hsm, hsm_config) {
         (true, Some(cfg)) => Some(Hsm::connect(cfg)?),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::fragments::{FragmentHsm, Fragments};
-use crate::hsm::{self, Hsm, SecretKeyKind};
+use crate::fragments::{FragmentHsm, FragmentKeyRole, Fragments};
+use crate::hsm::{self, Hsm, KeyAttributes, KeyNeeds, SecretKeyKind};
 
 use super::CliResult;
 
@@ -58,11 +58,14 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
             println!("random number generator: ok");
             match hsm.config().key_label.clone() {
                 Some(label) => {
-                    hsm.check_secret_key(&label, SecretKeyKind::Aes256)?;
-                    hsm.check_secret_key(
-                        &crate::hsm::labels::root_hmac(&label),
-                        SecretKeyKind::Hmac,
-                    )?;
+                    let hmac = crate::hsm::labels::root_hmac(&label);
+                    for (l, kind) in [
+                        (&label, SecretKeyKind::Aes256),
+                        (&hmac, SecretKeyKind::Hmac),
+                    ] {
+                        let attrs = hsm.check_secret_key(l, kind)?;
+                        println!("root key {l:?}: {}", describe(&attrs, kind));
+                    }
                     println!(
                         "root keys {label:?} and {label}_HMAC: ok; AES-GCM round trip: {}",
                         if report.root_round_trip {
@@ -77,6 +80,27 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
             let provider: Arc<dyn FragmentHsm> = Arc::new(hsm.clone());
             let fragments = Fragments::load(&settings.fragments.source(), Some(provider))?;
             let mut failed = 0;
+            for (label, owner) in fragments.labels() {
+                let kind = match owner.role {
+                    FragmentKeyRole::Hmac => SecretKeyKind::Hmac,
+                    FragmentKeyRole::KeyEncryption => SecretKeyKind::Aes256,
+                };
+                match hsm.check_secret_key(label, kind) {
+                    Ok(attrs) => println!(
+                        "{} {label:?} of fragment {}: {}",
+                        owner.role,
+                        owner.fragment,
+                        describe(&attrs, kind)
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!(
+                            "{} {label:?} of fragment {}: REFUSED: {e}",
+                            owner.role, owner.fragment
+                        )
+                    }
+                }
+            }
             for s in fragments.statuses() {
                 match s.problem {
                     None => println!(
@@ -101,5 +125,24 @@ pub fn run(settings: Settings, command: Command) -> CliResult {
             println!("check passed");
             Ok(())
         }
+    }
+}
+
+/// One line about a key that passed its checks: its protection, and what it allows
+/// beyond what the gateway needs (docs/HSM.md tells how to fix that).
+fn describe(attrs: &KeyAttributes, kind: SecretKeyKind) -> String {
+    let protection = if attrs.extractable == Some(false) {
+        "private, sensitive, not extractable"
+    } else {
+        "private, sensitive, EXTRACTABLE (allowed by danger_allow_extractable_keys)"
+    };
+    let extras = attrs.extras(KeyNeeds::Secret(kind));
+    if extras.is_empty() {
+        format!("ok ({protection}, not modifiable, not copyable, no extra usage)")
+    } else {
+        format!(
+            "ok ({protection}), WARNING: also {} true; see docs/HSM.md to re-create it",
+            extras.join(", ")
+        )
     }
 }

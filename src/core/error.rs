@@ -140,6 +140,19 @@ impl From<HsmError> for CoreError {
                     "an HSM key this operation needs is not available; retry later",
                 )
             }
+            // A key the gateway uses no longer passes its checks (it lost its protection,
+            // or another object took its label): the operator must fix the token. The
+            // detail is logged; the key is looked up, and judged, again on the next call.
+            e @ (HsmError::KeyInsecure { .. }
+            | HsmError::DuplicateLabel { .. }
+            | HsmError::ExtractableKeyRefused { .. }
+            | HsmError::KeyAttributes { .. }) => {
+                tracing::error!(error = %e, "an HSM key the gateway uses is refused");
+                CoreError::unavailable(
+                    "hsm_key_unavailable",
+                    "an HSM key this operation needs is not usable now; retry later",
+                )
+            }
             e if e.is_unavailable() => {
                 tracing::error!(error = %e, "HSM unavailable");
                 CoreError::unavailable("hsm_unavailable", "the HSM is unavailable; retry later")
@@ -204,6 +217,9 @@ impl From<KeyError> for CoreError {
             KeyError::NotExportable => (K::Forbidden, "key_not_exportable"),
             KeyError::HsmKeyNotFound(_) => (K::Invalid, "hsm_key_not_found"),
             KeyError::HsmKeyUnusable(_) => (K::Invalid, "hsm_key_unusable"),
+            KeyError::HsmKeyInsecure(_) => (K::Invalid, "hsm_key_insecure"),
+            KeyError::HsmKeyAmbiguous(_) => (K::Invalid, "hsm_key_ambiguous"),
+            KeyError::HsmKeyReserved(_) => (K::Invalid, "hsm_key_reserved"),
             KeyError::Hsm(h) => return h.into(),
             KeyError::Store(s) => return s.into(),
             KeyError::Config(_) | KeyError::Internal(_) | KeyError::WouldBlock => {

@@ -475,10 +475,37 @@ pub struct FragmentStatus {
     pub problem: Option<String>,
 }
 
+/// What a fragment uses an HSM key for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragmentKeyRole {
+    /// `hsm_key_label`: the HMAC key the fragment value is derived with.
+    Hmac,
+    /// `kek_label`: the AES key that seals an `hsm_wrap_encrypt` seed.
+    KeyEncryption,
+}
+
+impl fmt::Display for FragmentKeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Hmac => "HMAC key",
+            Self::KeyEncryption => "key-encryption key",
+        })
+    }
+}
+
+/// Whose an HSM label named by the fragment file is (see [`Fragments::label_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelOwner {
+    pub fragment: FragmentId,
+    pub role: FragmentKeyRole,
+}
+
 /// The loaded fragments. A fragment that failed to load is remembered with its reason;
 /// the others work.
 pub struct Fragments {
     entries: HashMap<FragmentId, Entry>,
+    /// Every HSM label the file names, loaded or not: reserved for the fragments.
+    labels: BTreeMap<String, LabelOwner>,
     failed: BTreeMap<FragmentId, String>,
     /// Problems not tied to one id (an entry without a readable id).
     anonymous_failures: Vec<String>,
@@ -500,6 +527,7 @@ impl Fragments {
     pub fn empty() -> Self {
         Self {
             entries: HashMap::new(),
+            labels: BTreeMap::new(),
             failed: BTreeMap::new(),
             anonymous_failures: Vec::new(),
             hsm: None,
@@ -528,6 +556,23 @@ impl Fragments {
                 .get("id")
                 .and_then(|v| v.as_str())
                 .map(|s| FragmentId(s.to_owned()));
+            // Read from the raw entry, so that the labels of an entry that does not load
+            // (malformed, its key missing) are reserved too.
+            for (field, role) in [
+                ("hsm_key_label", FragmentKeyRole::Hmac),
+                ("kek_label", FragmentKeyRole::KeyEncryption),
+            ] {
+                if let Some(label) = raw.get(field).and_then(|v| v.as_str()) {
+                    if !label.trim().is_empty() {
+                        out.labels.entry(label.to_owned()).or_insert(LabelOwner {
+                            fragment: id_hint
+                                .clone()
+                                .unwrap_or_else(|| FragmentId(format!("(entry {index})"))),
+                            role,
+                        });
+                    }
+                }
+            }
             match serde_json::from_value::<FragmentRecord>(raw) {
                 Ok(rec) => {
                     *seen.entry(rec.id.clone()).or_default() += 1;
@@ -693,6 +738,17 @@ impl Fragments {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// The fragment whose HSM key `label` is (its `hsm_key_label` or `kek_label`), if the
+    /// fragment file names it, whether that fragment loaded or not.
+    pub fn label_owner(&self, label: &str) -> Option<&LabelOwner> {
+        self.labels.get(label)
+    }
+
+    /// Every HSM label the fragment file names, with its owner.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &LabelOwner)> {
+        self.labels.iter().map(|(l, o)| (l.as_str(), o))
     }
 
     /// Problems with entries that had no readable id.

@@ -21,6 +21,7 @@ use cryptoki::slot::Slot;
 use secrecy::ExposeSecret;
 
 use super::error::{HsmError, SlotDescription, SlotList};
+use super::keys;
 use super::{HsmConfig, HsmCounters, SECRET_KEY_CLASS};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -177,6 +178,17 @@ impl Lease<'_> {
         }
         match self.find_object(label, class)? {
             Some(h) => {
+                // A key is judged once per connection, before its handle is cached: one
+                // that lost its protection since it was adopted (or that another object
+                // replaced under its label) is refused until it is fixed.
+                if class == ObjectClass::SECRET_KEY || class == ObjectClass::PRIVATE_KEY {
+                    let a = keys::read_protection(&self.session, h)?;
+                    keys::check_protection(
+                        label,
+                        &a,
+                        self.conn.config.danger_allow_extractable_keys,
+                    )?;
+                }
                 self.conn.handles_lock().insert(cache_key, h);
                 Ok(h)
             }
@@ -206,7 +218,9 @@ impl Lease<'_> {
         self.find_object(label, SECRET_KEY_CLASS)
     }
 
-    /// Searches without the cache; `None` when no object of `class` has that label.
+    /// Searches without the cache; `None` when no object of `class` has that label. More
+    /// than one is refused ([`HsmError::DuplicateLabel`]): which one a token returns first
+    /// is not defined, so picking one could use another key than the data was made with.
     pub fn find_object(
         &self,
         label: &str,
@@ -216,13 +230,27 @@ impl Lease<'_> {
             Attribute::Class(class),
             Attribute::Label(label.as_bytes().to_vec()),
         ])?;
-        Ok(found.into_iter().next())
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            many => Err(HsmError::DuplicateLabel {
+                label: label.to_owned(),
+                class: class.to_string(),
+                count: many.len(),
+            }),
+        }
     }
 
+    /// Drops the cached handles of every object labelled `label`.
     pub fn forget_handle(&self, label: &str) {
-        self.conn
-            .handles_lock()
-            .remove(&(self.generation, label.to_owned()));
+        let mut handles = self.conn.handles_lock();
+        for class in [
+            ObjectClass::SECRET_KEY,
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+        ] {
+            handles.remove(&(self.generation, cache_name(label, class)));
+        }
     }
 }
 

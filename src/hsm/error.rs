@@ -76,6 +76,17 @@ pub enum HsmError {
         "HSM key {label:?} is extractable; refused unless danger_allow_extractable_keys is set"
     )]
     ExtractableKeyRefused { label: String },
+    /// A key without the protection the gateway requires (CKA_PRIVATE, CKA_SENSITIVE,
+    /// CKA_COPYABLE of a key given now); `problem` names the attribute.
+    #[error("HSM key {label:?} is refused: {problem}")]
+    KeyInsecure { label: String, problem: String },
+    /// More than one object of the class has the label: refused rather than pick one.
+    #[error("{count} objects of class {class} on the token are labelled {label:?}; refused rather than pick one (give each key a label of its own)")]
+    DuplicateLabel {
+        label: String,
+        class: String,
+        count: usize,
+    },
     #[error("the token lacks the mechanism(s) {0}")]
     MechanismMissing(String),
     #[error("the HSM is unavailable ({function}: {rv}); the gateway keeps trying to reconnect")]

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 pub use connection::list_slots;
 pub use error::{HsmError, SlotDescription, SlotList};
-pub use keys::{KeyAttributes, KeyOrigin, SecretKeyKind};
+pub use keys::{KeyAttributes, KeyNeeds, KeyOrigin, KeyPolicy, SecretKeyKind};
 pub use resident::{HashKind, ResidentKind, ResidentSignature};
 pub use rng::HsmRng;
 
@@ -279,18 +279,33 @@ impl Hsm {
         Ok(self.mechanisms()?.contains(&MechanismType::AES_GCM))
     }
 
-    /// Finds the secret key `label`, or creates it with exactly the attributes of
-    /// DESIGN.md section 2. A found key is validated (see [`Hsm::check_secret_key`]).
+    /// Finds the secret key `label` handed to the gateway now (named to
+    /// `gen-customer-fragment`, a new key-encryption key), or creates it with the
+    /// attributes of docs/HSM.md. A found key is validated as a key given now
+    /// ([`KeyPolicy::Given`]): besides class, type, length, usage, CKA_TOKEN and the
+    /// protection every key needs, it must not be copyable.
     pub fn ensure_secret_key(
         &self,
         label: &str,
         kind: SecretKeyKind,
     ) -> Result<KeyOrigin, HsmError> {
-        let allow = self.config().danger_allow_extractable_keys;
-        self.conn.run(|s| keys::ensure(s, label, kind, allow))
+        self.ensure_secret_key_as(label, kind, KeyPolicy::Given)
     }
 
-    /// Finds `label` and checks its attributes against what `kind` needs.
+    fn ensure_secret_key_as(
+        &self,
+        label: &str,
+        kind: SecretKeyKind,
+        policy: KeyPolicy,
+    ) -> Result<KeyOrigin, HsmError> {
+        let allow = self.config().danger_allow_extractable_keys;
+        self.conn
+            .run(|s| keys::ensure(s, label, kind, allow, policy))
+    }
+
+    /// Finds `label`, a key the gateway already relies on, and checks its attributes
+    /// against what `kind` needs ([`KeyPolicy::InUse`]: a copyable or modifiable key, or one
+    /// with extra usages, is warned about, not refused). Returns what the token reports.
     pub fn check_secret_key(
         &self,
         label: &str,
@@ -300,15 +315,20 @@ impl Hsm {
         self.conn.run(|s| {
             let handle = s.secret_key(label)?;
             let attrs = keys::read_attributes(&s.session, handle)?;
-            keys::validate(label, kind, &attrs, allow)?;
+            keys::validate(label, kind, &attrs, allow, KeyPolicy::InUse)?;
             Ok(attrs)
         })
     }
 
     /// The attributes of the secret key `label` as the token reports them.
+    /// Nothing is judged: this reports a key whatever its protection (for `hsm check`).
     pub fn key_attributes(&self, label: &str) -> Result<KeyAttributes, HsmError> {
         self.conn.run(|s| {
-            let handle = s.secret_key(label)?;
+            let handle = s
+                .find_secret_key(label)?
+                .ok_or_else(|| HsmError::KeyNotFound {
+                    label: label.to_owned(),
+                })?;
             keys::read_attributes(&s.session, handle)
         })
     }
@@ -320,8 +340,14 @@ impl Hsm {
             .key_label
             .clone()
             .ok_or_else(|| HsmError::Other("HSM_KEY_LABEL is not set".into()))?;
-        let aes = self.ensure_secret_key(&label, SecretKeyKind::Aes256)?;
-        let hmac = self.ensure_secret_key(&labels::root_hmac(&label), SecretKeyKind::Hmac)?;
+        // Keys in use: root keys made by earlier versions are copyable and modifiable;
+        // they are warned about, and keep working.
+        let aes = self.ensure_secret_key_as(&label, SecretKeyKind::Aes256, KeyPolicy::InUse)?;
+        let hmac = self.ensure_secret_key_as(
+            &labels::root_hmac(&label),
+            SecretKeyKind::Hmac,
+            KeyPolicy::InUse,
+        )?;
         Ok((aes, hmac))
     }
 

@@ -8,7 +8,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 
 use super::connection::Lease;
-use super::keys::{self, SecretKeyKind};
+use super::keys::{
+    self, private_key_template, public_key_template, KeyNeeds, KeyPolicy, SecretKeyKind,
+};
 use super::{Hsm, HsmError};
 
 /// The key types that can live in the HSM.
@@ -81,30 +83,6 @@ fn unusable(label: &str, problem: impl Into<String>) -> HsmError {
         label: label.to_owned(),
         problem: problem.into(),
     }
-}
-
-fn private_template(label: &str, key_type: KeyType) -> Vec<Attribute> {
-    vec![
-        Attribute::Class(ObjectClass::PRIVATE_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ]
-}
-
-fn public_template(label: &str, key_type: KeyType) -> Vec<Attribute> {
-    vec![
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ]
 }
 
 /// SPKI DER of the public key object `handle`.
@@ -182,8 +160,8 @@ fn public_spki(
     }
 }
 
-/// Checks a private key someone else made: class, type, CKA_SIGN, CKA_TOKEN and
-/// non-extractable (unless the operator opted in).
+/// Checks a private key someone else made: class, type, CKA_SIGN, CKA_TOKEN, the
+/// protection of [`keys::check_protection`] and, as a key given now, not copyable.
 fn validate_private(
     session: &Session,
     label: &str,
@@ -191,49 +169,21 @@ fn validate_private(
     handle: ObjectHandle,
     allow_extractable: bool,
 ) -> Result<(), HsmError> {
-    let attrs = session.get_attributes(
-        handle,
-        &[
-            AttributeType::KeyType,
-            AttributeType::Sign,
-            AttributeType::Token,
-            AttributeType::Extractable,
-        ],
-    )?;
-    let (mut kt, mut sign, mut token, mut extractable) = (None, None, None, None);
-    for a in attrs {
-        match a {
-            Attribute::KeyType(t) => kt = Some(t),
-            Attribute::Sign(b) => sign = Some(b),
-            Attribute::Token(b) => token = Some(b),
-            Attribute::Extractable(b) => extractable = Some(b),
-            _ => {}
-        }
-    }
-    if kt != Some(key_type) {
+    let a = keys::read_attributes(session, handle)?;
+    if a.key_type != Some(key_type) {
         return Err(unusable(
             label,
-            format!("CKA_KEY_TYPE is {kt:?}, it must be {key_type}"),
+            format!("CKA_KEY_TYPE is {:?}, it must be {key_type}", a.key_type),
         ));
     }
-    if sign != Some(true) {
+    if a.sign != Some(true) {
         return Err(unusable(label, "CKA_SIGN is missing or false"));
     }
-    if token != Some(true) {
+    if a.token != Some(true) {
         return Err(unusable(label, "CKA_TOKEN is missing or false"));
     }
-    if extractable != Some(false) {
-        if !allow_extractable {
-            return Err(HsmError::ExtractableKeyRefused {
-                label: label.to_owned(),
-            });
-        }
-        tracing::warn!(
-            label,
-            "HSM key is extractable; accepted because danger_allow_extractable_keys is set"
-        );
-    }
-    Ok(())
+    keys::check_protection(label, &a, allow_extractable)?;
+    keys::check_policy(label, KeyNeeds::SigningPrivateKey, &a, KeyPolicy::Given)
 }
 
 fn key_type(kind: ResidentKind) -> KeyType {
@@ -258,7 +208,13 @@ fn adopt(
                 label: label.to_owned(),
             })?;
         let attrs = keys::read_attributes(&s.session, handle)?;
-        keys::validate(label, SecretKeyKind::Aes256, &attrs, allow_extractable)?;
+        keys::validate(
+            label,
+            SecretKeyKind::Aes256,
+            &attrs,
+            allow_extractable,
+            KeyPolicy::Given,
+        )?;
         return Ok(None);
     }
     let private = s
@@ -287,17 +243,17 @@ fn generate(s: &Lease<'_>, label: &str, kind: ResidentKind) -> Result<Option<Vec
             Ok(None)
         }
         ResidentKind::EcP256 => {
-            let mut public = public_template(label, KeyType::EC);
+            let mut public = public_key_template(label, KeyType::EC);
             public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
             let (pub_h, _) = s.session.generate_key_pair(
                 &Mechanism::EccKeyPairGen,
                 &public,
-                &private_template(label, KeyType::EC),
+                &private_key_template(label, KeyType::EC),
             )?;
             public_spki(&s.session, label, kind, pub_h).map(Some)
         }
         ResidentKind::Rsa4096 => {
-            let mut public = public_template(label, KeyType::RSA);
+            let mut public = public_key_template(label, KeyType::RSA);
             public.extend([
                 Attribute::ModulusBits(4096u64.into()),
                 Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
@@ -305,7 +261,7 @@ fn generate(s: &Lease<'_>, label: &str, kind: ResidentKind) -> Result<Option<Vec
             let (pub_h, _) = s.session.generate_key_pair(
                 &Mechanism::RsaPkcsKeyPairGen,
                 &public,
-                &private_template(label, KeyType::RSA),
+                &private_key_template(label, KeyType::RSA),
             )?;
             public_spki(&s.session, label, kind, pub_h).map(Some)
         }

@@ -337,8 +337,17 @@ impl KeyService {
                 // key (or its HMAC companion, or another key's object) as a data key
                 // would break key separation.
                 if labels::is_reserved(label, hsm.config().key_label.as_deref()) {
-                    return Err(KeyError::HsmKeyUnusable(format!(
+                    return Err(KeyError::HsmKeyReserved(format!(
                         "the HSM key {label:?} is one of the gateway's own keys and cannot be adopted"
+                    )));
+                }
+                // Nor a customer fragment's HMAC key or key-encryption key: a KMS key using
+                // it would let the fragment's secret be computed, or its seed unsealed,
+                // through the API.
+                if let Some(owner) = self.fragments.label_owner(label) {
+                    return Err(KeyError::HsmKeyReserved(format!(
+                        "the HSM key {label:?} is the {} of customer fragment {} and cannot be adopted",
+                        owner.role, owner.fragment
                     )));
                 }
                 let public = hsm
@@ -706,6 +715,8 @@ fn adoption_error(e: HsmError) -> KeyError {
         HsmError::KeyAttributes { .. } | HsmError::ExtractableKeyRefused { .. } => {
             KeyError::HsmKeyUnusable(e.to_string())
         }
+        HsmError::KeyInsecure { .. } => KeyError::HsmKeyInsecure(e.to_string()),
+        HsmError::DuplicateLabel { .. } => KeyError::HsmKeyAmbiguous(e.to_string()),
         other => KeyError::Hsm(other),
     }
 }

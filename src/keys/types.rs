@@ -192,6 +192,16 @@ pub enum KeyError {
     HsmKeyNotFound(String),
     #[error("{0}")]
     HsmKeyUnusable(String),
+    /// The named HSM key lacks the protection the gateway requires (the message names
+    /// the attribute: CKA_PRIVATE, CKA_SENSITIVE, CKA_COPYABLE).
+    #[error("{0}")]
+    HsmKeyInsecure(String),
+    /// More than one object on the token has the label.
+    #[error("{0}")]
+    HsmKeyAmbiguous(String),
+    /// The label is one of the gateway's own keys or a customer fragment's.
+    #[error("{0}")]
+    HsmKeyReserved(String),
     #[error(transparent)]
     Hsm(#[from] HsmError),
     #[error(transparent)]

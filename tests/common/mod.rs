@@ -114,7 +114,8 @@ impl Token {
         ctx.finalize().expect("finalize");
     }
 
-    /// The standard attributes of a non-extractable HMAC key, for `import_secret`.
+    /// The standard attributes of a non-extractable HMAC key, for `import_secret`: what a
+    /// customer-brought key must have (docs/HSM.md), not copyable among them.
     pub fn hmac_attrs() -> Vec<Attribute> {
         vec![
             Attribute::Sign(true),
@@ -122,6 +123,7 @@ impl Token {
             Attribute::Extractable(false),
             Attribute::Sensitive(true),
             Attribute::Private(true),
+            Attribute::Copyable(false),
         ]
     }
 }
@@ -170,3 +172,4 @@ pub fn gateway_bin() -> PathBuf {
 }
 pub mod gateway;
 pub mod pg;
+pub mod raw;
