@@ -47,7 +47,7 @@ mkdir -p "$tmp/data"
 export CUSTOMER_FRAGMENTS_FILE=$tmp/customer_fragments.json
 # Both commands run in $tmp, so that no kms-gateway.toml of the caller's directory is read.
 fragment=$(cd "$tmp" && "$bin" gen-customer-fragment --name bench --type hsm_wrapped \
-  --hsm-key-label kmsgw-bench-fragment --output "$CUSTOMER_FRAGMENTS_FILE" 2>"$tmp/cli.log") || {
+  --hsm-key-label bench-fragment --output "$CUSTOMER_FRAGMENTS_FILE" 2>"$tmp/cli.log") || {
   echo "bench: gen-customer-fragment failed:" >&2; cat "$tmp/cli.log" >&2; exit 1; }
 export KMSGW__FRAGMENTS__DEFAULT=$fragment
 export ROOT_ENCRYPTION_KEY_FILE=$tmp/root.key

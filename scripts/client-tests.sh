@@ -141,7 +141,7 @@ mkdir -p "$kmip_certs"
 ) || die "could not make the KMIP client certificates"
 (umask 077; head -c 32 /dev/urandom | base64 > "$gw/root.key")
 # One customer fragment, so that the console's admin page and Add Key dialog list one.
-"$bin" gen-customer-fragment --name clients --type hsm_wrapped --hsm-key-label kmsgw-clients-cf \
+"$bin" gen-customer-fragment --name clients --type hsm_wrapped --hsm-key-label clients-cf \
   --output "$gw/customer_fragments.json" > /dev/null
 ca=$gw/ca.pem
 

@@ -40,7 +40,7 @@ fi
 export CUSTOMER_FRAGMENTS_FILE=$var/fragments/customer_fragments.json
 if [ ! -f "$var/fragments/default-id" ]; then
   mkdir -p "$var/fragments"
-  "$bin" gen-customer-fragment --name dev --type hsm_wrapped --hsm-key-label kmsgw-dev-fragment \
+  "$bin" gen-customer-fragment --name dev --type hsm_wrapped --hsm-key-label dev-fragment \
     --description "make run" --output "$CUSTOMER_FRAGMENTS_FILE" > "$var/fragments/default-id"
 fi
 

@@ -280,7 +280,7 @@ docker volume create "$frag_vol" >/dev/null
 # ---------------------------------------------------------------------------------------
 # A customer fragment, made by the CLI inside the container into the fragment volume.
 fragment=$(docker run --rm "${common[@]}" "$IMAGE" gen-customer-fragment --name docker-e2e \
-  --type hsm_wrapped --hsm-key-label kmsgw-docker-cf --description "docker e2e" 2> "$work/frag.err") \
+  --type hsm_wrapped --hsm-key-label docker-e2e-cf --description "docker e2e" 2> "$work/frag.err") \
   || { cat "$work/frag.err"; die "gen-customer-fragment inside the container"; }
 fragment=$(printf '%s' "$fragment" | tr -d '[:space:]')
 [[ "$fragment" == cf-* ]] || die "gen-customer-fragment printed '$fragment', not a fragment id"
