@@ -11,6 +11,8 @@
 //! transaction (group commit), so that a busy gateway pays one disk sync per batch.
 //! A caller waits for its record to be committed; if it cannot be, the caller fails.
 
+pub mod archive;
+
 use std::io::Write;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::store::{AuditChain, AuditHead, AuditRow, KeyStore, StoreError};
 const LINK_DOMAIN: &[u8] = b"kms-gateway/v1/audit";
 const HEAD_DOMAIN: &[u8] = b"kms-gateway/v1/audit-head";
 const KEY_INFO: &[u8] = b"kms-gateway/v1/audit-mac";
+const CHECKPOINT_DOMAIN: &[u8] = b"kms-gateway/v1/audit-checkpoint";
 /// Most records one transaction takes.
 const BATCH: usize = 512;
 
@@ -120,15 +123,23 @@ impl AuditChain for Chain {
         m.update(hash);
         m.finalize().into_bytes().to_vec()
     }
+
+    fn seal_checkpoint(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let mut m = self.mac();
+        m.update(CHECKPOINT_DOMAIN);
+        m.update(&seq.to_be_bytes());
+        m.update(hash);
+        m.finalize().into_bytes().to_vec()
+    }
 }
 
 impl Chain {
-    fn head_is_authentic(&self, head: &AuditHead) -> bool {
+    fn is_authentic(&self, domain: &[u8], sealed: &AuditHead) -> bool {
         let mut m = self.mac();
-        m.update(HEAD_DOMAIN);
-        m.update(&head.seq.to_be_bytes());
-        m.update(&head.hash);
-        m.verify_slice(&head.mac).is_ok()
+        m.update(domain);
+        m.update(&sealed.seq.to_be_bytes());
+        m.update(&sealed.hash);
+        m.verify_slice(&sealed.mac).is_ok()
     }
 }
 
@@ -272,6 +283,8 @@ pub enum Finding {
     HeadNotAuthentic,
     /// Records exist but the head is gone.
     HeadMissing,
+    /// The prune checkpoint's MAC is wrong: records were removed and a checkpoint forged.
+    CheckpointNotAuthentic,
 }
 
 impl std::fmt::Display for Finding {
@@ -282,17 +295,26 @@ impl std::fmt::Display for Finding {
             Finding::HeadMismatch { head_seq, last_seq } => write!(f, "the chain head names record {head_seq} but the last record is {last_seq}: records at the end were removed or added"),
             Finding::HeadNotAuthentic => write!(f, "the chain head's MAC is not valid: the head was rewritten, or this is not the instance root key that wrote it"),
             Finding::HeadMissing => write!(f, "records exist but the chain head is missing"),
+            Finding::CheckpointNotAuthentic => write!(f, "the prune checkpoint's MAC is not valid: records were removed and the checkpoint rewritten, or this is not the instance root key that wrote it"),
         }
     }
 }
 
-/// Checks the whole chain; returns the number of records and what is wrong (empty when
-/// intact). Stops linking at the first altered record but reports gaps and the head.
+/// Checks the whole chain, from the prune checkpoint if records were archived and pruned
+/// (`kms-gateway audit archive`); returns the number of records and what is wrong (empty
+/// when intact). Stops linking at the first altered record but reports gaps and the head.
 pub fn verify(store: &dyn KeyStore, irk: &[u8; 32]) -> Result<(u64, Vec<Finding>), StoreError> {
     let chain = Chain::new(irk);
     let mut findings = Vec::new();
-    let mut previous = [0u8; 32];
-    let mut last_seq = 0u64;
+    let (mut previous, mut last_seq) = match store.audit_checkpoint()? {
+        None => ([0u8; 32], 0u64),
+        Some(checkpoint) => {
+            if !chain.is_authentic(CHECKPOINT_DOMAIN, &checkpoint) {
+                findings.push(Finding::CheckpointNotAuthentic);
+            }
+            (checkpoint.hash, checkpoint.seq)
+        }
+    };
     let mut count = 0u64;
     // The head is read after the records; records appended meanwhile by a running
     // gateway move it on, so read on until the head is not ahead of what was checked.
@@ -327,7 +349,7 @@ pub fn verify(store: &dyn KeyStore, irk: &[u8; 32]) -> Result<(u64, Vec<Finding>
         }
     };
     match head {
-        None if count > 0 => findings.push(Finding::HeadMissing),
+        None if count > 0 || last_seq > 0 => findings.push(Finding::HeadMissing),
         None => {}
         Some(head) => {
             if head.seq != last_seq || head.hash != previous {
@@ -336,7 +358,7 @@ pub fn verify(store: &dyn KeyStore, irk: &[u8; 32]) -> Result<(u64, Vec<Finding>
                     last_seq,
                 });
             }
-            if !chain.head_is_authentic(&head) {
+            if !chain.is_authentic(HEAD_DOMAIN, &head) {
                 findings.push(Finding::HeadNotAuthentic);
             }
         }

@@ -418,3 +418,137 @@ async fn changes_are_recorded_when_clients_hang_up() {
     assert_eq!(made, recorded("identity.create", "target"));
     assert!(cut > 0, "no request was cut short; the test proves nothing");
 }
+
+/// `audit archive` writes old records to a file and prunes them: the rest still verifies
+/// from the sealed checkpoint, the archives verify up to it, the gateway appends on, and
+/// removing records or forging the checkpoint is named by `audit verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_records_are_pruned_and_the_chain_still_verifies() {
+    let mut gw = Gateway::start();
+    let p = gw.project("archive").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    for i in 0..4 {
+        let (s, _) = gw.encrypt(&key, format!("m{i}").as_bytes(), None).await;
+        assert_eq!(s, 200);
+    }
+    gw.stop();
+    let seqs = |gw: &Gateway| -> (u64, u64) {
+        let conn = rusqlite::Connection::open(gw.dir.join("data/kms-gateway.db")).unwrap();
+        conn.query_row("SELECT min(seq), max(seq) FROM audit", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let file = gw.dir.join("audit-1.jsonl");
+    let path = file.to_str().unwrap();
+
+    // Nothing is a day old yet: no file, nothing pruned.
+    let (ok, out) = cli(
+        &gw,
+        &["audit", "archive", "--older-than-days", "1", "--out", path],
+    );
+    assert!(ok && out.contains("nothing to archive"), "{out}");
+    assert!(!file.exists());
+    assert_eq!(seqs(&gw).0, 1);
+    let (ok, out) = cli(&gw, &["audit", "archive", "--out", path]);
+    assert!(!ok && out.contains("--older-than-days"), "{out}");
+
+    let (ok, out) = cli(&gw, &["audit", "archive", "--through", "5", "--out", path]);
+    assert!(ok && out.contains("records 1 to 5"), "{out}");
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    let first: Value = serde_json::from_str(lines[0]["record"].as_str().unwrap()).unwrap();
+    assert!(first["operation"].is_string(), "{first}");
+    assert_eq!(seqs(&gw).0, 6);
+
+    let (ok, out) = cli(&gw, &["audit", "verify"]);
+    assert!(ok && out.contains("audit log intact"), "{out}");
+    let (ok, out) = cli(&gw, &["audit", "verify", "--archive", path]);
+    assert!(
+        ok && out.contains("audit archives intact: 5 records"),
+        "{out}"
+    );
+    // An archive is never overwritten, and a refused archive prunes nothing.
+    let (ok, out) = cli(&gw, &["audit", "archive", "--through", "6", "--out", path]);
+    assert!(!ok && out.contains("never overwritten"), "{out}");
+    assert_eq!(seqs(&gw).0, 6);
+    // A record that is already pruned, or not written yet.
+    let other = gw.dir.join("audit-2.jsonl");
+    let (ok, out) = cli(
+        &gw,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "999999",
+            "--out",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("the log ends at record"), "{out}");
+    assert!(!other.exists());
+
+    // The gateway starts on the pruned log and appends; the API pages from the checkpoint.
+    gw.launch();
+    let (s, _) = gw.encrypt(&key, b"after", None).await;
+    assert_eq!(s, 200);
+    let (s, page) = gw.get("/api/v1/audit?after=0&limit=1").await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["records"][0]["seq"], 6);
+    gw.stop();
+    let (ok, out) = cli(&gw, &["audit", "verify", "--archive", path]);
+    assert!(ok, "{out}");
+
+    // Tampering after a prune.
+    let db = gw.dir.join("data/kms-gateway.db");
+    let pristine = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        std::fs::read(&db).unwrap()
+    };
+    let cases = [
+        (
+            "checkpoint removed",
+            "DELETE FROM audit_checkpoint".to_string(),
+            "records 1 to 5 were removed",
+        ),
+        (
+            "more pruned under a forged checkpoint",
+            "UPDATE audit_checkpoint SET seq = 6, hash = (SELECT hash FROM audit WHERE seq = 6); \
+             DELETE FROM audit WHERE seq = 6"
+                .to_string(),
+            "checkpoint's MAC is not valid",
+        ),
+    ];
+    for (name, sql, expected) in cases {
+        std::fs::write(&db, &pristine).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+        let (ok, out) = cli(&gw, &["audit", "verify"]);
+        assert!(!ok && out.contains(expected), "{name}: {out}");
+    }
+    // An edited archive is named.
+    std::fs::write(&db, &pristine).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("encrypt", "decrypt", 1)).unwrap();
+    let (ok, out) = cli(&gw, &["audit", "verify", "--archive", path]);
+    assert!(!ok && out.contains("was altered"), "{out}");
+}

@@ -63,6 +63,7 @@ conformance!(
     key_attributes_are_set_removed_and_go_with_the_key,
     access_keys_are_bounded_per_identity_and_deleted_one_by_one,
     aliases_name_one_key_per_project_and_go_with_the_key,
+    audit_prune_removes_a_prefix_and_seals_a_checkpoint,
 );
 
 conformance!(
@@ -98,6 +99,7 @@ conformance!(
     key_attributes_are_set_removed_and_go_with_the_key,
     access_keys_are_bounded_per_identity_and_deleted_one_by_one,
     aliases_name_one_key_per_project_and_go_with_the_key,
+    audit_prune_removes_a_prefix_and_seals_a_checkpoint,
 );
 
 #[test]
@@ -185,6 +187,11 @@ mod suite {
         fn seal(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
             let mut v = seq.to_be_bytes().to_vec();
             v.extend_from_slice(&hash[..4]);
+            v
+        }
+        fn seal_checkpoint(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+            let mut v = b"cp".to_vec();
+            v.extend_from_slice(&self.seal(seq, hash));
             v
         }
     }
@@ -409,6 +416,42 @@ mod suite {
             vec![3]
         );
         assert!(store.audit_records(4, 10).unwrap().is_empty());
+    }
+
+    pub fn audit_prune_removes_a_prefix_and_seals_a_checkpoint(store: &dyn KeyStore) {
+        assert_eq!(store.audit_checkpoint().unwrap(), None);
+        let records: Vec<String> = (1..=6).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(store.append_audit(&records, &TestChain).unwrap(), 6);
+        let rows = store.audit_records(0, 10).unwrap();
+        // A record that is not there prunes nothing.
+        assert!(store.prune_audit(7, &TestChain).is_err());
+        assert_eq!(store.audit_records(0, 10).unwrap().len(), 6);
+        assert_eq!(store.audit_checkpoint().unwrap(), None);
+
+        let checkpoint = store.prune_audit(4, &TestChain).unwrap();
+        assert_eq!(
+            (checkpoint.seq, checkpoint.hash, checkpoint.mac.clone()),
+            (4, rows[3].hash, TestChain.seal_checkpoint(4, &rows[3].hash))
+        );
+        assert_eq!(store.audit_checkpoint().unwrap(), Some(checkpoint));
+        let left = store.audit_records(0, 10).unwrap();
+        assert_eq!(left.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 6]);
+        // Appends go on from the head, untouched by the prune.
+        assert_eq!(
+            store
+                .append_audit(&["{\"n\":7}".to_string()], &TestChain)
+                .unwrap(),
+            7
+        );
+        assert_eq!(
+            store.audit_records(6, 1).unwrap()[0].hash,
+            TestChain.link(&rows[5].hash, 7, "{\"n\":7}")
+        );
+        // Pruned records cannot be pruned again; a later prune moves the checkpoint on.
+        assert!(store.prune_audit(3, &TestChain).is_err());
+        assert_eq!(store.prune_audit(7, &TestChain).unwrap().seq, 7);
+        assert!(store.audit_records(0, 10).unwrap().is_empty());
+        assert_eq!(store.audit_head().unwrap().unwrap().seq, 7);
     }
 
     pub fn audit_appends_under_contention_keep_one_chain(store: &dyn KeyStore) {
@@ -1636,10 +1679,10 @@ mod sqlite {
         }
         // Back to that release's schema: version 6, before migration 7 added the table
         // (it adds nothing else), migration 8 the key attributes, 9 the access keys
-        // and aliases and 10 the exportable flag.
+        // and aliases, 10 the exportable flag and 11 the audit checkpoint.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
+            "DROP TABLE audit_checkpoint; DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
              DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
              ALTER TABLE keys DROP COLUMN protect_stopped; \
              PRAGMA user_version = 6;",
@@ -1775,9 +1818,9 @@ mod postgres {
         }
         // Back to that release's schema: version 1, before migration 2 added the table
         // (it adds nothing else), migration 3 the key attributes, 4 the access keys
-        // and aliases and 5 the exportable flag.
+        // and aliases, 5 the exportable flag and 6 the audit checkpoint.
         db.sql(
-            "DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
+            "DROP TABLE audit_checkpoint; DROP TABLE key_aliases; DROP TABLE access_keys; DROP TABLE key_attributes; \
              DROP TABLE universal_auth; ALTER TABLE keys DROP COLUMN exportable; \
              ALTER TABLE keys DROP COLUMN protect_stopped; \
              DELETE FROM schema_version WHERE version >= 2",

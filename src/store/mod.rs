@@ -260,6 +260,13 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Up to `limit` records with `seq > after`, in order.
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
+    /// The checkpoint left by the last prune: the sequence number and hash of the last
+    /// record removed, sealed with `chain.seal_checkpoint`. `None` if never pruned.
+    fn audit_checkpoint(&self) -> StoreResult<Option<AuditHead>>;
+    /// Removes the records with `seq <= through` and replaces the checkpoint by record
+    /// `through`'s sequence number and hash, in one transaction. `Other` (and nothing
+    /// removed) unless record `through` exists. Returns the new checkpoint.
+    fn prune_audit(&self, through: u64, chain: &dyn AuditChain) -> StoreResult<AuditHead>;
 
     /// The named attributes of a key (front-end options, tags), by name; empty for a
     /// key that has none or does not exist.
@@ -331,6 +338,8 @@ pub trait AuditChain {
     fn link(&self, previous: &[u8; 32], seq: u64, record: &str) -> [u8; 32];
     /// The MAC of the chain head.
     fn seal(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
+    /// The MAC of a prune's checkpoint (another domain than the head's).
+    fn seal_checkpoint(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -766,6 +766,14 @@ impl KeyStore for PostgresStore {
         self.run(audit::head)
     }
 
+    fn audit_checkpoint(&self) -> StoreResult<Option<AuditHead>> {
+        self.run(audit::checkpoint)
+    }
+
+    fn prune_audit(&self, through: u64, chain: &dyn AuditChain) -> StoreResult<AuditHead> {
+        self.run(|conn| audit::prune(conn, through, chain))
+    }
+
     fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {
         let cols = KEY_COLUMNS
             .split(',')

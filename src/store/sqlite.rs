@@ -391,6 +391,14 @@ impl KeyStore for SqliteStore {
         audit::head(&self.reader())
     }
 
+    fn audit_checkpoint(&self) -> StoreResult<Option<AuditHead>> {
+        audit::checkpoint(&self.reader())
+    }
+
+    fn prune_audit(&self, through: u64, chain: &dyn AuditChain) -> StoreResult<AuditHead> {
+        audit::prune(&mut self.writer(), through, chain)
+    }
+
     fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {
         let conn = self.reader();
         let cols = KEY_COLUMNS

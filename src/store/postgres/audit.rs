@@ -82,9 +82,50 @@ pub(super) fn records(conn: &mut Conn, after: i64, limit: u32) -> Result<Vec<Aud
 }
 
 pub(super) fn head(conn: &mut Conn) -> Result<Option<AuditHead>, Fail> {
-    let row = conn
-        .direct()
-        .query_opt("SELECT seq, hash, mac FROM audit_head WHERE one = 1", &[])?;
+    sealed_row(conn, "SELECT seq, hash, mac FROM audit_head WHERE one = 1")
+}
+
+pub(super) fn checkpoint(conn: &mut Conn) -> Result<Option<AuditHead>, Fail> {
+    sealed_row(
+        conn,
+        "SELECT seq, hash, mac FROM audit_checkpoint WHERE one = 1",
+    )
+}
+
+/// Removes records up to `through` and moves the checkpoint there (see
+/// `KeyStore::prune_audit`).
+pub(super) fn prune(
+    conn: &mut Conn,
+    through: u64,
+    chain: &dyn AuditChain,
+) -> Result<AuditHead, Fail> {
+    let seq = to_i64_seq(through)?;
+    conn.transaction(IsolationLevel::ReadCommitted, |db| {
+        let Some(row) = db.query_opt("SELECT hash FROM audit WHERE seq = $1", &[&seq])? else {
+            return Err(StoreError::Other(format!(
+                "audit record {through} is not in the log (already pruned, or not written yet)"
+            ))
+            .into());
+        };
+        let hash = hash_at(&row, 0)?;
+        let mac = chain.seal_checkpoint(through, &hash);
+        db.execute("DELETE FROM audit WHERE seq <= $1", &[&seq])?;
+        db.execute(
+            "INSERT INTO audit_checkpoint (one, seq, hash, mac) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+            &[&seq, &hash.as_slice(), &mac],
+        )?;
+        Ok(AuditHead {
+            seq: through,
+            hash,
+            mac,
+        })
+    })
+}
+
+/// The one row of `audit_head` or `audit_checkpoint`.
+fn sealed_row(conn: &mut Conn, sql: &str) -> Result<Option<AuditHead>, Fail> {
+    let row = conn.direct().query_opt(sql, &[])?;
     Ok(row
         .map(|r| {
             Ok::<_, StoreError>(AuditHead {

@@ -119,6 +119,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 5: exportable keys and keys that protect no new data (SQLite migration 10).
     "ALTER TABLE keys ADD COLUMN exportable BOOLEAN NOT NULL DEFAULT FALSE;
      ALTER TABLE keys ADD COLUMN protect_stopped BOOLEAN NOT NULL DEFAULT FALSE;",
+    // 6: where the audit chain starts after a prune (SQLite migration 11).
+    "CREATE TABLE audit_checkpoint (
+         one  INTEGER PRIMARY KEY CHECK (one = 1),
+         seq  BIGINT NOT NULL,
+         hash BYTEA NOT NULL,
+         mac  BYTEA NOT NULL
+     );",
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that holds an

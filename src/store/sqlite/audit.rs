@@ -69,12 +69,60 @@ pub(super) fn records(conn: &Connection, after: u64, limit: u32) -> StoreResult<
 }
 
 pub(super) fn head(conn: &Connection) -> StoreResult<Option<AuditHead>> {
+    sealed_row(conn, "SELECT seq, hash, mac FROM audit_head WHERE one = 1")
+}
+
+pub(super) fn checkpoint(conn: &Connection) -> StoreResult<Option<AuditHead>> {
+    sealed_row(
+        conn,
+        "SELECT seq, hash, mac FROM audit_checkpoint WHERE one = 1",
+    )
+}
+
+/// Removes records up to `through` and moves the checkpoint there (see `KeyStore::prune_audit`).
+pub(super) fn prune(
+    conn: &mut Connection,
+    through: u64,
+    chain: &dyn AuditChain,
+) -> StoreResult<AuditHead> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let hash: Option<Vec<u8>> = tx
+        .query_row("SELECT hash FROM audit WHERE seq = ?1", [through], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(map_err)?;
+    let Some(hash) = hash else {
+        return Err(StoreError::Other(format!(
+            "audit record {through} is not in the log (already pruned, or not written yet)"
+        )));
+    };
+    let hash: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
+        StoreError::Corrupt(format!("audit record {through}: hash is not 32 bytes"))
+    })?;
+    let mac = chain.seal_checkpoint(through, &hash);
+    tx.execute("DELETE FROM audit WHERE seq <= ?1", [through])
+        .map_err(map_err)?;
+    tx.execute(
+        "INSERT INTO audit_checkpoint (one, seq, hash, mac) VALUES (1, ?1, ?2, ?3) \
+         ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+        params![through, hash.to_vec(), mac],
+    )
+    .map_err(map_err)?;
+    tx.commit().map_err(map_err)?;
+    Ok(AuditHead {
+        seq: through,
+        hash,
+        mac,
+    })
+}
+
+/// The one row of `audit_head` or `audit_checkpoint`.
+fn sealed_row(conn: &Connection, sql: &str) -> StoreResult<Option<AuditHead>> {
     let head: Option<(u64, Vec<u8>, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash, mac FROM audit_head WHERE one = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .map_err(map_err)?;
     head.map(|(seq, hash, mac)| {

@@ -115,6 +115,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // still decrypts and verifies.
     "ALTER TABLE keys ADD COLUMN exportable INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE keys ADD COLUMN protect_stopped INTEGER NOT NULL DEFAULT 0;",
+    // 11: where the audit chain starts after records were archived and pruned.
+    "CREATE TABLE audit_checkpoint (
+         one  INTEGER PRIMARY KEY CHECK (one = 1),
+         seq  INTEGER NOT NULL,
+         hash BLOB NOT NULL,
+         mac  BLOB NOT NULL
+     );",
 ];
 
 /// Applies the migrations the file lacks, each in its own immediate transaction, so
