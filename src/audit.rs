@@ -58,6 +58,10 @@ pub struct AuditEvent {
     pub client: Option<String>,
     /// Non-secret detail (e.g. the identity a command created).
     pub target: Option<String>,
+    /// In a summary record (`auth.refusals_suppressed`): how many refused requests it
+    /// stands for. Absent from every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 /// A committed record as `GET /api/v1/audit` and the stream show it.

@@ -4,6 +4,7 @@
 //! `*_FILE` paths and never print. Only start-up code reads this.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -240,8 +241,24 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Largest accepted plaintext, in bytes (before base64).
     pub max_plaintext_bytes: usize,
-    /// Requests served at once; further connections wait.
+    /// Connections served at once (per port); further connections wait to be accepted.
     pub max_connections: usize,
+    /// Connections one client IP address may have open at once (per port); more are
+    /// closed as soon as they are accepted.
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to complete the TLS handshake.
+    pub tls_handshake_timeout_seconds: u64,
+    /// Seconds a client has to send a request's head: the first request after the
+    /// handshake, and (HTTP/1.1) each next request on a kept-alive connection.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client has to send a whole request body, from its head on.
+    pub request_body_timeout_seconds: u64,
+    /// Seconds a connection may have no request in flight before it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Seconds between HTTP/2 keep-alive pings.
+    pub http2_keep_alive_interval_seconds: u64,
+    /// Seconds an HTTP/2 ping may wait for its answer before the connection is closed.
+    pub http2_keep_alive_timeout_seconds: u64,
     /// Requests one identity may have in flight at once; more get 429 with Retry-After.
     pub max_concurrent_per_identity: usize,
     /// Seconds SIGTERM waits for in-flight requests before closing.
@@ -255,9 +272,95 @@ impl Default for ServerSettings {
             max_body_bytes: 192 * 1024,
             max_plaintext_bytes: 64 * 1024,
             max_connections: 1024,
+            max_connections_per_address: 64,
+            tls_handshake_timeout_seconds: 10,
+            header_read_timeout_seconds: 10,
+            request_body_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            http2_keep_alive_interval_seconds: 30,
+            http2_keep_alive_timeout_seconds: 10,
             max_concurrent_per_identity: 64,
             shutdown_grace_seconds: 30,
         }
+    }
+}
+
+/// The connection bounds and timeouts of `server.`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub request_body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
+}
+
+/// `value` of `name` when within `range`, else an error naming the setting, its
+/// variable and the range.
+fn within<T>(name: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let variable = format!("KMSGW__{}", name.replace('.', "__").to_ascii_uppercase());
+    Err(ConfigError::Invalid(format!(
+        "{name} ({variable}): {value} is not between {} and {}",
+        range.start(),
+        range.end()
+    )))
+}
+
+impl ServerSettings {
+    /// The connection bounds and timeouts, each within its range: no zero (which would
+    /// close every connection at once, or admit none) and nothing absurdly long.
+    pub fn connections(&self) -> Result<ConnectionSettings, ConfigError> {
+        let seconds = |name: &str, value: u64, max: u64| {
+            within(name, value, 1..=max).map(Duration::from_secs)
+        };
+        let max_connections = within("server.max_connections", self.max_connections, 1..=1 << 20)?;
+        Ok(ConnectionSettings {
+            max_connections,
+            max_connections_per_address: within(
+                "server.max_connections_per_address",
+                self.max_connections_per_address,
+                1..=max_connections,
+            )?,
+            tls_handshake_timeout: seconds(
+                "server.tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+                300,
+            )?,
+            header_read_timeout: seconds(
+                "server.header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+                300,
+            )?,
+            request_body_timeout: seconds(
+                "server.request_body_timeout_seconds",
+                self.request_body_timeout_seconds,
+                3600,
+            )?,
+            idle_timeout: seconds(
+                "server.idle_timeout_seconds",
+                self.idle_timeout_seconds,
+                3600,
+            )?,
+            http2_keep_alive_interval: seconds(
+                "server.http2_keep_alive_interval_seconds",
+                self.http2_keep_alive_interval_seconds,
+                3600,
+            )?,
+            http2_keep_alive_timeout: seconds(
+                "server.http2_keep_alive_timeout_seconds",
+                self.http2_keep_alive_timeout_seconds,
+                300,
+            )?,
+        })
     }
 }
 
@@ -334,6 +437,12 @@ pub struct AuthSettings {
     pub access_token_ttl_seconds: u64,
     /// Longest lifetime of an access token, renewals included.
     pub access_token_max_ttl_seconds: u64,
+    /// Refused unauthenticated requests (bad or missing credentials) one client address
+    /// may have audited one by one per window; beyond it they get 429 and are counted in
+    /// one summary record per window.
+    pub max_failures_per_address: u32,
+    /// The window of `max_failures_per_address`, in seconds.
+    pub failure_window_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -342,7 +451,26 @@ impl Default for AuthSettings {
             bootstrap_token_file: None,
             access_token_ttl_seconds: 7200,
             access_token_max_ttl_seconds: 7200,
+            max_failures_per_address: 20,
+            failure_window_seconds: 60,
         }
+    }
+}
+
+impl AuthSettings {
+    /// The bound on audited failures per address: `(failures, window)`, checked.
+    pub fn failure_limit(&self) -> Result<(u32, Duration), ConfigError> {
+        let failures = within(
+            "auth.max_failures_per_address",
+            self.max_failures_per_address,
+            1..=100_000,
+        )?;
+        let window = within(
+            "auth.failure_window_seconds",
+            self.failure_window_seconds,
+            1..=86_400,
+        )?;
+        Ok((failures, Duration::from_secs(window)))
     }
 }
 
@@ -621,7 +749,109 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
 
 #[cfg(test)]
 mod tests {
-    use super::{AwsSettings, StoreSettings, VaultSettings, XksConfig};
+    use super::{
+        AuthSettings, AwsSettings, ServerSettings, StoreSettings, VaultSettings, XksConfig,
+    };
+    use std::time::Duration;
+
+    #[test]
+    fn connection_settings_are_checked() {
+        let c = ServerSettings::default().connections().unwrap();
+        assert_eq!(
+            (c.max_connections, c.max_connections_per_address),
+            (1024, 64)
+        );
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_body_timeout, Duration::from_secs(30));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(30));
+        assert_eq!(c.http2_keep_alive_timeout, Duration::from_secs(10));
+        type Edit = fn(&mut ServerSettings);
+        let cases: [(Edit, &str); 11] = [
+            (|s| s.max_connections = 0, "KMSGW__SERVER__MAX_CONNECTIONS"),
+            (
+                |s| s.max_connections_per_address = 0,
+                "KMSGW__SERVER__MAX_CONNECTIONS_PER_ADDRESS",
+            ),
+            (
+                |s| s.max_connections_per_address = 2048,
+                "server.max_connections_per_address",
+            ),
+            (
+                |s| s.tls_handshake_timeout_seconds = 0,
+                "KMSGW__SERVER__TLS_HANDSHAKE_TIMEOUT_SECONDS",
+            ),
+            (
+                |s| s.tls_handshake_timeout_seconds = 86_400,
+                "server.tls_handshake_timeout_seconds",
+            ),
+            (
+                |s| s.header_read_timeout_seconds = 0,
+                "KMSGW__SERVER__HEADER_READ_TIMEOUT_SECONDS",
+            ),
+            (
+                |s| s.request_body_timeout_seconds = 0,
+                "KMSGW__SERVER__REQUEST_BODY_TIMEOUT_SECONDS",
+            ),
+            (
+                |s| s.idle_timeout_seconds = 0,
+                "KMSGW__SERVER__IDLE_TIMEOUT_SECONDS",
+            ),
+            (
+                |s| s.idle_timeout_seconds = u64::MAX,
+                "server.idle_timeout_seconds",
+            ),
+            (
+                |s| s.http2_keep_alive_interval_seconds = 0,
+                "KMSGW__SERVER__HTTP2_KEEP_ALIVE_INTERVAL_SECONDS",
+            ),
+            (
+                |s| s.http2_keep_alive_timeout_seconds = 0,
+                "KMSGW__SERVER__HTTP2_KEEP_ALIVE_TIMEOUT_SECONDS",
+            ),
+        ];
+        for (edit, named) in cases {
+            let mut s = ServerSettings::default();
+            edit(&mut s);
+            let err = s.connections().unwrap_err().to_string();
+            assert!(
+                err.contains(named) && err.contains("is not between"),
+                "{err}"
+            );
+        }
+        // The bound per address may be the whole: effectively off (behind a proxy).
+        let whole = ServerSettings {
+            max_connections_per_address: 1024,
+            ..ServerSettings::default()
+        };
+        assert_eq!(
+            whole.connections().unwrap().max_connections_per_address,
+            1024
+        );
+    }
+
+    #[test]
+    fn failure_limits_are_checked() {
+        assert_eq!(
+            AuthSettings::default().failure_limit().unwrap(),
+            (20, Duration::from_secs(60))
+        );
+        for (failures, window, named) in [
+            (0, 60, "KMSGW__AUTH__MAX_FAILURES_PER_ADDRESS"),
+            (1_000_000, 60, "auth.max_failures_per_address"),
+            (20, 0, "KMSGW__AUTH__FAILURE_WINDOW_SECONDS"),
+            (20, 1 << 40, "auth.failure_window_seconds"),
+        ] {
+            let a = AuthSettings {
+                max_failures_per_address: failures,
+                failure_window_seconds: window,
+                ..AuthSettings::default()
+            };
+            let err = a.failure_limit().unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+        }
+    }
 
     #[test]
     fn aws_and_xks_settings_are_checked() {

@@ -552,3 +552,146 @@ async fn archived_records_are_pruned_and_the_chain_still_verifies() {
     let (ok, out) = cli(&gw, &["audit", "verify", "--archive", path]);
     assert!(!ok && out.contains("was altered"), "{out}");
 }
+
+/// Every record, a thousand at a time.
+async fn records_in_pages_of_1000(gw: &Gateway) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let (s, page) = gw
+            .get(&format!("/api/v1/audit?after={after}&limit=1000"))
+            .await;
+        assert_eq!(s, 200, "{page}");
+        let records = page["records"].as_array().unwrap().clone();
+        // Each page request is recorded too: a short page is the end.
+        let short = records.len() < 1000;
+        if let Some(last) = records.last() {
+            after = last["seq"].as_u64().unwrap();
+        }
+        out.extend(records);
+        if short {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_flood_is_answered_429_and_recorded_in_summaries() {
+    let gw = Gateway::start_with(&[
+        ("KMSGW__AUTH__MAX_FAILURES_PER_ADDRESS", "10"),
+        ("KMSGW__AUTH__FAILURE_WINDOW_SECONDS", "3"),
+    ]);
+    let started = std::time::Instant::now();
+    let (mut unauthorized, mut throttled) = (0u64, 0u64);
+    for i in 0..400 {
+        // The native API and the Vault API share the bound.
+        let req = if i % 4 == 3 {
+            gw.client
+                .get(gw.url("/v1/transit/keys/k"))
+                .header("x-vault-token", format!("kmsgw_bad-{i}"))
+        } else {
+            gw.client
+                .get(gw.url("/api/v1/projects"))
+                .bearer_auth(format!("kmsgw_bad-{i}"))
+        };
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").cloned();
+        let body: Value = r.json().await.unwrap();
+        match status {
+            401 | 403 => unauthorized += 1,
+            429 => {
+                throttled += 1;
+                let wait: u64 = retry_after
+                    .expect("Retry-After")
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=3).contains(&wait), "{wait}");
+                if i % 4 != 3 {
+                    assert_eq!(body["code"], "too_many_requests", "{body}");
+                }
+            }
+            other => panic!("{other}: {body}"),
+        }
+        if i == 200 {
+            // Meanwhile a valid token from the same address works...
+            let (s, b) = gw.get("/api/v1/projects").await;
+            assert_eq!(s, 200, "{b}");
+            // ...and another address is refused as usual, not throttled.
+            let cert =
+                reqwest::Certificate::from_pem(&std::fs::read(gw.dir.join("ca.pem")).unwrap())
+                    .unwrap();
+            let other = reqwest::Client::builder()
+                .add_root_certificate(cert)
+                .use_rustls_tls()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+                .build()
+                .unwrap();
+            let r = other
+                .get(gw.url("/api/v1/projects"))
+                .bearer_auth("kmsgw_bad-other")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+        }
+    }
+    let windows = started.elapsed().as_secs() / 3 + 1;
+    assert!(
+        throttled > 0 && unauthorized >= 10,
+        "{unauthorized} {throttled}"
+    );
+    assert!(
+        unauthorized <= 10 * windows,
+        "{unauthorized} refusals recorded in {windows} windows"
+    );
+
+    // Once the windows are over, summaries account for every 429.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (records, summaries) = loop {
+        let records = records_in_pages_of_1000(&gw).await;
+        let summaries: Vec<Value> = records
+            .iter()
+            .filter(|r| r["operation"] == "auth.refusals_suppressed")
+            .cloned()
+            .collect();
+        let counted: u64 = summaries
+            .iter()
+            .map(|s| s["suppressed"].as_u64().unwrap())
+            .sum();
+        if counted == throttled {
+            break (records, summaries);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "summaries count {counted} of {throttled} refusals"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    for s in &summaries {
+        assert_eq!(s["client"], "127.0.0.1", "{s}");
+        assert_eq!(s["outcome"], "too_many_requests", "{s}");
+        assert!(s["identityId"].is_null(), "{s}");
+    }
+    assert!(summaries.len() as u64 <= windows, "{summaries:?}");
+    let refused_here = records
+        .iter()
+        .filter(|r| {
+            r["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("127.0.0.1:"))
+                && r["identityId"].is_null()
+        })
+        .count() as u64;
+    assert_eq!(
+        refused_here, unauthorized,
+        "one record per refusal under the bound"
+    );
+    eprintln!(
+        "bad-token flood: {unauthorized} refusals recorded, {throttled} answered 429 in {} summaries",
+        summaries.len()
+    );
+    common::gateway::assert_audit_verifies(gw.env());
+}

@@ -134,6 +134,91 @@ fn serve_refuses_bad_root_keys_clearly() {
 }
 
 #[test]
+fn serve_refuses_bad_connection_and_failure_settings_clearly() {
+    let token = Token::new();
+    let dir = token.dir.path();
+    let made = Command::new(common::project_root().join("scripts/dev-cert.sh"))
+        .arg(dir.join("tls"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let cert = dir.join("tls/cert.pem");
+    let key = dir.join("tls/key.pem");
+    let db = format!("sqlite://{}", dir.join("data/db").display());
+    for (name, value, says) in [
+        (
+            "KMSGW__SERVER__IDLE_TIMEOUT_SECONDS",
+            "0",
+            "is not between 1 and 3600",
+        ),
+        (
+            "KMSGW__SERVER__HEADER_READ_TIMEOUT_SECONDS",
+            "100000",
+            "is not between 1 and 300",
+        ),
+        (
+            "KMSGW__SERVER__TLS_HANDSHAKE_TIMEOUT_SECONDS",
+            "0",
+            "is not between 1 and 300",
+        ),
+        (
+            "KMSGW__SERVER__REQUEST_BODY_TIMEOUT_SECONDS",
+            "0",
+            "is not between 1 and 3600",
+        ),
+        (
+            "KMSGW__SERVER__HTTP2_KEEP_ALIVE_TIMEOUT_SECONDS",
+            "0",
+            "is not between 1 and 300",
+        ),
+        (
+            "KMSGW__SERVER__MAX_CONNECTIONS_PER_ADDRESS",
+            "5000",
+            "is not between 1 and 1024",
+        ),
+        (
+            "KMSGW__SERVER__MAX_CONNECTIONS",
+            "0",
+            "is not between 1 and",
+        ),
+        (
+            "KMSGW__AUTH__MAX_FAILURES_PER_ADDRESS",
+            "0",
+            "is not between 1 and 100000",
+        ),
+        (
+            "KMSGW__AUTH__FAILURE_WINDOW_SECONDS",
+            "0",
+            "is not between 1 and 86400",
+        ),
+    ] {
+        let (ok, _, err) = run(
+            &token,
+            &["serve"],
+            &[
+                ("KMSGW__SERVER__LISTEN", "127.0.0.1:0"),
+                ("KMSGW__TLS__CERT_FILE", cert.to_str().unwrap()),
+                ("KMSGW__TLS__KEY_FILE", key.to_str().unwrap()),
+                ("KMSGW__STORE__URL", &db),
+                ("ROOT_ENCRYPTION_KEY", "AAAA"),
+                (name, value),
+            ],
+        );
+        assert!(
+            !ok && err.contains(name) && err.contains(says),
+            "{name}={value}: {err}"
+        );
+    }
+    // A value that is not a number names the setting too.
+    let (ok, _, err) = run(
+        &token,
+        &["serve"],
+        &[("KMSGW__SERVER__IDLE_TIMEOUT_SECONDS", "soon")],
+    );
+    assert!(!ok && err.contains("idle_timeout_seconds"), "{err}");
+}
+
+#[test]
 fn store_password_file_and_urls_never_leak_the_password() {
     let token = Token::new();
     let dir = token.dir.path();

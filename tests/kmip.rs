@@ -856,3 +856,52 @@ async fn revoked_keys_decrypt_batches_continue_or_stop_and_other_keys_keep_their
         "{answer:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kmip_port_bounds_connections_per_address_and_the_handshake_time() {
+    let token = Token::new();
+    let ca = token.dir.path().join("gw/ca.pem");
+    let gw = Gateway::start_on(
+        token,
+        &[
+            ("KMSGW__KMIP__LISTEN", "127.0.0.1:0"),
+            ("KMSGW__TLS__CLIENT_CA_FILE", ca.to_str().unwrap()),
+            ("KMSGW__SERVER__MAX_CONNECTIONS_PER_ADDRESS", "2"),
+            ("KMSGW__SERVER__TLS_HANDSHAKE_TIMEOUT_SECONDS", "4"),
+        ],
+    );
+    let port = gw.kmip.clone().unwrap();
+    let mut buf = [0u8; 16];
+    let open = |s: &tokio::net::TcpStream| {
+        let mut b = [0u8; 1];
+        // Nothing to read and no EOF: the gateway holds it.
+        matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    // Two connections that never start TLS are held; a third from the same address is
+    // closed at once, while the two are still open.
+    let mut held = vec![
+        tokio::net::TcpStream::connect(&port).await.unwrap(),
+        tokio::net::TcpStream::connect(&port).await.unwrap(),
+    ];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(&port).await.unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    for s in &mut held {
+        assert!(open(s), "the first two are held");
+    }
+    // Then the handshake timeout closes them.
+    for s in &mut held {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("closed after the handshake timeout")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    // And the address may connect again.
+    let pem = client_cert(&gw, "later", "/CN=later");
+    assert!(connect(&gw, Some(&pem)).await.is_ok());
+}

@@ -6,16 +6,19 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{json, Value};
 
+use super::connection::{Activity, ErrorBodies};
 use super::listener::{BoxFuture, Connection, Protocol};
 use super::metrics::Metrics;
 use crate::core::login::Credentials;
@@ -38,12 +41,23 @@ impl From<CoreError> for Failure {
     }
 }
 
+/// How much of a request body is read, and until when.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// The whole body must have arrived by then (`server.request_body_timeout_seconds`
+    /// after its head).
+    pub deadline: tokio::time::Instant,
+    /// That timeout, for the message.
+    pub timeout: Duration,
+}
+
 /// What a front-end knows of the request besides the request itself.
 pub struct RequestInfo {
     pub peer: SocketAddr,
     pub tls_subject: Option<Arc<str>>,
     pub request_id: String,
-    pub max_body_bytes: usize,
+    pub body: BodyLimits,
 }
 
 impl RequestInfo {
@@ -95,12 +109,30 @@ pub trait HttpFrontend: Send + Sync + 'static {
     ) -> BoxFuture<'_, (HttpResponse, &'static str)>;
 }
 
+/// The bounds of HTTP on one connection (`server.` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    /// For a request's head: the first after the handshake and, in HTTP/1.1, each next
+    /// one (hyper's timer starts when it waits for a head, idle keep-alive included).
+    pub header_read_timeout: Duration,
+    pub request_body_timeout: Duration,
+    /// A connection with no request in flight for this long (after its first) is closed.
+    pub idle_timeout: Duration,
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
+}
+
+/// How long a connection being closed for a timeout may take to say goodbye (an
+/// HTTP/2 GOAWAY, a TLS close_notify) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// HTTP with its front-ends.
 pub struct HttpProtocol {
     gateway: Arc<Gateway>,
     frontends: Vec<Arc<dyn HttpFrontend>>,
     metrics: Metrics,
-    max_body_bytes: usize,
+    limits: HttpLimits,
     request_ids: AtomicU64,
 }
 
@@ -108,13 +140,13 @@ impl HttpProtocol {
     pub fn new(
         gateway: Arc<Gateway>,
         frontends: Vec<Arc<dyn HttpFrontend>>,
-        max_body_bytes: usize,
+        limits: HttpLimits,
     ) -> Self {
         Self {
             gateway,
             frontends,
             metrics: Metrics::default(),
-            max_body_bytes,
+            limits,
             request_ids: AtomicU64::new(1),
         }
     }
@@ -134,7 +166,13 @@ impl HttpProtocol {
         tls_subject: Option<Arc<str>>,
     ) -> HttpResponse {
         let started = Instant::now();
+        let body = BodyLimits {
+            max_bytes: self.limits.max_body_bytes,
+            deadline: tokio::time::Instant::now() + self.limits.request_body_timeout,
+            timeout: self.limits.request_body_timeout,
+        };
         let request_id = self.next_request_id();
+        let version = req.version();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let (response, frontend, operation) = match (&method, path.as_str()) {
@@ -151,7 +189,7 @@ impl HttpProtocol {
                         peer,
                         tls_subject,
                         request_id: request_id.clone(),
-                        max_body_bytes: self.max_body_bytes,
+                        body,
                     };
                     // In a task of its own: a client that hangs up (a reset, an HTTP/2
                     // RST_STREAM) drops this future, not the operation, which finishes
@@ -184,6 +222,13 @@ impl HttpProtocol {
                 ),
             },
         };
+        let mut response = response;
+        if response.status() == StatusCode::REQUEST_TIMEOUT && version < hyper::Version::HTTP_2 {
+            // The rest of a body that came too slowly is not waited for.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         self.metrics
             .record(frontend, operation, status, started.elapsed());
@@ -220,19 +265,45 @@ impl Protocol for HttpProtocol {
                 mut stop,
             } = connection;
             let this = self.clone();
+            let limits = self.limits;
+            let activity = Activity::new();
+            let requests = activity.clone();
             let service = service_fn(move |req| {
                 let this = this.clone();
                 let subject = tls_subject.clone();
-                async move { Ok::<_, std::convert::Infallible>(this.handle(req, peer, subject).await) }
+                let in_flight = requests.begin();
+                async move {
+                    let _in_flight = in_flight;
+                    Ok::<_, std::convert::Infallible>(this.handle(req, peer, subject).await)
+                }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(limits.http2_keep_alive_interval))
+                .keep_alive_timeout(limits.http2_keep_alive_timeout);
+            let io = ErrorBodies::new(stream, self.next_request_id());
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
+            // Before its first request a connection has the header timeout (that also
+            // covers the HTTP/2 preface and the choice between HTTP/1.1 and HTTP/2),
+            // after it the idle timeout.
+            let quiet = activity.quiet_too_long(limits.header_read_timeout, limits.idle_timeout);
             tokio::select! {
                 r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection error"); } }
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
+                }
+                _ = quiet => {
+                    tracing::debug!(%peer, "closing a connection that had no request in flight for too long");
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
                 }
             }
         })
@@ -249,13 +320,29 @@ pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     r
 }
 
+/// The problem+json body of an answer of the HTTP layer itself, with the same members
+/// as the native API's (docs/API-ERRORS.md).
+pub(super) fn problem_body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Vec<u8> {
+    let title = status.canonical_reason().unwrap_or("Error");
+    serde_json::to_vec(&json!({
+        "type": "about:blank", "title": title, "status": status.as_u16(), "code": code,
+        "detail": message, "requestId": request_id,
+        "reqId": request_id, "statusCode": status.as_u16(), "message": message, "error": title,
+    }))
+    .unwrap_or_default()
+}
+
 /// A problem+json answer of the listener itself (no front-end claimed the request).
 fn plain_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
-    let mut r = json_response(
-        status,
-        &json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(),
-                "code": code, "detail": message, "requestId": request_id}),
-    );
+    let mut r = Response::new(Full::new(Bytes::from(problem_body(
+        status, code, message, request_id,
+    ))));
+    *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
@@ -263,8 +350,10 @@ fn plain_error(status: StatusCode, code: &str, message: &str, request_id: &str) 
     r
 }
 
-/// Reads the body, refusing one larger than `max` before reading it all.
-pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, CoreError> {
+/// Reads the body, refusing one larger than `limits.max_bytes` before reading it all, and
+/// one that has not arrived by `limits.deadline` (408).
+pub async fn read_body(req: Request<Incoming>, limits: BodyLimits) -> Result<Bytes, CoreError> {
+    let max = limits.max_bytes;
     let too_large = || {
         CoreError::too_large(
             "payload_too_large",
@@ -281,7 +370,11 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Core
             return Err(too_large());
         }
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let collect = Limited::new(req.into_body(), max).collect();
+    let Ok(collected) = tokio::time::timeout_at(limits.deadline, collect).await else {
+        return Err(CoreError::request_timeout(limits.timeout.as_secs()));
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

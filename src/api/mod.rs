@@ -5,6 +5,7 @@
 //! (`crate::core`) and never touch PKCS#11, SQL or policy themselves.
 
 pub mod aws;
+mod connection;
 pub mod console;
 pub mod http;
 pub mod listener;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::api::http::{HttpFrontend, HttpProtocol};
+use crate::api::http::{HttpFrontend, HttpLimits, HttpProtocol};
 use crate::api::listener::{self, ListenerLimits};
 use crate::api::{self, native::Native};
 use crate::config::Settings;
@@ -46,6 +46,8 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         }
         (Some(listen), Some(ca)) => Some((listen.clone(), api::mutual_tls_config(cert_reloader.clone(), ca)?)),
     };
+    let connections = settings.server.connections()?;
+    let failure_limit = settings.auth.failure_limit()?;
     let vault_mounts = settings.vault.mounts()?;
     let aws_arns = settings.aws.checked()?;
     let xks = settings.xks.checked()?;
@@ -87,7 +89,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &irk,
         crate::audit::Stream::parse(settings.audit.stream.as_deref()),
     );
-    let limits = core_limits(&settings)?;
+    let limits = core_limits(&settings, failure_limit)?;
     let keys = Arc::new(KeyService::new(
         store,
         fragments,
@@ -112,7 +114,14 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     tracing::info!(org_id = %gateway.org_id(), "operations core ready");
     let interval = std::time::Duration::from_secs(settings.lifecycle.sweep_interval_seconds.max(1));
     let sweeper = Sweeper::start(gateway.clone(), interval)?;
-    let (https, limits) = https_protocol(&settings, &gateway, vault_mounts, aws_arns, xks);
+    let (https, limits) = https_protocol(
+        &settings,
+        connections,
+        &gateway,
+        vault_mounts,
+        aws_arns,
+        xks,
+    );
     let kmip = kmip_tls.map(|(listen, tls)| KmipPort {
         listen,
         tls,
@@ -126,7 +135,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         &settings.server.listen,
         tls,
         cert_reloader,
-        https,
+        (https, gateway.clone()),
         limits,
         kmip,
     );
@@ -180,7 +189,10 @@ fn load_fragments(
 }
 
 /// The core's limits, checked.
-fn core_limits(settings: &Settings) -> Result<CoreLimits, String> {
+fn core_limits(
+    settings: &Settings,
+    (max_failures_per_address, failure_window): (u32, std::time::Duration),
+) -> Result<CoreLimits, String> {
     let (ttl, max_ttl) = (
         settings.auth.access_token_ttl_seconds,
         settings.auth.access_token_max_ttl_seconds,
@@ -194,12 +206,15 @@ fn core_limits(settings: &Settings) -> Result<CoreLimits, String> {
         max_concurrent_per_identity: settings.server.max_concurrent_per_identity,
         access_token_ttl_seconds: ttl,
         access_token_max_ttl_seconds: max_ttl,
+        max_failures_per_address,
+        failure_window,
     })
 }
 
 /// The HTTPS port's protocol: HTTP with its front-ends, and its bounds.
 fn https_protocol(
     settings: &Settings,
+    connections: crate::config::ConnectionSettings,
     gateway: &Arc<Gateway>,
     vault_mounts: Vec<api::vault::Mount>,
     aws_arns: api::aws::Arns,
@@ -217,10 +232,20 @@ fn https_protocol(
     let https = Arc::new(HttpProtocol::new(
         gateway.clone(),
         frontends,
-        settings.server.max_body_bytes,
+        HttpLimits {
+            max_body_bytes: settings.server.max_body_bytes,
+            header_read_timeout: connections.header_read_timeout,
+            request_body_timeout: connections.request_body_timeout,
+            idle_timeout: connections.idle_timeout,
+            http2_keep_alive_interval: connections.http2_keep_alive_interval,
+            http2_keep_alive_timeout: connections.http2_keep_alive_timeout,
+        },
     ));
+    // The KMIP port has the same bounds (its idle timeout is its own).
     let limits = ListenerLimits {
-        max_connections: settings.server.max_connections,
+        max_connections: connections.max_connections,
+        max_connections_per_address: connections.max_connections_per_address,
+        handshake_timeout: connections.tls_handshake_timeout,
         shutdown_grace_seconds: settings.server.shutdown_grace_seconds,
     };
     (https, limits)
@@ -238,7 +263,7 @@ fn serve_https(
     listen: &str,
     tls: Arc<rustls::ServerConfig>,
     cert_reloader: Arc<api::ReloadableCert>,
-    https: Arc<HttpProtocol>,
+    (https, gateway): (Arc<HttpProtocol>, Arc<Gateway>),
     limits: ListenerLimits,
     kmip: Option<KmipPort>,
 ) -> CliResult {
@@ -277,6 +302,7 @@ fn serve_https(
         tracing::info!(%addr, "listening");
         println!("listening on https://{addr}");
         tokio::spawn(reload_on_sighup(cert_reloader));
+        tokio::spawn(gateway.clone().summarize_refusals());
         let served = listener::run(listener, tls, https, limits, shutdown_signal()).await;
         let _ = stop_kmip.send(true);
         if let Some(task) = kmip_task {
@@ -284,6 +310,8 @@ fn serve_https(
                 tracing::error!(error = %e, "the KMIP listener failed");
             }
         }
+        // The windows of refused requests still open are summarised now, not lost.
+        gateway.record_refusal_summaries(true).await;
         served?;
         tracing::info!("stopped accepting; in-flight requests finished");
         Ok(())

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     TooLarge,
     /// Too many requests now; retry after `retry_after` seconds.
     TooMany,
+    /// The client did not send its request in time (HTTP's 408).
+    Timeout,
     /// A dependency (HSM, store, audit log, fragment) is unavailable; retry later.
     Unavailable,
     /// A bug or an unexpected failure; details are in the log only.
@@ -103,6 +105,26 @@ impl CoreError {
             ErrorKind::TooMany,
             "too_many_requests",
             format!("at most {limit} requests of one identity may be in flight; retry shortly"),
+        )
+    }
+
+    /// A refused unauthenticated request past its address's bound (`core::refusals`).
+    pub fn too_many_refusals(retry_after: u32) -> Self {
+        let mut e = Self::new(
+            ErrorKind::TooMany,
+            "too_many_requests",
+            format!("too many refused requests from this address; retry in {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// A request body that did not arrive within `seconds`.
+    pub fn request_timeout(seconds: u64) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            "request_timeout",
+            format!("the request body did not arrive within {seconds} s"),
         )
     }
 

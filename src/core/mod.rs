@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod raw;
 mod record;
+mod refusals;
 pub mod tokens;
 pub mod utility;
 pub mod xks;
@@ -130,6 +131,10 @@ pub struct CoreLimits {
     pub access_token_ttl_seconds: u64,
     /// Longest lifetime of a universal-auth access token, renewals included.
     pub access_token_max_ttl_seconds: u64,
+    /// Refused unauthenticated requests one address may have recorded one by one per
+    /// `failure_window`; the rest are answered 429 and summarised (see `refusals`).
+    pub max_failures_per_address: u32,
+    pub failure_window: std::time::Duration,
 }
 
 impl Default for CoreLimits {
@@ -139,6 +144,8 @@ impl Default for CoreLimits {
             max_concurrent_per_identity: 64,
             access_token_ttl_seconds: 7200,
             access_token_max_ttl_seconds: 7200,
+            max_failures_per_address: 20,
+            failure_window: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -155,6 +162,7 @@ pub struct Gateway {
     tokens: tokens::AccessTokens,
     secrets: access_keys::SecretSealer,
     logins: tokens::LoginThrottle,
+    refusals: refusals::Refusals,
     in_flight: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     /// The instance root key, for checking the audit chain's head MAC.
     irk: zeroize::Zeroizing<[u8; 32]>,
@@ -180,6 +188,10 @@ impl Gateway {
             tokens: tokens::AccessTokens::new(&parts.irk),
             secrets: access_keys::SecretSealer::new(&parts.irk),
             logins: tokens::LoginThrottle::default(),
+            refusals: refusals::Refusals::new(
+                parts.limits.max_failures_per_address,
+                parts.limits.failure_window,
+            ),
             keys: parts.keys,
             auth: parts.auth,
             hsm: parts.hsm,
@@ -249,6 +261,12 @@ impl Gateway {
         record: Record<'_>,
         result: Result<T, CoreError>,
     ) -> Result<T, CoreError> {
+        if let Err(e) = &result {
+            if let Some(retry_after) = self.suppressed(&record) {
+                tracing::debug!(request_id = %record.caller.request_id, code = e.code, "refused request counted, not recorded");
+                return Err(CoreError::too_many_refusals(retry_after));
+            }
+        }
         let event = record.event(result.as_ref().err());
         match self.audit.record(&event).await {
             Ok(_) => result,
@@ -256,6 +274,64 @@ impl Gateway {
                 tracing::error!(request_id = %record.caller.request_id, error = %e, "audit record not written");
                 result.and(Err(CoreError::audit_unavailable()))
             }
+        }
+    }
+
+    /// `Some(seconds to wait)` when this failed request has no authenticated caller and
+    /// its address is past its bound of recorded refusals: it is counted, not recorded.
+    fn suppressed(&self, record: &Record<'_>) -> Option<u32> {
+        let caller = record.caller;
+        let anonymous = record.principal.is_none() && caller.principal.is_none();
+        if !anonymous || caller.frontend.source() != "api" {
+            return None;
+        }
+        let address = caller.client.as_deref().and_then(client_address)?;
+        match self.refusals.refused(address, caller.frontend) {
+            refusals::Verdict::Record => None,
+            refusals::Verdict::Suppress { retry_after } => Some(retry_after),
+        }
+    }
+
+    /// Writes one summary record for each window of refused requests that is over (for
+    /// every window when `all`, at shutdown) and suppressed some.
+    pub async fn record_refusal_summaries(&self, all: bool) {
+        for s in self.refusals.sweep(all) {
+            let names: Vec<&str> = s.frontends.iter().map(|f| f.as_str()).collect();
+            let event = crate::audit::AuditEvent {
+                time: crate::keys::now_rfc3339(),
+                source: "api".into(),
+                frontend: s.frontends.first().map(|f| f.as_str().into()),
+                operation: Operation::SuppressedRefusals.as_str().into(),
+                outcome: "too_many_requests".into(),
+                client: Some(s.client.clone()),
+                target: Some(format!(
+                    "{} refused unauthenticated requests answered 429 and not recorded one by one, from {} on (window {} s; front-ends: {})",
+                    s.suppressed,
+                    s.since,
+                    self.refusals.window().as_secs(),
+                    names.join(", ")
+                )),
+                suppressed: Some(s.suppressed),
+                ..Default::default()
+            };
+            if let Err(e) = self.audit.record(&event).await {
+                tracing::error!(client = %s.client, suppressed = s.suppressed, error = %e, "the summary of refused requests was not recorded");
+            }
+        }
+    }
+
+    /// Writes the summaries of refused requests as their windows end, until the task is
+    /// dropped (the runtime's end); the caller writes the rest with `all` at shutdown.
+    pub async fn summarize_refusals(self: Arc<Self>) {
+        let tick = self
+            .refusals
+            .window()
+            .min(std::time::Duration::from_secs(1));
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.record_refusal_summaries(false).await;
         }
     }
 
@@ -285,6 +361,15 @@ impl Gateway {
             Err(_) => Err(CoreError::task_failed()),
         }
     }
+}
+
+/// The IP address of a caller's `client` (`ip:port` as front-ends give it, or an address).
+fn client_address(client: &str) -> Option<std::net::IpAddr> {
+    client
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| client.parse())
+        .ok()
 }
 
 /// The result of a `*_cached` operation run on this (async) thread, or `None` when it

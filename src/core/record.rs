@@ -72,6 +72,9 @@ pub enum Operation {
     Unrouted,
     /// A KMIP request whose client certificate names no active identity.
     ClientCertificate,
+    /// One summary of the refused unauthenticated requests of one address in one window
+    /// that were answered 429 without a record of their own.
+    SuppressedRefusals,
 }
 
 impl Operation {
@@ -128,6 +131,7 @@ impl Operation {
             O::ShowOpenApi => "openapi.show",
             O::Unrouted => "request.unrouted",
             O::ClientCertificate => "auth.client_certificate",
+            O::SuppressedRefusals => "auth.refusals_suppressed",
         }
     }
 }
@@ -201,6 +205,7 @@ impl<'c> Record<'c> {
             request_id: Some(self.caller.request_id.clone()),
             client: self.caller.client.clone(),
             target: self.target.clone(),
+            suppressed: None,
         }
     }
 }

@@ -47,7 +47,7 @@ pub fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         (K::Invalid, "invalid_tag") => "TagException",
         (K::Invalid, "invalid_signature") => "KMSInvalidSignatureException",
         (K::Invalid, "invalid_mac") => "KMSInvalidMacException",
-        (K::Invalid | K::TooLarge, _) => "ValidationException",
+        (K::Invalid | K::TooLarge | K::Timeout, _) => "ValidationException",
         (K::NotAllowed, _) => "UnsupportedOperationException",
         (K::TooMany, _) => "ThrottlingException",
         (K::Unavailable, "fragment_not_loaded") => "KMSInvalidStateException",

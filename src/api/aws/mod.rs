@@ -335,7 +335,7 @@ impl Aws {
             let e = error::unsupported("the AWS KMS API takes POST / only");
             return (self.refused(&caller, operation, e).await, label);
         }
-        let (parts, body) = match read_parts(req, info.max_body_bytes).await {
+        let (parts, body) = match read_parts(req, info.body).await {
             Ok(pb) => pb,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
@@ -380,14 +380,14 @@ impl Aws {
 /// The request's head and its body, read within `max` bytes.
 pub(crate) async fn read_parts(
     req: Request<Incoming>,
-    max: usize,
+    limits: crate::api::http::BodyLimits,
 ) -> Result<(hyper::http::request::Parts, hyper::body::Bytes), CoreError> {
     let (parts, body) = req.into_parts();
     let mut body_req = Request::new(body);
     if let Some(len) = parts.headers.get(CONTENT_LENGTH) {
         body_req.headers_mut().insert(CONTENT_LENGTH, len.clone());
     }
-    let body = read_body(body_req, max).await?;
+    let body = read_body(body_req, limits).await?;
     Ok((parts, body))
 }
 

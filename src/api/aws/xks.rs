@@ -66,7 +66,9 @@ fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         (K::TooLarge, "plaintext_too_large") => {
             ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED)
         }
-        (K::Invalid | K::TooLarge, _) => ("ValidationException", StatusCode::BAD_REQUEST),
+        (K::Invalid | K::TooLarge | K::Timeout, _) => {
+            ("ValidationException", StatusCode::BAD_REQUEST)
+        }
         (K::NotAllowed, _) => ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED),
         (K::TooMany, _) => ("ThrottlingException", StatusCode::TOO_MANY_REQUESTS),
         (K::Unavailable, _) => (
@@ -290,7 +292,7 @@ impl Xks {
             );
             return (self.refused(&caller, operation, e).await, label);
         }
-        let (parts, body) = match read_parts(req, info.max_body_bytes).await {
+        let (parts, body) = match read_parts(req, info.body).await {
             Ok(pb) => pb,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };

@@ -95,7 +95,7 @@ impl Native {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let body = match read_body(req, info.max_body_bytes).await {
+        let body = match read_body(req, info.body).await {
             Ok(b) => b,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };

@@ -15,7 +15,8 @@ use crate::core::{CoreError, ErrorKind};
 /// "permission denied") and no 409 (a key in the wrong state is a bad request).
 pub fn status(e: &CoreError) -> StatusCode {
     match e.kind {
-        ErrorKind::Invalid | ErrorKind::Conflict => StatusCode::BAD_REQUEST,
+        // Vault answers 400 for a request it could not read.
+        ErrorKind::Invalid | ErrorKind::Conflict | ErrorKind::Timeout => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthenticated | ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::NotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -160,7 +160,7 @@ impl Vault {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         }
-        let body = match read_body(req, info.max_body_bytes).await {
+        let body = match read_body(req, info.body).await {
             Ok(b) => b,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
