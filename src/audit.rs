@@ -89,6 +89,9 @@ impl AuditEntry {
 pub enum AuditError {
     #[error("the audit record could not be written: {0}")]
     Unavailable(String),
+    /// The store refused it for want of disk space (`store.min_free_mib`, or a full disk).
+    #[error("the audit record could not be written: {0}")]
+    InsufficientStorage(String),
 }
 
 /// Links and seals with the key derived from the IRK.
@@ -241,8 +244,13 @@ fn writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, records = records.len(), "audit records could not be written; the operations fail");
+                let short = matches!(e, StoreError::InsufficientStorage(_));
                 for reply in replies {
-                    let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(if short {
+                        AuditError::InsufficientStorage(e.to_string())
+                    } else {
+                        AuditError::Unavailable(e.to_string())
+                    }));
                 }
             }
         }

@@ -383,6 +383,10 @@ pub struct StoreSettings {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL connections kept at most.
     pub pool_size: usize,
+    /// SQLite: changes of state are refused (507 `insufficient_storage`) while the
+    /// database's file system has less than this many MiB free, audit records (and so
+    /// every operation) below half of it. 0 turns the guard off.
+    pub min_free_mib: u64,
 }
 
 impl Default for StoreSettings {
@@ -391,6 +395,7 @@ impl Default for StoreSettings {
             url: "sqlite://data/kms-gateway.db".into(),
             password_file: None,
             pool_size: crate::store::PostgresStore::DEFAULT_POOL_SIZE,
+            min_free_mib: 256,
         }
     }
 }
@@ -402,6 +407,7 @@ impl std::fmt::Debug for StoreSettings {
             .field("url", &crate::store::redact_url(&self.url))
             .field("password_file", &self.password_file)
             .field("pool_size", &self.pool_size)
+            .field("min_free_mib", &self.min_free_mib)
             .finish()
     }
 }
@@ -425,6 +431,7 @@ impl StoreSettings {
         Ok(crate::store::StoreOptions {
             password,
             pool_size: Some(self.pool_size.max(1)),
+            min_free_mib: self.min_free_mib,
         })
     }
 }

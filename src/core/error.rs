@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// The code of a write refused for want of disk space.
+pub const INSUFFICIENT_STORAGE: &str = "insufficient_storage";
+
 /// An error of a core operation.
 #[derive(Debug, Clone)]
 pub struct CoreError {
@@ -142,6 +145,15 @@ impl CoreError {
         Self::internal()
     }
 
+    /// The store's disk is nearly full (`store.min_free_mib`): nothing was written. The
+    /// native API answers 507.
+    pub fn insufficient_storage() -> Self {
+        Self::unavailable(
+            INSUFFICIENT_STORAGE,
+            "the key store is short of disk space; nothing was changed",
+        )
+    }
+
     pub fn audit_unavailable() -> Self {
         Self::unavailable(
             "audit_unavailable",
@@ -196,6 +208,7 @@ impl From<StoreError> for CoreError {
                 "the key store is unavailable; retry later",
             ),
             StoreError::Conflict(m) => CoreError::conflict("conflict", m),
+            StoreError::InsufficientStorage(_) => CoreError::insufficient_storage(),
             _ => CoreError::internal(),
         }
     }

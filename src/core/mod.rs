@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use auth::{Auth, AuthFailure, Permission, Principal};
-pub use error::{CoreError, ErrorKind};
+pub use error::{CoreError, ErrorKind, INSUFFICIENT_STORAGE};
 pub use ids::{IdentityId, KeyId, ProjectId};
 pub use record::Operation;
 use record::Record;
@@ -272,7 +272,12 @@ impl Gateway {
             Ok(_) => result,
             Err(e) => {
                 tracing::error!(request_id = %record.caller.request_id, error = %e, "audit record not written");
-                result.and(Err(CoreError::audit_unavailable()))
+                result.and(Err(match e {
+                    crate::audit::AuditError::InsufficientStorage(_) => {
+                        CoreError::insufficient_storage()
+                    }
+                    _ => CoreError::audit_unavailable(),
+                }))
             }
         }
     }
