@@ -31,6 +31,8 @@ pub enum ErrorKind {
     TooMany,
     /// The client did not send its request in time (HTTP's 408).
     Timeout,
+    /// The request's body is not of a type the front-end takes (HTTP's 415).
+    UnsupportedMediaType,
     /// A dependency (HSM, store, audit log, fragment) is unavailable; retry later.
     Unavailable,
     /// A bug or an unexpected failure; details are in the log only.

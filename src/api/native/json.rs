@@ -27,20 +27,30 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T,
     if body.is_empty() {
         return Err(bad("malformed_json", "a JSON body is required"));
     }
-    // serde would read an array into a struct field by field: bodies are objects.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(bad("invalid_request", "the body must be a JSON object"));
+    // Every body is an object: serde would read an array into a struct field by field,
+    // and a bare string, number or null is no request either.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => bad("invalid_request", "the body must be a JSON object"),
+                Err(e) => malformed(&e),
+            },
+        );
     }
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => bad("invalid_request", format!("invalid request: {e}")),
-            _ => bad(
-                "malformed_json",
-                format!("malformed JSON at line {} column {}", e.line(), e.column()),
-            ),
+            _ => malformed(&e),
         }
     })
+}
+
+fn malformed(e: &serde_json::Error) -> Failure {
+    bad(
+        "malformed_json",
+        format!("malformed JSON at line {} column {}", e.line(), e.column()),
+    )
 }
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
@@ -54,8 +64,10 @@ pub fn id<T: From<Uuid>>(s: &str, what: &str) -> Result<T, Failure> {
         .map_err(|_| bad("invalid_id", format!("{what} must be a UUID")))
 }
 
+/// Standard padded base64, as Infisical's SDKs send it: nothing around it (no spaces, no
+/// line breaks).
 pub fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, Failure> {
-    B64.decode(value.trim()).map_err(|_| {
+    B64.decode(value).map_err(|_| {
         bad(
             "invalid_base64",
             format!("{field} is not valid base64 (standard alphabet, padded)"),
