@@ -245,7 +245,11 @@ impl HttpProtocol {
     }
 
     fn metrics_page(&self) -> HttpResponse {
-        let out = self.metrics.render(self.gateway.keys(), self.gateway.hsm());
+        let out = self.metrics.render(
+            self.gateway.keys(),
+            self.gateway.hsm(),
+            self.gateway.audit().counts(),
+        );
         let mut r = Response::new(Full::new(Bytes::from(out)));
         r.headers_mut().insert(
             CONTENT_TYPE,

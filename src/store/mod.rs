@@ -261,6 +261,20 @@ pub trait KeyStore: Send + Sync + 'static {
     /// gets the next sequence number and `chain.link` of the previous hash; the head is
     /// then replaced by the last one with `chain.seal`. Returns the last sequence number.
     fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64>;
+    /// As `append_audit`, but the commit need only survive a crash of this process, not
+    /// of the machine: it reaches the disk at the next `sync_audit` (or the next synced
+    /// commit). The default syncs as `append_audit` does.
+    fn append_audit_deferred(
+        &self,
+        records: &[String],
+        chain: &dyn AuditChain,
+    ) -> StoreResult<u64> {
+        self.append_audit(records, chain)
+    }
+    /// Takes every commit of `append_audit_deferred` so far to the disk.
+    fn sync_audit(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Up to `limit` records with `seq > after`, in order.
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;

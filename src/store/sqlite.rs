@@ -413,6 +413,40 @@ impl KeyStore for SqliteStore {
         audit::append(&mut *self.audit_writer()?, records, chain)
     }
 
+    fn append_audit_deferred(
+        &self,
+        records: &[String],
+        chain: &dyn AuditChain,
+    ) -> StoreResult<u64> {
+        // In WAL mode, synchronous=NORMAL commits to the WAL without syncing it: the
+        // commit survives the process, and the next FULL commit or `sync_audit` syncs
+        // it together with everything before it. The writer goes back to FULL at once.
+        let mut conn = self.audit_writer()?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        let appended = audit::append(&mut conn, records, chain);
+        let restored = conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(map_err);
+        let seq = appended?;
+        restored?;
+        Ok(seq)
+    }
+
+    fn sync_audit(&self) -> StoreResult<()> {
+        // What a FULL commit would have done: sync the WAL (a checkpoint since syncs it
+        // itself before it copies; then the WAL may be gone, and nothing is due).
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal) {
+            Ok(file) => file
+                .sync_data()
+                .map_err(|e| StoreError::Unavailable(format!("cannot sync the WAL: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!("cannot open the WAL: {e}"))),
+        }
+    }
+
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>> {
         audit::records(&self.reader(), after, limit)
     }
