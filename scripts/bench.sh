@@ -6,7 +6,8 @@
 # runs the benchmark against it, and removes it all on exit.
 #
 #   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS and BENCH_HTTP are passed on
-#                         # to the benchmark (see examples/bench.rs)
+#                         # to the benchmark (see examples/bench.rs);
+#                         # BENCH_AUDIT_DURABILITY (group, or sync) sets audit.durability
 #
 # Exit status: 0 if every request succeeded, non-zero if the build, the gateway's start
 # or any request failed.
@@ -57,6 +58,10 @@ export KMSGW__STORE__URL=sqlite://$tmp/data/kms-gateway.db
 export KMSGW__SERVER__LISTEN=127.0.0.1:0
 # The XKS proxy API, at the prefix examples/bench.rs uses.
 export KMSGW__XKS__ENABLED=true KMSGW__XKS__URI_PATH_PREFIX=/bench
+# The audit log's durability level (docs/SECURITY.md): BENCH_AUDIT_DURABILITY=sync
+# measures the level where every commit is synced before its answer.
+export KMSGW__AUDIT__DURABILITY=${BENCH_AUDIT_DURABILITY:-group}
+echo "audit.durability: $KMSGW__AUDIT__DURABILITY" >&2
 
 # Start the gateway; warnings and errors only, so that logging does not dominate.
 (cd "$tmp" && RUST_LOG=warn exec "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
