@@ -270,14 +270,14 @@ mod tests {
 
         assert_eq!(check(&[first.clone(), second.clone()]), (7, vec![]));
         assert_eq!(
-            check(&[first.clone()]).1,
+            check(std::slice::from_ref(&first)).1,
             vec![ArchiveFinding::EndsBeforeCheckpoint {
                 last: 4,
                 checkpoint: 7
             }]
         );
         assert_eq!(
-            check(&[second.clone()]).1,
+            check(std::slice::from_ref(&second)).1,
             vec![
                 ArchiveFinding::Missing { after: 0, next: 5 },
                 ArchiveFinding::Altered { seq: 5 }
