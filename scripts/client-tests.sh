@@ -3,7 +3,10 @@
 #   1. pytest (tests/clients) driving Infisical's official Python SDK (`infisicalsdk`),
 #      Vault's `hvac`, and the AWS clients: boto3, the AWS CLI and the AWS Encryption SDK;
 #      PyKMIP on the KMIP port over mutual TLS (test_kmip.py);
-#      and the web console (/ui/) driven in headless Chromium by selenium (test_console.py);
+#      the web console (/ui/) driven in headless Chromium by selenium (test_console.py);
+#      and the native API's refusals of bodies not sent as JSON or not JSON objects, on
+#      every operation of the OpenAPI document, judged by schemathesis' checks
+#      (test_native_input.py);
 #   2. schemathesis, fuzzing every operation of the gateway's OpenAPI document (served
 #      at /api/v1/openapi.json, the file src/api/native/openapi.json) and checking the
 #      responses against it.

@@ -10,12 +10,19 @@
 //! Appends go through one writer thread that commits what has queued up in one
 //! transaction (group commit), so that a busy gateway pays one disk sync per batch.
 //! A caller waits for its record to be committed; if it cannot be, the caller fails.
+//! How far "committed" goes is the operator's choice (`audit.durability`): with `sync`
+//! every commit reaches the disk before its callers go on; with `group` (the default) the
+//! records of crypto operations and reads are committed to the database (they survive a
+//! crash of the process) and reach the disk within `audit.sync_interval_ms`, while those of
+//! changes of state are still synced before their answer.
 
 pub mod archive;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -89,6 +96,9 @@ impl AuditEntry {
 pub enum AuditError {
     #[error("the audit record could not be written: {0}")]
     Unavailable(String),
+    /// The store refused it for want of disk space (`store.min_free_mib`, or a full disk).
+    #[error("the audit record could not be written: {0}")]
+    InsufficientStorage(String),
 }
 
 /// Links and seals with the key derived from the IRK.
@@ -167,83 +177,235 @@ impl Stream {
 
 type Reply = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
 
+/// One record for the writer: its JSON, whether it must reach the disk before the
+/// answer, and where the answer goes.
+struct Pending {
+    json: String,
+    sync: bool,
+    reply: Reply,
+}
+
+/// When committed audit records reach the disk (`audit.durability`, docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is synced before its callers are answered.
+    Sync,
+    /// Records that may wait (crypto operations, reads) are committed before the answer
+    /// and synced within `interval`; records that must not wait are synced before it.
+    Group { interval: Duration },
+}
+
+/// What the writer has done, for `/metrics` and the tests of the durability levels.
+#[derive(Debug, Default)]
+pub struct AuditCounts {
+    /// Transactions committed and synced before their callers were answered.
+    pub synced_commits: AtomicU64,
+    /// Transactions committed before the answer and synced later.
+    pub deferred_commits: AtomicU64,
+    /// Syncs of deferred commits (each covers every deferred commit before it).
+    pub deferred_syncs: AtomicU64,
+    /// Syncs of deferred commits that failed (logged; retried at the next interval).
+    pub failed_syncs: AtomicU64,
+}
+
 /// The audit log: a queue in front of one writer thread.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<(String, Reply)>,
+    tx: mpsc::Sender<Pending>,
     store: Arc<dyn KeyStore>,
+    counts: Arc<AuditCounts>,
 }
 
 impl AuditLog {
-    /// Starts the writer thread.
+    /// Starts the writer thread; every record is synced before its answer (the
+    /// commands of the CLI use this).
     pub fn start(store: Arc<dyn KeyStore>, irk: &[u8; 32], stream: Stream) -> Self {
-        let (tx, rx) = mpsc::channel::<(String, Reply)>();
-        let chain = Chain::new(irk);
-        let writer_store = store.clone();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer(rx, writer_store, chain, stream))
-            .expect("spawn the audit writer thread");
-        Self { tx, store }
+        Self::start_with(store, irk, stream, Durability::Sync)
     }
 
-    /// Appends one record and waits until it is committed.
+    /// Starts the writer thread with the given durability level.
+    pub fn start_with(
+        store: Arc<dyn KeyStore>,
+        irk: &[u8; 32],
+        stream: Stream,
+        durability: Durability,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let chain = Chain::new(irk);
+        let writer_store = store.clone();
+        let counts = Arc::new(AuditCounts::default());
+        let writer_counts = counts.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                Writer {
+                    store: writer_store,
+                    chain,
+                    stream,
+                    durability,
+                    counts: writer_counts,
+                    unsynced_since: None,
+                }
+                .run(rx)
+            })
+            .expect("spawn the audit writer thread");
+        Self { tx, store, counts }
+    }
+
+    /// Appends one record that must reach the disk before the caller goes on, and
+    /// waits until it is committed and synced.
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        let json = serde_json::to_string(event)
-            .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
-        let (reply, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((json, reply))
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        self.record_with(event, true).await
+    }
+
+    /// Appends one record and waits until it is committed; `sync: false` lets the
+    /// disk sync come within the group interval (with `Durability::Group`).
+    pub async fn record_with(&self, event: &AuditEvent, sync: bool) -> Result<u64, AuditError> {
+        let wait = self.send(event, sync)?;
         wait.await
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
     }
 
-    /// The same, for callers outside the async runtime (the CLI, the sweeper thread).
+    /// The same as `record`, for callers outside the async runtime (the CLI, the
+    /// sweeper thread).
     pub fn record_blocking(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let wait = self.send(event, true)?;
+        wait.blocking_recv()
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    fn send(
+        &self,
+        event: &AuditEvent,
+        sync: bool,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
         let json = serde_json::to_string(event)
             .map_err(|e| AuditError::Unavailable(format!("cannot encode the record: {e}")))?;
         let (reply, wait) = tokio::sync::oneshot::channel();
         self.tx
-            .send((json, reply))
+            .send(Pending { json, sync, reply })
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
-        wait.blocking_recv()
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+        Ok(wait)
     }
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
     }
+
+    pub fn counts(&self) -> &AuditCounts {
+        &self.counts
+    }
 }
 
-fn writer(
-    rx: mpsc::Receiver<(String, Reply)>,
+/// The writer thread's state.
+struct Writer {
     store: Arc<dyn KeyStore>,
     chain: Chain,
     stream: Stream,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    durability: Durability,
+    counts: Arc<AuditCounts>,
+    /// When the oldest commit not yet synced was made.
+    unsynced_since: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Pending>) {
+        loop {
+            let first = match self.sync_deadline() {
+                None => match rx.recv() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                Some(deadline) => {
+                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(p) => p,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            self.sync_deferred();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            if self
+                .sync_deadline()
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.sync_deferred();
             }
         }
-        let (records, replies): (Vec<String>, Vec<Reply>) = batch.into_iter().unzip();
-        match store.append_audit(&records, &chain) {
+        if self.unsynced_since.is_some() {
+            self.sync_deferred();
+        }
+    }
+
+    /// When the commits not yet synced must be.
+    fn sync_deadline(&self) -> Option<Instant> {
+        match (self.durability, self.unsynced_since) {
+            (Durability::Group { interval }, Some(since)) => Some(since + interval),
+            _ => None,
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Pending>) {
+        let sync = self.durability == Durability::Sync || batch.iter().any(|p| p.sync);
+        let (records, replies): (Vec<String>, Vec<Reply>) =
+            batch.into_iter().map(|p| (p.json, p.reply)).unzip();
+        let result = if sync {
+            self.store.append_audit(&records, &self.chain)
+        } else {
+            self.store.append_audit_deferred(&records, &self.chain)
+        };
+        match result {
             Ok(last) => {
+                if sync {
+                    // A synced commit takes every earlier one to the disk with it.
+                    self.counts.synced_commits.fetch_add(1, Ordering::Relaxed);
+                    self.unsynced_since = None;
+                } else {
+                    self.counts.deferred_commits.fetch_add(1, Ordering::Relaxed);
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                }
                 let first_seq = last + 1 - records.len() as u64;
-                emit(&stream, first_seq, &records);
+                emit(&self.stream, first_seq, &records);
                 for (i, reply) in replies.into_iter().enumerate() {
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, records = records.len(), "audit records could not be written; the operations fail");
+                let short = matches!(e, StoreError::InsufficientStorage(_));
                 for reply in replies {
-                    let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(if short {
+                        AuditError::InsufficientStorage(e.to_string())
+                    } else {
+                        AuditError::Unavailable(e.to_string())
+                    }));
                 }
+            }
+        }
+    }
+
+    /// Takes the deferred commits to the disk; on failure they stay due, for the next
+    /// interval or the next synced commit.
+    fn sync_deferred(&mut self) {
+        match self.store.sync_audit() {
+            Ok(()) => {
+                self.counts.deferred_syncs.fetch_add(1, Ordering::Relaxed);
+                self.unsynced_since = None;
+            }
+            Err(e) => {
+                self.counts.failed_syncs.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "committed audit records could not be synced to disk; retrying");
+                self.unsynced_since = Some(Instant::now());
             }
         }
     }

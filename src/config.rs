@@ -158,11 +158,45 @@ impl AwsSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Also write each committed audit record as a JSON line: `stdout` or a file path.
     pub stream: Option<String>,
+    /// `group` (records of crypto operations and reads synced to disk within
+    /// `sync_interval_ms` of their commit) or `sync` (every commit synced before the
+    /// answer). Records of changes of state are synced before the answer in both.
+    pub durability: String,
+    /// The longest a committed record waits for its disk sync with `group` (1 to 1000).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            stream: None,
+            durability: "group".into(),
+            sync_interval_ms: 10,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The durability level, checked.
+    pub fn durability(&self) -> Result<crate::audit::Durability, ConfigError> {
+        match self.durability.trim().to_ascii_lowercase().as_str() {
+            "sync" => Ok(crate::audit::Durability::Sync),
+            "group" => {
+                let ms = within("audit.sync_interval_ms", self.sync_interval_ms, 1..=1000)?;
+                Ok(crate::audit::Durability::Group {
+                    interval: Duration::from_millis(ms),
+                })
+            }
+            other => Err(ConfigError::Invalid(format!(
+                "audit.durability (KMSGW__AUDIT__DURABILITY): {other:?} is neither \"group\" nor \"sync\""
+            ))),
+        }
+    }
 }
 
 /// The Vault Transit-compatible API (docs/VAULT.md).
@@ -383,6 +417,10 @@ pub struct StoreSettings {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL connections kept at most.
     pub pool_size: usize,
+    /// SQLite: changes of state are refused (507 `insufficient_storage`) while the
+    /// database's file system has less than this many MiB free, audit records (and so
+    /// every operation) below half of it. 0 turns the guard off.
+    pub min_free_mib: u64,
 }
 
 impl Default for StoreSettings {
@@ -391,6 +429,7 @@ impl Default for StoreSettings {
             url: "sqlite://data/kms-gateway.db".into(),
             password_file: None,
             pool_size: crate::store::PostgresStore::DEFAULT_POOL_SIZE,
+            min_free_mib: 256,
         }
     }
 }
@@ -402,6 +441,7 @@ impl std::fmt::Debug for StoreSettings {
             .field("url", &crate::store::redact_url(&self.url))
             .field("password_file", &self.password_file)
             .field("pool_size", &self.pool_size)
+            .field("min_free_mib", &self.min_free_mib)
             .finish()
     }
 }
@@ -425,6 +465,7 @@ impl StoreSettings {
         Ok(crate::store::StoreOptions {
             password,
             pool_size: Some(self.pool_size.max(1)),
+            min_free_mib: self.min_free_mib,
         })
     }
 }
@@ -750,9 +791,39 @@ pub fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString,
 #[cfg(test)]
 mod tests {
     use super::{
-        AuthSettings, AwsSettings, ServerSettings, StoreSettings, VaultSettings, XksConfig,
+        AuditSettings, AuthSettings, AwsSettings, ServerSettings, StoreSettings, VaultSettings,
+        XksConfig,
     };
     use std::time::Duration;
+
+    #[test]
+    fn audit_durability_is_group_by_default_and_checked() {
+        use crate::audit::Durability;
+        let d = AuditSettings::default().durability().unwrap();
+        assert_eq!(
+            d,
+            Durability::Group {
+                interval: Duration::from_millis(10)
+            }
+        );
+        let sync = AuditSettings {
+            durability: "SYNC".into(),
+            ..AuditSettings::default()
+        };
+        assert_eq!(sync.durability().unwrap(), Durability::Sync);
+        let bad = AuditSettings {
+            durability: "sometimes".into(),
+            ..AuditSettings::default()
+        };
+        let e = bad.durability().unwrap_err().to_string();
+        assert!(e.contains("KMSGW__AUDIT__DURABILITY"), "{e}");
+        let slow = AuditSettings {
+            sync_interval_ms: 5000,
+            ..AuditSettings::default()
+        };
+        let e = slow.durability().unwrap_err().to_string();
+        assert!(e.contains("KMSGW__AUDIT__SYNC_INTERVAL_MS"), "{e}");
+    }
 
     #[test]
     fn connection_settings_are_checked() {

@@ -1048,3 +1048,63 @@ async fn cli_manages_access_keys_and_stores_secrets_only_wrapped() {
     let (_, listed, _) = run(&["identity", "access-key", "list", &id]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
 }
+
+/// A page of another site, in a browser holding a client certificate for the gateway, may
+/// post `text/plain` or a form without asking first: requests authenticated by the
+/// certificate need a JSON body, on the native API (every body) and on Vault's (when
+/// no token is presented); token-authenticated Vault clients that send no type still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_bodies_cannot_ride_on_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = client_cert(certs.path(), "browser", "/CN=browser-user/O=Acme");
+    let ca_file = certs.path().join("browser-ca.pem");
+    let gw = Gateway::start_with(&[("KMSGW__TLS__CLIENT_CA_FILE", ca_file.to_str().unwrap())]);
+    let p = gw.project("csrf").await;
+    let key = gw
+        .key(&p, "k", "encrypt-decrypt", "aes-256-gcm", None)
+        .await;
+    let (s, b) = gw
+        .post("/api/v1/identities", json!({"name": "browser", "projectId": p, "role": "encrypt", "tlsSubject": "CN=browser-user, O=Acme"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    let client = mtls_client(&gw, &cert);
+    let body = json!({"plaintext": B64.encode(b"cross-site")}).to_string();
+    let send = |path: String, content_type: Option<&'static str>, token: Option<String>| {
+        let mut req = client.post(gw.url(&path)).body(body.clone());
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        if let Some(t) = token {
+            req = req.header("x-vault-token", t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let native = format!("/api/v1/kms/keys/{key}/encrypt");
+    let vault = "/v1/transit/encrypt/k".to_owned();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        for path in [&native, &vault] {
+            let (s, b) = send(path.clone(), content_type, None).await;
+            assert_eq!(s, 415, "{path} {content_type:?}: {b}");
+            assert!(
+                b.contains("unsupported_media_type") || b.contains("application/json"),
+                "{b}"
+            );
+        }
+    }
+    for path in [&native, &vault] {
+        let (s, b) = send(path.clone(), Some("application/json"), None).await;
+        assert_eq!(s, 200, "{path}: {b}");
+    }
+    // Vault's Go client sends no Content-Type; with its token that is fine.
+    let (s, b) = send(vault.clone(), None, Some(token)).await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -536,3 +536,42 @@ async fn requests_the_parser_refuses_get_json_errors() {
     let (s, _) = gw.get("/healthz").await;
     assert_eq!(s, 200);
 }
+
+/// HTTP/2: a header list over the connection's limit (hyper's 16 KiB) is answered inside the
+/// h2 library before any request reaches the gateway: `:status 431` ending the stream, with
+/// no body and no content type (docs/API-ERRORS.md says so); the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_header_lists_too_large_get_a_bodiless_431_and_the_connection_stays() {
+    let gw = Gateway::start();
+    let stream = tls(&gw, tcp_from(address(&gw), Ipv4Addr::LOCALHOST).await, H2)
+        .await
+        .unwrap();
+    let (h2, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let req = hyper::Request::get("https://127.0.0.1/healthz")
+        .header("x-big", "a".repeat(20_000))
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send_request(req, true).unwrap();
+    let r = tokio::time::timeout(CLOSE_DEADLINE, response)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert!(r.headers().get("content-type").is_none(), "{r:?}");
+    let mut body = r.into_body();
+    assert!(body.is_end_stream(), "the 431 carries no body");
+    assert!(body.data().await.is_none());
+    // The same connection still serves.
+    let mut h2 = h2.ready().await.unwrap();
+    let req = hyper::Request::get("https://127.0.0.1/healthz")
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send_request(req, true).unwrap();
+    let r = tokio::time::timeout(CLOSE_DEADLINE, response)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -743,3 +743,138 @@ fn root_keys_of_earlier_versions_keep_working_with_a_warning() {
     );
     hsm.shutdown();
 }
+
+/// `hsm check` reports the KMS keys that live in the HSM too (adopted and generated),
+/// with their extra usages, and fails on one whose object is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_check_reports_every_hsm_resident_kms_key_and_its_extra_usages() {
+    let mut gw = Gateway::start_with(&[("HSM_KEY_LABEL", "root-wrap")]);
+    gw.stop();
+    // A customer's AES key that can also wrap, and an EC pair whose private key can also
+    // derive: accepted at adoption (not copyable), warned about.
+    let wide = |extra: Attribute| {
+        vec![
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Extractable(false),
+            Attribute::Sensitive(true),
+            Attribute::Private(true),
+            Attribute::Copyable(false),
+            Attribute::Modifiable(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            extra,
+        ]
+    };
+    gw.token.import_secret(
+        "wide-aes",
+        KeyType::AES,
+        &[0x24; 32],
+        &wide(Attribute::Wrap(true)),
+    );
+    gw.token.import_secret(
+        "gone-aes",
+        KeyType::AES,
+        &[0x25; 32],
+        &wide(Attribute::Wrap(false)),
+    );
+    let raw = Raw::open(&gw.token);
+    raw.customer_ec_pair(
+        "wide-ec",
+        &[
+            Attribute::Private(true),
+            Attribute::Copyable(false),
+            Attribute::Modifiable(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::SignRecover(false),
+            Attribute::Derive(true),
+        ],
+    );
+    raw.close();
+    gw.launch();
+    let project = gw.project("resident").await;
+    let mut ids = Vec::new();
+    for (name, alg, usage, label) in [
+        (
+            "wide-aes",
+            "aes-256-gcm",
+            "encrypt-decrypt",
+            Some("wide-aes"),
+        ),
+        ("wide-ec", "ECC_NIST_P256", "sign-verify", Some("wide-ec")),
+        (
+            "gone-aes",
+            "aes-256-gcm",
+            "encrypt-decrypt",
+            Some("gone-aes"),
+        ),
+        ("made", "ECC_NIST_P256", "sign-verify", None),
+        ("soft", "aes-256-gcm", "encrypt-decrypt", Some("-")),
+    ] {
+        let mut body = json!({"projectId": project, "name": name, "keyUsage": usage,
+                              "encryptionAlgorithm": alg, "protection": "hsm"});
+        match label {
+            Some("-") => body["protection"] = "software".into(),
+            Some(l) => body["hsmKeyLabel"] = l.into(),
+            None => {}
+        }
+        let (s, k) = gw.post("/api/v1/kms/keys", body).await;
+        assert_eq!(s, 200, "{name}: {k}");
+        ids.push(k["key"]["id"].as_str().unwrap().to_owned());
+    }
+    gw.stop();
+    let line = |i: usize, name: &str, label: &str| {
+        format!(
+            "KMS key {} {name:?} of project {project}, HSM key {label:?}: ",
+            ids[i]
+        )
+    };
+    let check = gw.cli(&["hsm", "check"], &[]);
+    assert!(check.ok, "{}", check.all());
+    for expected in [
+        format!(
+            "{}ok (private, sensitive, not extractable), WARNING: also CKA_WRAP true",
+            line(0, "wide-aes", "wide-aes")
+        ),
+        format!(
+            "{}ok (private, sensitive, not extractable), WARNING: also CKA_DERIVE true",
+            line(1, "wide-ec", "wide-ec")
+        ),
+        format!(
+            "{}ok (private, sensitive, not extractable, not modifiable, not copyable, no extra usage)",
+            line(2, "gone-aes", "gone-aes")
+        ),
+        format!(
+            "{}ok (private, sensitive, not extractable, not modifiable, not copyable, no extra usage)",
+            line(3, "made", &format!("kmsgw-{}", ids[3]))
+        ),
+    ] {
+        assert!(check.stdout.contains(&expected), "{expected}\n{}", check.all());
+    }
+    assert!(!check.stdout.contains(&ids[4]), "{}", check.all());
+
+    // A KMS key whose object went away fails the check, by name.
+    let raw = Raw::open(&gw.token);
+    let h = raw.one("gone-aes", ObjectClass::SECRET_KEY);
+    raw.s().destroy_object(h).unwrap();
+    raw.close();
+    let check = gw.cli(&["hsm", "check"], &[]);
+    assert!(!check.ok, "{}", check.all());
+    assert!(
+        check
+            .stdout
+            .contains(&format!("{}REFUSED: ", line(2, "gone-aes", "gone-aes"))),
+        "{}",
+        check.all()
+    );
+    assert!(
+        check
+            .all()
+            .contains("1 HSM-resident KMS key(s) failed their checks"),
+        "{}",
+        check.all()
+    );
+}

@@ -245,7 +245,11 @@ impl HttpProtocol {
     }
 
     fn metrics_page(&self) -> HttpResponse {
-        let out = self.metrics.render(self.gateway.keys(), self.gateway.hsm());
+        let out = self.metrics.render(
+            self.gateway.keys(),
+            self.gateway.hsm(),
+            self.gateway.audit().counts(),
+        );
         let mut r = Response::new(Full::new(Bytes::from(out)));
         r.headers_mut().insert(
             CONTENT_TYPE,
@@ -348,6 +352,25 @@ fn plain_error(status: StatusCode, code: &str, message: &str, request_id: &str) 
         HeaderValue::from_static("application/problem+json"),
     );
     r
+}
+
+/// Whether the request says its body is JSON: `Content-Type: application/json`, with
+/// parameters (such as `charset=utf-8`) or without.
+pub fn is_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A body refused for its media type (HTTP's 415, code `unsupported_media_type`).
+pub fn unsupported_media_type(message: &str) -> CoreError {
+    CoreError::new(
+        crate::core::ErrorKind::UnsupportedMediaType,
+        "unsupported_media_type",
+        message,
+    )
 }
 
 /// Reads the body, refusing one larger than `limits.max_bytes` before reading it all, and

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::audit::AuditCounts;
 use crate::hsm::Hsm;
 use crate::keys::KeyService;
 use crate::metrics::{header, single, Histogram};
@@ -44,7 +45,7 @@ impl Metrics {
     }
 
     /// The whole `/metrics` page.
-    pub fn render(&self, keys: &KeyService, hsm: Option<&Hsm>) -> String {
+    pub fn render(&self, keys: &KeyService, hsm: Option<&Hsm>, audit: &AuditCounts) -> String {
         let mut out = String::new();
         header(
             &mut out,
@@ -106,10 +107,40 @@ impl Metrics {
             "Fragment values derived in the HSM.",
             keys.fragments().hsm_derivations(),
         );
+        audit_metrics(&mut out, audit);
         if let Some(h) = hsm {
             hsm_metrics(&mut out, h);
         }
         out
+    }
+}
+
+/// What the audit writer committed and synced (`audit.durability`).
+fn audit_metrics(out: &mut String, audit: &AuditCounts) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, help, value) in [
+        (
+            "kmsgw_audit_synced_commits_total",
+            "Audit transactions synced to disk before their answers.",
+            &audit.synced_commits,
+        ),
+        (
+            "kmsgw_audit_deferred_commits_total",
+            "Audit transactions committed before their answers and synced within audit.sync_interval_ms.",
+            &audit.deferred_commits,
+        ),
+        (
+            "kmsgw_audit_deferred_syncs_total",
+            "Disk syncs of deferred audit transactions.",
+            &audit.deferred_syncs,
+        ),
+        (
+            "kmsgw_audit_failed_syncs_total",
+            "Disk syncs of deferred audit transactions that failed (retried).",
+            &audit.failed_syncs,
+        ),
+    ] {
+        single(out, name, "counter", help, value.load(Relaxed));
     }
 }
 

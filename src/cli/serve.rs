@@ -48,6 +48,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     };
     let connections = settings.server.connections()?;
     let failure_limit = settings.auth.failure_limit()?;
+    let audit_durability = settings.audit.durability()?;
     let vault_mounts = settings.vault.mounts()?;
     let aws_arns = settings.aws.checked()?;
     let xks = settings.xks.checked()?;
@@ -84,10 +85,11 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     if auth.follow_changes() {
         tracing::info!("identity changes of other gateways arrive through the store's change feed");
     }
-    let audit = crate::audit::AuditLog::start(
+    let audit = crate::audit::AuditLog::start_with(
         store.clone(),
         &irk,
         crate::audit::Stream::parse(settings.audit.stream.as_deref()),
+        audit_durability,
     );
     let limits = core_limits(&settings, failure_limit)?;
     let keys = Arc::new(KeyService::new(

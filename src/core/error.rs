@@ -31,11 +31,16 @@ pub enum ErrorKind {
     TooMany,
     /// The client did not send its request in time (HTTP's 408).
     Timeout,
+    /// The request's body is not of a type the front-end takes (HTTP's 415).
+    UnsupportedMediaType,
     /// A dependency (HSM, store, audit log, fragment) is unavailable; retry later.
     Unavailable,
     /// A bug or an unexpected failure; details are in the log only.
     Internal,
 }
+
+/// The code of a write refused for want of disk space.
+pub const INSUFFICIENT_STORAGE: &str = "insufficient_storage";
 
 /// An error of a core operation.
 #[derive(Debug, Clone)]
@@ -142,6 +147,15 @@ impl CoreError {
         Self::internal()
     }
 
+    /// The store's disk is nearly full (`store.min_free_mib`): nothing was written. The
+    /// native API answers 507.
+    pub fn insufficient_storage() -> Self {
+        Self::unavailable(
+            INSUFFICIENT_STORAGE,
+            "the key store is short of disk space; nothing was changed",
+        )
+    }
+
     pub fn audit_unavailable() -> Self {
         Self::unavailable(
             "audit_unavailable",
@@ -196,6 +210,7 @@ impl From<StoreError> for CoreError {
                 "the key store is unavailable; retry later",
             ),
             StoreError::Conflict(m) => CoreError::conflict("conflict", m),
+            StoreError::InsufficientStorage(_) => CoreError::insufficient_storage(),
             _ => CoreError::internal(),
         }
     }

@@ -9,7 +9,9 @@ use zeroize::Zeroizing;
 
 use super::auth::{new_token, permissions_string, require, require_global_admin, token_sha256};
 use super::record::operation;
-use super::{Caller, CoreError, Gateway, IdentityId, Operation, Permission, Principal, ProjectId};
+use super::{
+    Caller, CoreError, ErrorKind, Gateway, IdentityId, Operation, Permission, Principal, ProjectId,
+};
 use crate::keys::{now_rfc3339, parse_time};
 use crate::store::{IdentityRecord, UniversalAuthRecord};
 
@@ -199,6 +201,15 @@ impl Gateway {
             }
         }
         self.check_lifetimes(req)?;
+        if let Some(subject) = tls_subject(req)? {
+            if self
+                .store_call(move |s| s.identity_by_tls_subject(&subject))
+                .await?
+                .is_some()
+            {
+                return Err(tls_subject_taken());
+            }
+        }
         Ok(name)
     }
 
@@ -262,25 +273,36 @@ impl Gateway {
                 created_at: now_rfc3339(),
                 expires_at: req.expires_at.clone(),
                 revoked_at: None,
-                tls_subject: req
-                    .tls_subject
-                    .as_deref()
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty()),
+                tls_subject: tls_subject(&req)?,
             };
-            let (view, credential) = match req.auth_method {
+            let subject = record.tls_subject.clone();
+            let made = match req.auth_method {
                 AuthMethod::Token => {
                     let stored = record.clone();
-                    self.store_call(move |s| s.create_identity(&stored)).await?;
-                    (
-                        IdentityView {
-                            record,
-                            universal_auth: None,
-                        },
-                        Credential::Token(secret),
-                    )
+                    self.store_call(move |s| s.create_identity(&stored))
+                        .await
+                        .map(|()| {
+                            (
+                                IdentityView {
+                                    record,
+                                    universal_auth: None,
+                                },
+                                Credential::Token(secret),
+                            )
+                        })
                 }
-                AuthMethod::UniversalAuth => self.store_universal_auth(record, &req).await?,
+                AuthMethod::UniversalAuth => self.store_universal_auth(record, &req).await,
+            };
+            let (view, credential) = match (made, subject) {
+                // Another identity took the subject after the check above.
+                (Err(e), Some(subject)) if e.kind == ErrorKind::Conflict => {
+                    let taken = self
+                        .store_call(move |s| s.identity_by_tls_subject(&subject))
+                        .await?
+                        .is_some();
+                    return Err(if taken { tls_subject_taken() } else { e });
+                }
+                (made, _) => made?,
             };
             rec.target = Some(format!("identity {id}"));
             Ok((view, credential))
@@ -426,4 +448,36 @@ impl Gateway {
             Ok((updated, token))
         })
     }
+}
+
+/// The longest client-certificate subject an identity may be given, in bytes (RFC 4514
+/// text of a certificate's subject; real ones are far shorter).
+pub const MAX_TLS_SUBJECT: usize = 1024;
+
+/// The identity's client-certificate subject, trimmed (`None` when absent or blank): at
+/// most [`MAX_TLS_SUBJECT`] bytes and no control characters (the subjects the listener
+/// derives from certificates escape them).
+fn tls_subject(req: &CreateIdentity) -> Result<Option<String>, CoreError> {
+    let Some(subject) = req.tls_subject.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
+    if subject.is_empty() {
+        return Ok(None);
+    }
+    if subject.len() > MAX_TLS_SUBJECT || subject.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "invalid_tls_subject",
+            format!(
+                "tlsSubject must be at most {MAX_TLS_SUBJECT} bytes without control characters"
+            ),
+        ));
+    }
+    Ok(Some(subject.to_owned()))
+}
+
+fn tls_subject_taken() -> CoreError {
+    CoreError::conflict(
+        "tls_subject_taken",
+        "another identity already has this tlsSubject",
+    )
 }

@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use auth::{Auth, AuthFailure, Permission, Principal};
-pub use error::{CoreError, ErrorKind};
+pub use error::{CoreError, ErrorKind, INSUFFICIENT_STORAGE};
 pub use ids::{IdentityId, KeyId, ProjectId};
 pub use record::Operation;
 use record::Record;
@@ -237,6 +237,11 @@ impl Gateway {
         sem.try_acquire_owned().ok()
     }
 
+    /// The audit log (its counters are on `/metrics`).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     /// Starts the record of an operation of an authenticated caller, admitted under
     /// its per-identity bound.
     fn begin<'c>(&self, caller: &'c Caller, operation: Operation) -> Record<'c> {
@@ -268,11 +273,17 @@ impl Gateway {
             }
         }
         let event = record.event(result.as_ref().err());
-        match self.audit.record(&event).await {
+        let sync = !record.operation.may_defer_sync();
+        match self.audit.record_with(&event, sync).await {
             Ok(_) => result,
             Err(e) => {
                 tracing::error!(request_id = %record.caller.request_id, error = %e, "audit record not written");
-                result.and(Err(CoreError::audit_unavailable()))
+                result.and(Err(match e {
+                    crate::audit::AuditError::InsufficientStorage(_) => {
+                        CoreError::insufficient_storage()
+                    }
+                    _ => CoreError::audit_unavailable(),
+                }))
             }
         }
     }

@@ -78,6 +78,41 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Whether the operation's audit record may reach the disk after the answer (with
+    /// `audit.durability = group`): crypto operations and reads, which change nothing
+    /// stored. Every change of state, login and export is synced before its answer.
+    pub fn may_defer_sync(self) -> bool {
+        use Operation as O;
+        matches!(
+            self,
+            O::Encrypt
+                | O::Decrypt
+                | O::Sign
+                | O::Verify
+                | O::GenerateMac
+                | O::VerifyMac
+                | O::GenerateDataKey
+                | O::GenerateDataKeyWithoutPlaintext
+                | O::ReEncrypt
+                | O::GenerateRandom
+                | O::Hash
+                | O::PublicKey
+                | O::SigningAlgorithms
+                | O::ListProjects
+                | O::ShowStatus
+                | O::ShowStrategy
+                | O::ReadAudit
+                | O::ListIdentities
+                | O::ListAccessKeys
+                | O::ListKeys
+                | O::GetKey
+                | O::GetKeyByName
+                | O::GetKeyAttributes
+                | O::ListAliases
+                | O::LookupToken
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         use Operation as O;
         match self {
@@ -139,7 +174,7 @@ impl Operation {
 /// What the audit record of one operation names, filled in as the operation runs.
 pub(super) struct Record<'c> {
     pub caller: &'c Caller,
-    operation: Operation,
+    pub operation: Operation,
     /// Who, when the operation itself authenticated the caller (login).
     pub principal: Option<Arc<Principal>>,
     pub project: Option<Uuid>,

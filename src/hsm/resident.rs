@@ -161,14 +161,16 @@ fn public_spki(
 }
 
 /// Checks a private key someone else made: class, type, CKA_SIGN, CKA_TOKEN, the
-/// protection of [`keys::check_protection`] and, as a key given now, not copyable.
+/// protection of [`keys::check_protection`] and what `policy` asks (a key given now must
+/// not be copyable). Returns what the token reports.
 fn validate_private(
     session: &Session,
     label: &str,
     key_type: KeyType,
     handle: ObjectHandle,
     allow_extractable: bool,
-) -> Result<(), HsmError> {
+    policy: KeyPolicy,
+) -> Result<keys::KeyAttributes, HsmError> {
     let a = keys::read_attributes(session, handle)?;
     if a.key_type != Some(key_type) {
         return Err(unusable(
@@ -183,7 +185,8 @@ fn validate_private(
         return Err(unusable(label, "CKA_TOKEN is missing or false"));
     }
     keys::check_protection(label, &a, allow_extractable)?;
-    keys::check_policy(label, KeyNeeds::SigningPrivateKey, &a, KeyPolicy::Given)
+    keys::check_policy(label, KeyNeeds::SigningPrivateKey, &a, policy)?;
+    Ok(a)
 }
 
 fn key_type(kind: ResidentKind) -> KeyType {
@@ -228,6 +231,7 @@ fn adopt(
         key_type(kind),
         private,
         allow_extractable,
+        KeyPolicy::Given,
     )?;
     let public = s
         .find_object(label, ObjectClass::PUBLIC_KEY)?
@@ -371,6 +375,51 @@ impl Hsm {
             }
             s.forget_handle(label);
             Ok(n)
+        })
+    }
+
+    /// Checks the resident key `label` of a KMS key, a key in use ([`KeyPolicy::InUse`]:
+    /// extra usages, `CKA_MODIFIABLE` or `CKA_COPYABLE` are warned about, not refused),
+    /// as adoption does; returns what the token reports of the secret or private key (for
+    /// `hsm check`). A key pair needs its public half too.
+    pub fn check_resident(
+        &self,
+        label: &str,
+        kind: ResidentKind,
+    ) -> Result<keys::KeyAttributes, HsmError> {
+        let allow = self.config().danger_allow_extractable_keys;
+        self.conn.run(|s| {
+            let missing = || HsmError::KeyNotFound {
+                label: label.to_owned(),
+            };
+            if kind == ResidentKind::Aes256 {
+                let handle = s.find_secret_key(label)?.ok_or_else(missing)?;
+                let attrs = keys::read_attributes(&s.session, handle)?;
+                keys::validate(
+                    label,
+                    SecretKeyKind::Aes256,
+                    &attrs,
+                    allow,
+                    KeyPolicy::InUse,
+                )?;
+                return Ok(attrs);
+            }
+            let private = s
+                .find_object(label, ObjectClass::PRIVATE_KEY)?
+                .ok_or_else(missing)?;
+            let attrs = validate_private(
+                &s.session,
+                label,
+                key_type(kind),
+                private,
+                allow,
+                KeyPolicy::InUse,
+            )?;
+            let public = s
+                .find_object(label, ObjectClass::PUBLIC_KEY)?
+                .ok_or_else(|| unusable(label, "no public key object with this label"))?;
+            public_spki(&s.session, label, kind, public)?;
+            Ok(attrs)
         })
     }
 

@@ -722,7 +722,7 @@ fn adoption_error(e: HsmError) -> KeyError {
 }
 
 /// The HSM key type of an algorithm offered as an HSM-resident key.
-fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
+pub fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
     match algorithm {
         Algorithm::Aes256Gcm => Ok(ResidentKind::Aes256),
         Algorithm::EccNistP256 => Ok(ResidentKind::EcP256),

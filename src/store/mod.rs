@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The database cannot be reached or written now; a retry later may work.
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is (nearly) full: the write was refused before it began, or
+    /// the database itself reported a full disk. Nothing was changed.
+    #[error("the key store is short of disk space: {0}")]
+    InsufficientStorage(String),
     /// Stored data does not have the expected shape.
     #[error("the key store holds malformed data: {0}")]
     Corrupt(String),
@@ -257,6 +261,20 @@ pub trait KeyStore: Send + Sync + 'static {
     /// gets the next sequence number and `chain.link` of the previous hash; the head is
     /// then replaced by the last one with `chain.seal`. Returns the last sequence number.
     fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64>;
+    /// As `append_audit`, but the commit need only survive a crash of this process, not
+    /// of the machine: it reaches the disk at the next `sync_audit` (or the next synced
+    /// commit). The default syncs as `append_audit` does.
+    fn append_audit_deferred(
+        &self,
+        records: &[String],
+        chain: &dyn AuditChain,
+    ) -> StoreResult<u64> {
+        self.append_audit(records, chain)
+    }
+    /// Takes every commit of `append_audit_deferred` so far to the disk.
+    fn sync_audit(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Up to `limit` records with `seq > after`, in order.
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
@@ -428,6 +446,9 @@ pub struct StoreOptions {
     pub password: Option<secrecy::SecretString>,
     /// Connections kept to PostgreSQL at most; `None` for the default.
     pub pool_size: Option<usize>,
+    /// SQLite only: changes of state are refused while the database's file system has
+    /// less than this many MiB free, audit records below half of it; 0 turns it off.
+    pub min_free_mib: u64,
 }
 
 /// A `LIKE` pattern matching names that contain `search` literally (`\\` escapes); both
@@ -474,9 +495,9 @@ pub fn open_with(url: &str, options: &StoreOptions) -> StoreResult<std::sync::Ar
                 "a store password applies to postgres:// URLs only, not to sqlite://".into(),
             ));
         }
-        return Ok(std::sync::Arc::new(SqliteStore::open(
-            std::path::Path::new(path),
-        )?));
+        let store = SqliteStore::open(std::path::Path::new(path))?
+            .with_min_free(options.min_free_mib.saturating_mul(1024 * 1024));
+        return Ok(std::sync::Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(std::sync::Arc::new(PostgresStore::open(url, options)?));

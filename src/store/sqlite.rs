@@ -7,6 +7,7 @@ mod audit;
 mod aws;
 mod identities;
 mod schema;
+mod space;
 mod universal_auth;
 
 use identities::{identity_from_row, insert_identity, IDENTITY_COLUMNS};
@@ -45,6 +46,10 @@ const KEY_COLUMNS: &str = "id, project_id, name, description, key_usage, algorit
 /// reads use a few others and see the last committed state.
 pub struct SqliteStore {
     path: PathBuf,
+    /// The directory holding the database, whose file system the free-space guard reads.
+    dir: PathBuf,
+    /// Bytes that must stay free for a change of state (0: no guard); see `space`.
+    min_free: u64,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -95,15 +100,40 @@ impl SqliteStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         tracing::debug!(path = %path.display(), "opened the SQLite key store");
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
         Ok(Self {
             path: path.to_owned(),
+            dir,
+            min_free: 0,
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
         })
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    /// Refuses changes of state while less than `bytes` are free on the database's file
+    /// system, and audit records while less than half of it is (0: never).
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.min_free = bytes;
+        self
+    }
+
+    /// The writer, for a change of state: refused when the disk is nearly full.
+    fn writer(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        space::check(&self.dir, self.min_free, space::Write::State)?;
+        Ok(self.lock_writer())
+    }
+
+    /// The writer, for audit records: refused only below half the free-space bound.
+    fn audit_writer(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        space::check(&self.dir, self.min_free, space::Write::Audit)?;
+        Ok(self.lock_writer())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held cannot leave a transaction open: `Transaction`
         // rolls back on drop. So the connection is still usable after poisoning.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -119,7 +149,7 @@ impl SqliteStore {
         match self.readers.get(start) {
             // Same reasoning as in `writer`: reads leave no state behind a panic.
             Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
-            None => self.writer(),
+            None => self.lock_writer(),
         }
     }
 }
@@ -196,8 +226,8 @@ fn map_err(err: rusqlite::Error) -> StoreError {
             | ErrorCode::DatabaseLocked
             | ErrorCode::SystemIoFailure
             | ErrorCode::CannotOpen
-            | ErrorCode::DiskFull
             | ErrorCode::ReadOnly => StoreError::Unavailable(detail),
+            ErrorCode::DiskFull => StoreError::InsufficientStorage(detail),
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(detail),
             _ => StoreError::Other(detail),
         },
@@ -321,7 +351,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn create_identity(&self, identity: &IdentityRecord) -> StoreResult<()> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         insert_identity(&conn, identity).map_err(|err| match sqlite_code(&err) {
             Some(ffi::ErrorCode::ConstraintViolation) => StoreError::Conflict(
                 "the identity's token or TLS subject is taken, or its project does not exist"
@@ -337,7 +367,7 @@ impl KeyStore for SqliteStore {
         identity: &IdentityRecord,
         credentials: &UniversalAuthRecord,
     ) -> StoreResult<()> {
-        universal_auth::create(&mut self.writer(), identity, credentials)
+        universal_auth::create(&mut *self.writer()?, identity, credentials)
     }
 
     fn universal_auth(&self, client_id: &str) -> StoreResult<Option<UniversalAuthRecord>> {
@@ -361,7 +391,7 @@ impl KeyStore for SqliteStore {
         id: Uuid,
         token_sha256: &[u8; 32],
     ) -> StoreResult<Option<IdentityRecord>> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         conn.query_row(
             &format!(
                 "UPDATE identities SET token_sha256 = ?2 WHERE id = ?1 AND revoked_at IS NULL \
@@ -380,7 +410,41 @@ impl KeyStore for SqliteStore {
     }
 
     fn append_audit(&self, records: &[String], chain: &dyn AuditChain) -> StoreResult<u64> {
-        audit::append(&mut self.writer(), records, chain)
+        audit::append(&mut *self.audit_writer()?, records, chain)
+    }
+
+    fn append_audit_deferred(
+        &self,
+        records: &[String],
+        chain: &dyn AuditChain,
+    ) -> StoreResult<u64> {
+        // In WAL mode, synchronous=NORMAL commits to the WAL without syncing it: the
+        // commit survives the process, and the next FULL commit or `sync_audit` syncs
+        // it together with everything before it. The writer goes back to FULL at once.
+        let mut conn = self.audit_writer()?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        let appended = audit::append(&mut conn, records, chain);
+        let restored = conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(map_err);
+        let seq = appended?;
+        restored?;
+        Ok(seq)
+    }
+
+    fn sync_audit(&self) -> StoreResult<()> {
+        // What a FULL commit would have done: sync the WAL (a checkpoint since syncs it
+        // itself before it copies; then the WAL may be gone, and nothing is due).
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal) {
+            Ok(file) => file
+                .sync_data()
+                .map_err(|e| StoreError::Unavailable(format!("cannot sync the WAL: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!("cannot open the WAL: {e}"))),
+        }
     }
 
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>> {
@@ -396,7 +460,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn prune_audit(&self, through: u64, chain: &dyn AuditChain) -> StoreResult<AuditHead> {
-        audit::prune(&mut self.writer(), through, chain)
+        audit::prune(&mut self.lock_writer(), through, chain)
     }
 
     fn lifecycle_candidates(&self) -> StoreResult<Vec<(KeyRecord, String)>> {
@@ -428,7 +492,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn revoke_identity(&self, id: Uuid, revoked_at: &str) -> StoreResult<Option<IdentityRecord>> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         conn.query_row(
             &format!(
                 "UPDATE identities SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 RETURNING {IDENTITY_COLUMNS}"
@@ -451,7 +515,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> StoreResult<bool> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         let sql = "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
         let inserted = conn.execute(sql, params![name, value]).map_err(map_err)?;
         Ok(inserted == 1)
@@ -460,7 +524,7 @@ impl KeyStore for SqliteStore {
     fn replace_meta(&self, name: &str, expected: &[u8], value: &[u8]) -> StoreResult<bool> {
         // One statement is one transaction: the comparison and the write cannot be
         // separated by another writer.
-        let conn = self.writer();
+        let conn = self.writer()?;
         let sql = "UPDATE meta SET value = ?3 WHERE name = ?1 AND value = ?2";
         let replaced = conn
             .execute(sql, params![name, expected, value])
@@ -469,7 +533,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn create_project(&self, project: &ProjectRecord) -> StoreResult<()> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         let sql = "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)";
         conn.execute(
             sql,
@@ -513,7 +577,7 @@ impl KeyStore for SqliteStore {
                 first.key_id, key.id
             )));
         }
-        let mut conn = self.writer();
+        let mut conn = self.writer()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -630,7 +694,7 @@ impl KeyStore for SqliteStore {
         patch: &KeyPatch,
         updated_at: &str,
     ) -> StoreResult<Option<KeyRecord>> {
-        let conn = self.writer();
+        let conn = self.writer()?;
         let sql = format!(
             "UPDATE keys SET name = coalesce(?2, name), description = coalesce(?3, description), \
              is_disabled = coalesce(?4, is_disabled), \
@@ -663,7 +727,7 @@ impl KeyStore for SqliteStore {
 
     fn delete_key(&self, id: Uuid) -> StoreResult<Option<KeyRecord>> {
         let id = id.to_string();
-        let mut conn = self.writer();
+        let mut conn = self.writer()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -686,7 +750,7 @@ impl KeyStore for SqliteStore {
         updated_at: &str,
     ) -> StoreResult<Option<KeyRecord>> {
         let id = record.key_id.to_string();
-        let mut conn = self.writer();
+        let mut conn = self.writer()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -747,7 +811,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn create_access_key(&self, key: &AccessKeyRecord, max_per_identity: usize) -> StoreResult<()> {
-        aws::create_access_key(&mut self.writer(), key, max_per_identity)
+        aws::create_access_key(&mut *self.writer()?, key, max_per_identity)
     }
 
     fn access_key(&self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
@@ -759,11 +823,11 @@ impl KeyStore for SqliteStore {
     }
 
     fn delete_access_key(&self, identity_id: Uuid, access_key_id: &str) -> StoreResult<bool> {
-        aws::delete_access_key(&self.writer(), identity_id, access_key_id)
+        aws::delete_access_key(&*self.writer()?, identity_id, access_key_id)
     }
 
     fn create_alias(&self, alias: &AliasRecord) -> StoreResult<()> {
-        aws::create_alias(&self.writer(), alias)
+        aws::create_alias(&*self.writer()?, alias)
     }
 
     fn alias(&self, project_id: Uuid, name: &str) -> StoreResult<Option<AliasRecord>> {
@@ -781,11 +845,11 @@ impl KeyStore for SqliteStore {
         key_id: Uuid,
         updated_at: &str,
     ) -> StoreResult<bool> {
-        aws::update_alias(&self.writer(), project_id, name, key_id, updated_at)
+        aws::update_alias(&*self.writer()?, project_id, name, key_id, updated_at)
     }
 
     fn delete_alias(&self, project_id: Uuid, name: &str) -> StoreResult<bool> {
-        aws::delete_alias(&self.writer(), project_id, name)
+        aws::delete_alias(&*self.writer()?, project_id, name)
     }
 
     fn update_key_attributes(
@@ -794,7 +858,7 @@ impl KeyStore for SqliteStore {
         set: &std::collections::BTreeMap<String, String>,
         remove: &[String],
     ) -> StoreResult<bool> {
-        attributes::update(&mut self.writer(), key_id, set, remove)
+        attributes::update(&mut *self.writer()?, key_id, set, remove)
     }
 
     fn fragment_ids_in_use(&self) -> StoreResult<Vec<String>> {
@@ -853,7 +917,7 @@ impl KeyStore for SqliteStore {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        let mut conn = self.writer();
+        let mut conn = self.audit_writer()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;

@@ -47,7 +47,9 @@ pub fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         (K::Invalid, "invalid_tag") => "TagException",
         (K::Invalid, "invalid_signature") => "KMSInvalidSignatureException",
         (K::Invalid, "invalid_mac") => "KMSInvalidMacException",
-        (K::Invalid | K::TooLarge | K::Timeout, _) => "ValidationException",
+        (K::Invalid | K::TooLarge | K::Timeout | K::UnsupportedMediaType, _) => {
+            "ValidationException"
+        }
         (K::NotAllowed, _) => "UnsupportedOperationException",
         (K::TooMany, _) => "ThrottlingException",
         (K::Unavailable, "fragment_not_loaded") => "KMSInvalidStateException",

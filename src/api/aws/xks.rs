@@ -66,7 +66,7 @@ fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         (K::TooLarge, "plaintext_too_large") => {
             ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED)
         }
-        (K::Invalid | K::TooLarge | K::Timeout, _) => {
+        (K::Invalid | K::TooLarge | K::Timeout | K::UnsupportedMediaType, _) => {
             ("ValidationException", StatusCode::BAD_REQUEST)
         }
         (K::NotAllowed, _) => ("UnsupportedOperationException", StatusCode::NOT_IMPLEMENTED),

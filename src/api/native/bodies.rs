@@ -51,23 +51,31 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T,
     let Ok(text) = std::str::from_utf8(body) else {
         return Err(refusal("malformed_json", "the body is not UTF-8"));
     };
-    // serde would read an array into a struct field by field: bodies are objects.
-    if text
+    // Every body is an object: serde would read an array into a struct field by field,
+    // and a bare string, number or null is no request either.
+    if !text
         .trim_start_matches(|c: char| c.is_ascii_whitespace())
-        .starts_with('[')
+        .starts_with('{')
     {
-        return Err(refusal("invalid_request", "the body must be a JSON object"));
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => refusal("invalid_request", "the body must be a JSON object"),
+            Err(e) => malformed(&e),
+        });
     }
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => refusal("invalid_request", format!("invalid request: {e}")),
-            _ => refusal(
-                "malformed_json",
-                format!("malformed JSON at line {} column {}", e.line(), e.column()),
-            ),
+            _ => malformed(&e),
         }
     })
+}
+
+fn malformed(e: &serde_json::Error) -> Refusal {
+    refusal(
+        "malformed_json",
+        format!("malformed JSON at line {} column {}", e.line(), e.column()),
+    )
 }
 
 /// A typed id (`KeyId`, `ProjectId`, ...) from its UUID text.
@@ -77,8 +85,10 @@ pub fn id<T: From<Uuid>>(s: &str, what: &str) -> Result<T, Refusal> {
         .map_err(|_| refusal("invalid_id", format!("{what} must be a UUID")))
 }
 
+/// Standard padded base64, as Infisical's SDKs send it: nothing around it (no spaces, no
+/// line breaks).
 pub fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, Refusal> {
-    B64.decode(value.trim()).map_err(|_| {
+    B64.decode(value).map_err(|_| {
         refusal(
             "invalid_base64",
             format!("{field} is not valid base64 (standard alphabet, padded)"),

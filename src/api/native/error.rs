@@ -19,6 +19,11 @@ pub fn status(e: &CoreError) -> StatusCode {
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        // RFC 4918 §11.5: the server cannot store what the request needs.
+        ErrorKind::Unavailable if e.code == crate::core::INSUFFICIENT_STORAGE => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::NotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,11 +16,14 @@ use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use serde_json::Value;
 
 pub(crate) use super::http::Failure;
-use super::http::{credentials, json_response, read_body, HttpFrontend, HttpResponse, RequestInfo};
+use super::http::{
+    credentials, is_json, json_response, read_body, unsupported_media_type, HttpFrontend,
+    HttpResponse, RequestInfo,
+};
 use super::listener::BoxFuture;
 use crate::core::{Caller, CoreError, Frontend, Gateway, Operation};
 pub use routes::{Route, ROUTES};
@@ -96,10 +99,22 @@ impl Native {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        let json_body = is_json(&req);
         let body = match read_body(req, info.body).await {
             Ok(b) => b,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
+        // A body of another type is refused even if it parses: a browser may post
+        // `text/plain` or a form to another site without asking first (no CORS
+        // preflight), but not `application/json`; with mutual TLS, its certificate would
+        // authenticate such a cross-site post.
+        let has_body_method = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+        if has_body_method && !body.is_empty() && !json_body {
+            let e = unsupported_media_type(
+                "a request body must be sent with Content-Type: application/json",
+            );
+            return (self.refused(&caller, operation, e).await, label);
+        }
         let input = Input {
             gateway: &self.gateway,
             caller: &caller,

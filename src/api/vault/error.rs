@@ -17,6 +17,7 @@ pub fn status(e: &CoreError) -> StatusCode {
     match e.kind {
         // Vault answers 400 for a request it could not read.
         ErrorKind::Invalid | ErrorKind::Conflict | ErrorKind::Timeout => StatusCode::BAD_REQUEST,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::Unauthenticated | ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::NotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -22,7 +22,8 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::http::{
-    credentials, json_response, read_body, Failure, HttpFrontend, HttpResponse, RequestInfo,
+    credentials, is_json, json_response, read_body, unsupported_media_type, Failure, HttpFrontend,
+    HttpResponse, RequestInfo,
 };
 use super::listener::BoxFuture;
 use crate::core::attributes::ResolvedKey;
@@ -166,6 +167,11 @@ impl Vault {
             }
             _ => None,
         };
+        // A request with neither X-Vault-Token nor Authorization, whose client certificate
+        // alone authenticates it, could come from a page of another site in a browser
+        // holding that certificate; such a page cannot send JSON without asking first.
+        let by_certificate = matches!(presented, crate::core::login::Credentials::TlsSubject(_));
+        let json_body = is_json(&req);
         match self.gateway.authenticate(presented).await {
             Ok(p) => caller.principal = Some(p),
             Err(e) => return (self.refused(&caller, operation, e).await, label),
@@ -174,6 +180,12 @@ impl Vault {
             Ok(b) => b,
             Err(e) => return (self.refused(&caller, operation, e).await, label),
         };
+        if by_certificate && !body.is_empty() && !json_body {
+            let e = unsupported_media_type(
+                "a request authenticated by its client certificate alone must send its body with Content-Type: application/json",
+            );
+            return (self.refused(&caller, operation, e).await, label);
+        }
         let params = match Params::parse(&body) {
             Ok(p) => p,
             Err(r) => {

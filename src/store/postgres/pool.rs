@@ -80,6 +80,8 @@ pub(super) fn map_code(code: &SqlState, detail: String) -> StoreError {
     let class = &code.code()[..2];
     if *code == SqlState::UNIQUE_VIOLATION {
         StoreError::Conflict(detail)
+    } else if *code == SqlState::DISK_FULL {
+        StoreError::InsufficientStorage(detail)
     } else if matches!(class, "08" | "53" | "57" | "58")
         || *code == SqlState::READ_ONLY_SQL_TRANSACTION
         || *code == SqlState::LOCK_NOT_AVAILABLE
