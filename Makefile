@@ -34,7 +34,7 @@ test-kryoptic: kryoptic
 test-clients:
 	scripts/client-tests.sh
 
-## test-fuzz: every cargo fuzz target of fuzz/ for KMSGW_FUZZ_SECONDS (default 60) each.
+## test-fuzz: every cargo fuzz target of fuzz/ for KMSGW_FUZZ_SECONDS (default 30) each.
 .PHONY: test-fuzz
 test-fuzz:
 	scripts/fuzz.sh

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [TARGET...]
 #
 # With no arguments every target that `cargo fuzz list` names is run (KMSGW_FUZZ_TARGETS,
-# space-separated, overrides that). Each runs for KMSGW_FUZZ_SECONDS (default 60) with
+# space-separated, overrides that). Each runs for KMSGW_FUZZ_SECONDS (default 30) with
 # -max_len=65536 -rss_limit_mb=512, starting from the committed seeds in fuzz/seeds/TARGET/
 # and the local corpus fuzz/corpus/TARGET/ (not committed; it grows from run to run).
 #
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 CARGO_FUZZ_VERSION=0.13.2
-seconds=${KMSGW_FUZZ_SECONDS:-60}
+seconds=${KMSGW_FUZZ_SECONDS:-30}
 
 say() { echo "fuzz: $*" >&2; }
 die() { say "$*"; exit 1; }

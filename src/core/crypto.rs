@@ -140,11 +140,8 @@ fn check_exact_mac(key: &crate::store::KeyRecord, req: &Mac) -> Result<(), CoreE
 /// The key named in a ciphertext of DESIGN.md §4, if it has the form of one (for
 /// front-ends whose decrypt may name no key: the ciphertext does).
 pub fn ciphertext_key(ciphertext: &[u8]) -> Option<KeyId> {
-    const SHORTEST: usize = 1 + 16 + 4 + 12 + 16;
-    if ciphertext.len() < SHORTEST || ciphertext[0] != 0x01 {
-        return None;
-    }
-    uuid::Uuid::from_slice(&ciphertext[1..17]).ok().map(KeyId)
+    let header = crate::crypto::decode_ciphertext_header(ciphertext).ok()?;
+    Some(KeyId(uuid::Uuid::from_bytes(header.key_id)))
 }
 
 fn sign_request(r: &Sign) -> SignRequest<'_> {

@@ -6,17 +6,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::record::{parse_entries, FragmentFile};
 use super::{FragmentError, FragmentId, FragmentRecord};
-
-/// The whole file.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FragmentFile {
-    pub customer_fragments: Vec<FragmentRecord>,
-}
 
 impl FragmentFile {
     /// The index of the one entry with `id`; none, or more than one, is an error.
@@ -39,20 +32,12 @@ impl FragmentFile {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    customer_fragments: Vec<serde_json::Value>,
-}
-
 pub(super) fn parse_raw(json: &str, origin: &str) -> Result<Vec<serde_json::Value>, FragmentError> {
-    serde_json::from_str::<RawFile>(json)
-        .map(|f| f.customer_fragments)
-        .map_err(|e| FragmentError::FileMalformed {
-            origin: origin.to_owned(),
-            // serde_json's message names line and column, never the content.
-            reason: e.to_string(),
-        })
+    parse_entries(json).map_err(|e| FragmentError::FileMalformed {
+        origin: origin.to_owned(),
+        // serde_json's message names line and column, never the content.
+        reason: e.to_string(),
+    })
 }
 
 /// `None` if the file does not exist.

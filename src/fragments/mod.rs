@@ -4,6 +4,7 @@
 //! [`FragmentHsm`] seam; this module never opens PKCS#11 itself.
 
 mod file;
+mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -12,104 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, Secret32};
 use crate::hsm::{Hsm, HsmError};
 use crate::random::RandomSource;
 
-pub use file::{
-    append_fragment, read_fragment_file, replace_fragment, write_secret_file, FragmentFile,
+pub use file::{append_fragment, read_fragment_file, replace_fragment, write_secret_file};
+use record::{wrap_encrypt_labels, Checked};
+pub use record::{
+    FragmentFile, FragmentId, FragmentKeyRole, FragmentRecord, FragmentType, LabelOwner,
 };
-
-/// A fragment id such as `cf-7f3a9c2e51d04b8a`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FragmentId(pub String);
-
-impl fmt::Display for FragmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FragmentType {
-    /// No HSM: FV = HKDF(salt = standard salt, IKM = seed).
-    Standard,
-    /// FV derived in the HSM once at start-up and kept in memory.
-    HsmWrapped,
-    /// FV derived in the HSM for every operation and never kept.
-    HsmSecured,
-    /// As `hsm_wrapped`, but the seed in the file is itself sealed by an HSM AES key
-    /// (`kek_label`); see [`seal_seed`]. Re-wrapping the seed leaves the FV unchanged.
-    HsmWrapEncrypt,
-}
-
-impl FragmentType {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "standard" => Some(Self::Standard),
-            "hsm_wrapped" => Some(Self::HsmWrapped),
-            "hsm_secured" => Some(Self::HsmSecured),
-            "hsm_wrap_encrypt" => Some(Self::HsmWrapEncrypt),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Standard => "standard",
-            Self::HsmWrapped => "hsm_wrapped",
-            Self::HsmSecured => "hsm_secured",
-            Self::HsmWrapEncrypt => "hsm_wrap_encrypt",
-        }
-    }
-
-    pub fn needs_hsm(self) -> bool {
-        !matches!(self, Self::Standard)
-    }
-}
-
-/// One entry of `customer_fragments.json`. `value` is the base64 seed: a secret (for
-/// `hsm_wrap_encrypt`, the seed sealed under `kek_label`, see [`seal_seed`]).
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FragmentRecord {
-    pub id: FragmentId,
-    pub name: String,
-    pub fragment_type: FragmentType,
-    pub value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hsm_key_label: Option<String>,
-    /// `hsm_wrap_encrypt` only: label of the HSM AES-256 key that seals the seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kek_label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub created_at: String,
-}
-
-impl Drop for FragmentRecord {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.value);
-    }
-}
-
-impl fmt::Debug for FragmentRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FragmentRecord")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("fragment_type", &self.fragment_type)
-            .field("value", &"[redacted]")
-            .field("hsm_key_label", &self.hsm_key_label)
-            .field("kek_label", &self.kek_label)
-            .finish()
-    }
-}
 
 /// Where fragments come from.
 #[derive(Clone)]
@@ -414,18 +328,6 @@ pub fn rewrap_seed(
     Ok(updated)
 }
 
-/// The HMAC key label and the KEK label of an `hsm_wrap_encrypt` entry, both required.
-fn wrap_encrypt_labels(rec: &FragmentRecord) -> Result<(&str, &str), String> {
-    fn non_empty(l: &Option<String>) -> Option<&str> {
-        l.as_deref().filter(|l| !l.trim().is_empty())
-    }
-    let hmac = non_empty(&rec.hsm_key_label)
-        .ok_or_else(|| "type hsm_wrap_encrypt needs hsm_key_label".to_string())?;
-    let kek = non_empty(&rec.kek_label)
-        .ok_or_else(|| "type hsm_wrap_encrypt needs kek_label".to_string())?;
-    Ok((hmac, kek))
-}
-
 /// FV of an HSM fragment: PRK = HMAC_hsm(seed) in the HSM, then HKDF-Expand in software.
 pub fn derive_hsm_value(
     hsm: &dyn FragmentHsm,
@@ -435,22 +337,6 @@ pub fn derive_hsm_value(
 ) -> Result<Secret32, HsmError> {
     let prk = hsm.hmac_sha256(key_label, seed)?;
     Ok(crypto::fragment_value_from_prk(&prk, &id.0))
-}
-
-/// The seed of an entry that stores it in the clear (base64, at least 16 bytes).
-fn plain_seed(rec: &FragmentRecord) -> Result<Zeroizing<Vec<u8>>, String> {
-    let seed = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(rec.value.trim())
-            .map_err(|_| "the seed (value) is not valid base64".to_string())?,
-    );
-    if seed.len() < 16 {
-        return Err(format!(
-            "the seed is {} bytes; at least 16 are required",
-            seed.len()
-        ));
-    }
-    Ok(seed)
 }
 
 enum Entry {
@@ -473,31 +359,6 @@ pub struct FragmentStatus {
     pub fragment_type: Option<FragmentType>,
     /// `None` when loaded, else why not.
     pub problem: Option<String>,
-}
-
-/// What a fragment uses an HSM key for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FragmentKeyRole {
-    /// `hsm_key_label`: the HMAC key the fragment value is derived with.
-    Hmac,
-    /// `kek_label`: the AES key that seals an `hsm_wrap_encrypt` seed.
-    KeyEncryption,
-}
-
-impl fmt::Display for FragmentKeyRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Hmac => "HMAC key",
-            Self::KeyEncryption => "key-encryption key",
-        })
-    }
-}
-
-/// Whose an HSM label named by the fragment file is (see [`Fragments::label_owner`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelOwner {
-    pub fragment: FragmentId,
-    pub role: FragmentKeyRole,
 }
 
 /// The loaded fragments. A fragment that failed to load is remembered with its reason;
@@ -545,66 +406,21 @@ impl Fragments {
             FragmentSource::File(path) => file::read_raw(path)?.unwrap_or_default(),
             FragmentSource::Inline(json) => file::parse_raw(json, "CUSTOMER_FRAGMENTS")?,
         };
+        let sorted = record::sort_entries(raw_entries);
         let mut out = Self {
             hsm,
+            labels: sorted.labels,
+            failed: sorted.failed,
+            anonymous_failures: sorted.anonymous_failures,
             ..Self::empty()
         };
-        let mut seen: HashMap<FragmentId, usize> = HashMap::new();
-        let mut records = Vec::new();
-        for (index, raw) in raw_entries.into_iter().enumerate() {
-            let id_hint = raw
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(|s| FragmentId(s.to_owned()));
-            // Read from the raw entry, so that the labels of an entry that does not load
-            // (malformed, its key missing) are reserved too.
-            for (field, role) in [
-                ("hsm_key_label", FragmentKeyRole::Hmac),
-                ("kek_label", FragmentKeyRole::KeyEncryption),
-            ] {
-                if let Some(label) = raw.get(field).and_then(|v| v.as_str()) {
-                    if !label.trim().is_empty() {
-                        out.labels.entry(label.to_owned()).or_insert(LabelOwner {
-                            fragment: id_hint
-                                .clone()
-                                .unwrap_or_else(|| FragmentId(format!("(entry {index})"))),
-                            role,
-                        });
-                    }
-                }
-            }
-            match serde_json::from_value::<FragmentRecord>(raw) {
-                Ok(rec) => {
-                    *seen.entry(rec.id.clone()).or_default() += 1;
-                    records.push(rec);
-                }
-                Err(e) => {
-                    let reason = format!("entry {index} is malformed: {e}");
-                    match id_hint {
-                        Some(id) => {
-                            out.failed.insert(id, reason);
-                        }
-                        None => out.anonymous_failures.push(reason),
-                    }
-                }
-            }
-        }
-        for rec in records {
-            let id = rec.id.clone();
-            if seen.get(&id).copied().unwrap_or(0) > 1 {
-                out.failed
-                    .insert(id, "the id appears more than once in the file".into());
-                continue;
-            }
-            if out.failed.contains_key(&id) {
-                continue;
-            }
+        for rec in sorted.records {
             match out.load_one(&rec) {
                 Ok(entry) => {
-                    out.entries.insert(id, entry);
+                    out.entries.insert(rec.id.clone(), entry);
                 }
                 Err(reason) => {
-                    out.failed.insert(id, reason);
+                    out.failed.insert(rec.id.clone(), reason);
                 }
             }
         }
@@ -618,28 +434,17 @@ impl Fragments {
     }
 
     fn load_one(&self, rec: &FragmentRecord) -> Result<Entry, String> {
-        if rec.id.0.trim().is_empty() {
-            return Err("the id is empty".into());
-        }
-        if rec.kek_label.is_some() && rec.fragment_type != FragmentType::HsmWrapEncrypt {
-            return Err(format!(
-                "kek_label applies only to hsm_wrap_encrypt, not to {}",
-                rec.fragment_type.as_str()
-            ));
-        }
-        match rec.fragment_type {
-            FragmentType::Standard => Ok(Entry::Ready {
+        match record::check(rec)? {
+            Checked::Standard { seed } => Ok(Entry::Ready {
                 fragment_type: FragmentType::Standard,
-                value: crypto::standard_fragment_value(&plain_seed(rec)?, &rec.id.0),
+                value: crypto::standard_fragment_value(&seed, &rec.id.0),
             }),
-            FragmentType::HsmWrapEncrypt => self.load_wrap_encrypt(rec),
-            t @ (FragmentType::HsmWrapped | FragmentType::HsmSecured) => {
-                let seed = plain_seed(rec)?;
-                let label = rec
-                    .hsm_key_label
-                    .clone()
-                    .filter(|l| !l.is_empty())
-                    .ok_or_else(|| format!("type {} needs hsm_key_label", t.as_str()))?;
+            Checked::WrapEncrypt {
+                hmac_label,
+                kek_label,
+            } => self.load_wrap_encrypt(rec, hmac_label, kek_label),
+            Checked::Hmac { seed, label } => {
+                let t = rec.fragment_type;
                 let hsm = self.hsm.as_ref().ok_or_else(|| {
                     format!("type {} needs an HSM, and none is configured", t.as_str())
                 })?;
@@ -665,8 +470,12 @@ impl Fragments {
 
     /// `hsm_wrap_encrypt`: the seed is unsealed in the HSM, the FV derived exactly as for
     /// `hsm_wrapped` and cached; the seed itself is not kept.
-    fn load_wrap_encrypt(&self, rec: &FragmentRecord) -> Result<Entry, String> {
-        let (hmac_label, kek_label) = wrap_encrypt_labels(rec)?;
+    fn load_wrap_encrypt(
+        &self,
+        rec: &FragmentRecord,
+        hmac_label: &str,
+        kek_label: &str,
+    ) -> Result<Entry, String> {
         let hsm = self.hsm.as_ref().ok_or_else(|| {
             "type hsm_wrap_encrypt needs an HSM, and none is configured".to_string()
         })?;

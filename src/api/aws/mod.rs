@@ -9,13 +9,13 @@
 
 mod crypto;
 mod error;
+mod fields;
 mod keys;
 pub mod sigv4;
 pub mod xks;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
@@ -24,12 +24,12 @@ use serde_json::{Map, Value};
 use super::http::{json_response, read_body, Failure, HttpFrontend, HttpResponse, RequestInfo};
 use super::listener::BoxFuture;
 use crate::core::{Caller, CoreError, Frontend, Gateway, KeyId, Operation, ProjectId};
+pub use fields::B64;
+use fields::{lower_first, Fields, Refusal};
 
 /// The service name requests are signed for.
 pub const SERVICE: &str = "kms";
 const TARGET_PREFIX: &str = "TrentService.";
-
-pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// What key and alias ARNs say: `arn:aws:kms:<region>:<account_id>:key/<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,94 +107,46 @@ fn input(e: CoreError) -> Failure {
     Failure::Input(e)
 }
 
-fn wrong_type(name: &str, what: &str) -> Failure {
-    input(CoreError::invalid(
-        "malformed_json",
-        format!("{name} must be {what}"),
-    ))
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        input(CoreError::invalid(r.code, r.message))
+    }
 }
 
 impl Ctx<'_> {
+    fn fields(&self) -> Fields<'_> {
+        Fields(&self.params)
+    }
+
     pub fn str(&self, name: &str) -> Result<Option<&str>, Failure> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(wrong_type(name, "a string")),
-        }
+        Ok(self.fields().str(name)?)
     }
 
     pub fn required_str(&self, name: &str) -> Result<&str, Failure> {
-        self.str(name)?.filter(|s| !s.is_empty()).ok_or_else(|| {
-            input(error::validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(name)
-            )))
-        })
+        Ok(self.fields().required_str(name)?)
     }
 
     pub fn int(&self, name: &str) -> Result<Option<i64>, Failure> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| wrong_type(name, "an integer")),
-            Some(_) => Err(wrong_type(name, "an integer")),
-        }
+        Ok(self.fields().int(name)?)
     }
 
-    /// A blob field (base64 in the JSON protocol); `None` when absent.
-    pub fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, Failure> {
-        match self.str(name)? {
-            None => Ok(None),
-            Some(s) => B64
-                .decode(s)
-                .map(Some)
-                .map_err(|_| wrong_type(name, "base64 (a blob)")),
-        }
-    }
-
+    /// A blob field (base64 in the JSON protocol).
     pub fn required_blob(&self, name: &str) -> Result<Vec<u8>, Failure> {
-        self.blob(name)?.ok_or_else(|| {
-            input(error::validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(name)
-            )))
-        })
+        Ok(self.fields().required_blob(name)?)
     }
 
     /// A map of strings (`EncryptionContext`); empty when absent.
     pub fn string_map(&self, name: &str) -> Result<crate::core::crypto::Context, Failure> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(Default::default()),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(wrong_type(name, "a map of strings")),
-                })
-                .collect(),
-            Some(_) => Err(wrong_type(name, "a map of strings")),
-        }
+        Ok(self.fields().string_map(name)?)
     }
 
     pub fn list(&self, name: &str) -> Result<Vec<Value>, Failure> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a.clone()),
-            Some(_) => Err(wrong_type(name, "a list")),
-        }
+        Ok(self.fields().list(name)?)
     }
 
     /// Refuses a field this gateway does not support when it is set.
     pub fn refuse_field(&self, name: &str, why: &str) -> Result<(), Failure> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(()),
-            Some(Value::Bool(false)) => Ok(()),
-            Some(_) => Err(input(error::unsupported(format!(
-                "{name} is not supported: {why}"
-            )))),
-        }
+        Ok(self.fields().refuse_field(name, why)?)
     }
 
     /// The caller's project: AWS has no project parameter, so an identity bound to one
@@ -241,14 +193,6 @@ impl Ctx<'_> {
 
     pub fn arn(&self, id: KeyId) -> Value {
         Value::String(self.arns.key(id.0))
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 
@@ -352,9 +296,12 @@ impl Aws {
             };
             return (self.refused(&caller, operation, e).await, label);
         }
-        let params = match parse_body(&body) {
+        let params = match fields::parse_body(&body) {
             Ok(p) => p,
-            Err(e) => return (self.refused(&caller, operation, e).await, label),
+            Err(r) => {
+                let e = CoreError::invalid(r.code, r.message);
+                return (self.refused(&caller, operation, e).await, label);
+            }
         };
         let ctx = Ctx {
             gateway: &self.gateway,
@@ -422,23 +369,6 @@ pub(crate) async fn authenticate(
             sigv4::verify(&signed, &auth, service, secret, now).map_err(sig_error)
         })
         .await
-}
-
-fn parse_body(body: &[u8]) -> Result<Map<String, Value>, CoreError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(CoreError::invalid(
-            "malformed_json",
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(CoreError::invalid(
-            "malformed_json",
-            format!("malformed JSON at line {} column {}", e.line(), e.column()),
-        )),
-    }
 }
 
 fn ok(body: &Value, request_id: &str) -> HttpResponse {

@@ -1,9 +1,9 @@
 //! Installation routes: status (the organisation id), projects, the root encryption
 //! strategy, the HSM, fragments and store as an administrator sees them, and the audit log.
 
-use serde::Deserialize;
 use serde_json::json;
 
+use super::bodies::{CreateProjectBody, SetStrategyBody};
 use super::json::{self, bad, parse};
 use super::{Input, Reply};
 use crate::keys::root::RootStrategy;
@@ -13,13 +13,8 @@ pub async fn status(input: Input<'_>) -> Reply {
     Ok(json!({"orgId": org.to_string(), "version": env!("CARGO_PKG_VERSION")}))
 }
 
-#[derive(Deserialize)]
-struct CreateProject {
-    name: String,
-}
-
 pub async fn create_project(input: Input<'_>) -> Reply {
-    let req: CreateProject = parse(&input.body)?;
+    let req: CreateProjectBody = parse(&input.body)?;
     let p = input.gateway.create_project(input.caller, req.name).await?;
     Ok(json!({"project": {"id": p.id.to_string(), "name": p.name, "createdAt": p.created_at}}))
 }
@@ -34,15 +29,10 @@ pub async fn list_projects(input: Input<'_>) -> Reply {
     Ok(json!({ "projects": projects }))
 }
 
-#[derive(Deserialize)]
-struct SetStrategy {
-    strategy: String,
-}
-
 /// GET shows the root encryption strategy; PATCH `{strategy}` switches it.
 pub async fn encryption_strategy(input: Input<'_>, set: bool) -> Reply {
     let to = if set {
-        let req: SetStrategy = parse(&input.body)?;
+        let req: SetStrategyBody = parse(&input.body)?;
         Some(
             RootStrategy::parse(&req.strategy)
                 .ok_or_else(|| bad("invalid_strategy", "strategy must be software or hsm"))?,

@@ -2,39 +2,21 @@
 //! MACs, data keys and re-encryption. Bodies may repeat the path's `keyId`, as Infisical's Node
 //! SDK sends it; it must then name the same key.
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::bodies::{
+    self, DataKeyBody, DecryptBody, EncryptBody, MacBody, ReEncryptBody, SignBody,
+};
 use super::json::{self, bad, decode_b64, parse, B64};
 use super::{Failure, Input, Reply};
 use crate::core::crypto::{DataKey, Decrypt, Encrypt, Mac, MacAlgorithm, ReEncrypt, Sign};
-use crate::core::{CoreError, KeyId};
+use crate::core::KeyId;
 
 /// The path's key id, checked against a `keyId` the body repeats.
 fn key_id(input: &Input<'_>, in_body: Option<&str>) -> Result<KeyId, Failure> {
-    let id: KeyId = json::id(&input.params[0], "keyId")?;
-    match in_body {
-        Some(b) if Uuid::parse_str(b).ok() != Some(id.0) => Err(bad(
-            "key_id_mismatch",
-            "the body's keyId is not the key of the path",
-        )),
-        _ => Ok(id),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EncryptBody {
-    plaintext: String,
-    #[serde(default)]
-    encryption_context: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    key_id: Option<String>,
+    Ok(KeyId(bodies::key_id(&input.params[0], in_body)?))
 }
 
 pub async fn encrypt(input: Input<'_>) -> Reply {
@@ -43,13 +25,12 @@ pub async fn encrypt(input: Input<'_>) -> Reply {
     let encoded = Zeroizing::new(req.plaintext);
     let max = input.gateway.limits().max_plaintext_bytes;
     // Refused before decoding a plaintext far over the limit.
-    if encoded.len() > max.div_ceil(3) * 4 + 4 {
-        return Err(Failure::Input(CoreError::too_large(
-            "plaintext_too_large",
-            format!("plaintext must be at most {max} bytes"),
-        )));
-    }
-    let plaintext = Zeroizing::new(decode_b64("plaintext", &encoded)?);
+    let plaintext = Zeroizing::new(bodies::bounded_b64(
+        "plaintext",
+        &encoded,
+        max,
+        "plaintext_too_large",
+    )?);
     let request = Encrypt {
         key_id,
         plaintext,
@@ -57,16 +38,6 @@ pub async fn encrypt(input: Input<'_>) -> Reply {
     };
     let out = input.gateway.encrypt(input.caller, request).await?;
     Ok(json!({"ciphertext": B64.encode(out.ciphertext)}))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DecryptBody {
-    ciphertext: String,
-    #[serde(default)]
-    encryption_context: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    key_id: Option<String>,
 }
 
 pub async fn decrypt(input: Input<'_>) -> Reply {
@@ -81,19 +52,6 @@ pub async fn decrypt(input: Input<'_>) -> Reply {
     // The response body holds the plaintext's base64 until it is sent; it is not
     // zeroised (see docs/SECURITY.md).
     Ok(json!({"plaintext": B64.encode(out.plaintext.as_slice())}))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignBody {
-    data: String,
-    signing_algorithm: String,
-    #[serde(default)]
-    is_digest: bool,
-    #[serde(default)]
-    signature: Option<String>,
-    #[serde(default)]
-    key_id: Option<String>,
 }
 
 fn sign_request(input: &Input<'_>, req: &SignBody) -> Result<Sign, Failure> {
@@ -152,18 +110,6 @@ fn mac_algorithm_name(algorithm: MacAlgorithm) -> &'static str {
         .map_or("", |(n, _)| n)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MacBody {
-    data: String,
-    #[serde(default)]
-    mac_algorithm: Option<String>,
-    #[serde(default)]
-    mac: Option<String>,
-    #[serde(default)]
-    key_id: Option<String>,
-}
-
 fn mac_request(input: &Input<'_>, req: &MacBody) -> Result<Mac, Failure> {
     let key_id = key_id(input, req.key_id.as_deref())?;
     let algorithm = match req.mac_algorithm.as_deref() {
@@ -183,15 +129,9 @@ fn mac_request(input: &Input<'_>, req: &MacBody) -> Result<Mac, Failure> {
     };
     let max = input.gateway.limits().max_plaintext_bytes;
     // Refused before decoding data far over the limit.
-    if req.data.len() > max.div_ceil(3) * 4 + 4 {
-        return Err(Failure::Input(CoreError::too_large(
-            "data_too_large",
-            format!("data must be at most {max} bytes"),
-        )));
-    }
     Ok(Mac {
         key_id,
-        data: decode_b64("data", &req.data)?,
+        data: bodies::bounded_b64("data", &req.data, max, "data_too_large")?,
         algorithm,
         exact: false,
     })
@@ -242,31 +182,12 @@ pub async fn signing_algorithms(input: Input<'_>) -> Reply {
     Ok(json!({"signingAlgorithms": algorithms}))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DataKeyBody {
-    key_spec: String,
-    #[serde(default)]
-    encryption_context: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    without_plaintext: bool,
-}
-
 /// `generate-data-key` and `generate-data-key-without-plaintext` (the route decides;
 /// `withoutPlaintext` in the body does the same).
 pub async fn generate_data_key(input: Input<'_>) -> Reply {
     let req: DataKeyBody = parse(&input.body)?;
     let key_id = key_id(&input, None)?;
-    let length = match req.key_spec.as_str() {
-        "AES_256" => 32,
-        "AES_128" => 16,
-        other => {
-            return Err(bad(
-                "invalid_key_spec",
-                format!("keySpec {other:?} is not AES_256 or AES_128"),
-            ))
-        }
-    };
+    let length = bodies::data_key_length(&req.key_spec)?;
     let without = req.without_plaintext || input.template.ends_with("without-plaintext");
     let request = DataKey {
         key_id,
@@ -283,18 +204,6 @@ pub async fn generate_data_key(input: Input<'_>) -> Reply {
         body["plaintext"] = B64.encode(plaintext.as_slice()).into();
     }
     Ok(body)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReEncryptBody {
-    ciphertext: String,
-    #[serde(default)]
-    encryption_context: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    destination_key_id: Option<String>,
-    #[serde(default)]
-    destination_encryption_context: Option<BTreeMap<String, String>>,
 }
 
 pub async fn re_encrypt(input: Input<'_>) -> Reply {

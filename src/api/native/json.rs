@@ -1,56 +1,35 @@
-//! JSON in and out for the native API: parsing bodies (unknown fields are ignored, as
-//! Infisical does), base64, ids and numbers, and the JSON shapes of keys and identities.
+//! JSON in and out for the native API: the adapter's side of parsing bodies, base64 and
+//! ids (the parsing itself is `bodies`'), query numbers, and the JSON shapes of keys and
+//! identities.
 
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::bodies::{self, Refusal, RefusalKind};
 use super::Failure;
 use crate::core::identities::IdentityView;
 use crate::core::CoreError;
 use crate::store::KeyRecord;
 
-pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+pub use super::bodies::B64;
 
 pub fn bad(code: &'static str, message: impl Into<String>) -> Failure {
     Failure::Input(CoreError::invalid(code, message))
 }
 
-/// The body as `T`; an empty body is read as `{}` when `empty_ok`.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, Failure> {
-    let body: &[u8] = if body.is_empty() && empty_ok {
-        b"{}"
-    } else {
-        body
-    };
-    if body.is_empty() {
-        return Err(bad("malformed_json", "a JSON body is required"));
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Input(match r.kind {
+            RefusalKind::Invalid => CoreError::invalid(r.code, r.message),
+            RefusalKind::TooLarge => CoreError::too_large(r.code, r.message),
+        })
     }
-    // Every body is an object: serde would read an array into a struct field by field,
-    // and a bare string, number or null is no request either.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => bad("invalid_request", "the body must be a JSON object"),
-                Err(e) => malformed(&e),
-            },
-        );
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => bad("invalid_request", format!("invalid request: {e}")),
-            _ => malformed(&e),
-        }
-    })
 }
 
-fn malformed(e: &serde_json::Error) -> Failure {
-    bad(
-        "malformed_json",
-        format!("malformed JSON at line {} column {}", e.line(), e.column()),
-    )
+/// The body as `T`; an empty body is read as `{}` when `empty_ok`.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, Failure> {
+    Ok(bodies::parse_body(body, empty_ok)?)
 }
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
@@ -59,20 +38,11 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
 
 /// A typed id (`KeyId`, `ProjectId`, ...) from its UUID text.
 pub fn id<T: From<Uuid>>(s: &str, what: &str) -> Result<T, Failure> {
-    Uuid::parse_str(s)
-        .map(T::from)
-        .map_err(|_| bad("invalid_id", format!("{what} must be a UUID")))
+    Ok(bodies::id(s, what)?)
 }
 
-/// Standard padded base64, as Infisical's SDKs send it: nothing around it (no spaces, no
-/// line breaks).
 pub fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, Failure> {
-    B64.decode(value).map_err(|_| {
-        bad(
-            "invalid_base64",
-            format!("{field} is not valid base64 (standard alphabet, padded)"),
-        )
-    })
+    Ok(bodies::decode_b64(field, value)?)
 }
 
 /// A non-negative integer query parameter, `default` when absent.

@@ -1,9 +1,9 @@
 //! Key administration routes: create, list, get (by id and by name), update, delete
 //! (scheduled), cancel deletion, rotate.
 
-use serde::Deserialize;
 use serde_json::json;
 
+use super::bodies::{CreateKeyBody, DeleteKeyBody, PatchKeyBody};
 use super::json::{self, bad, parse, parse_body};
 use super::{Input, Reply};
 use crate::core::keys::CreateKey;
@@ -35,33 +35,7 @@ fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
     table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Create {
-    project_id: String,
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    key_usage: Option<String>,
-    #[serde(default)]
-    encryption_algorithm: Option<String>,
-    #[serde(default)]
-    customer_fragment_id: Option<String>,
-    /// `software` (default) or `hsm`.
-    #[serde(default)]
-    protection: Option<String>,
-    /// With protection `hsm`: adopt this existing HSM key instead of generating one.
-    #[serde(default)]
-    hsm_key_label: Option<String>,
-    /// With `hsmKeyLabel`: generate the key under that label if it does not exist.
-    #[serde(default)]
-    create_if_missing: bool,
-    #[serde(default)]
-    rotation_period_days: Option<u32>,
-}
-
-fn protection(req: &Create) -> Result<Protection, super::Failure> {
+fn protection(req: &CreateKeyBody) -> Result<Protection, super::Failure> {
     match req.protection.as_deref() {
         None | Some("software") => {
             if req.hsm_key_label.is_some() || req.create_if_missing {
@@ -84,7 +58,7 @@ fn protection(req: &Create) -> Result<Protection, super::Failure> {
 }
 
 pub async fn create(input: Input<'_>) -> Reply {
-    let req: Create = parse(&input.body)?;
+    let req: CreateKeyBody = parse(&input.body)?;
     let project_id = json::id(&req.project_id, "projectId")?;
     let usage = match req.key_usage.as_deref() {
         None => None,
@@ -180,34 +154,9 @@ pub async fn by_name(input: Input<'_>) -> Reply {
     Ok(json!({"key": json::key(&key, input.gateway.org_id())}))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Patch {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    is_disabled: Option<bool>,
-    #[serde(default)]
-    min_decryption_version: Option<u32>,
-    /// A number sets the period; `null` turns automatic rotation off.
-    #[serde(default, deserialize_with = "some_option")]
-    rotation_period_days: Option<Option<u32>>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn some_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 pub async fn update(input: Input<'_>) -> Reply {
     let id = json::id(&input.params[0], "keyId")?;
-    let req: Patch = parse(&input.body)?;
+    let req: PatchKeyBody = parse(&input.body)?;
     let patch = KeyPatch {
         name: req.name,
         description: req.description,
@@ -220,18 +169,11 @@ pub async fn update(input: Input<'_>) -> Reply {
     Ok(json!({"key": json::key(&key, input.gateway.org_id())}))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Delete {
-    #[serde(default)]
-    pending_window_days: Option<u32>,
-}
-
 /// Schedules the key's destruction after `pendingWindowDays` (query or body; 7 to 30,
 /// default 30). Infisical's SDKs send a body `{}`.
 pub async fn delete(input: Input<'_>) -> Reply {
     let id = json::id(&input.params[0], "keyId")?;
-    let body: Delete = parse_body(&input.body, true)?;
+    let body: DeleteKeyBody = parse_body(&input.body, true)?;
     let days = match input.query.get("pendingWindowDays") {
         Some(v) => Some(v.parse().map_err(|_| {
             bad(

@@ -4,6 +4,7 @@
 //! and renders the result; every decision of policy is the core's.
 
 mod admin;
+mod bodies;
 mod crypto;
 mod error;
 mod identities;

@@ -168,12 +168,10 @@ fn fit(template: &str, path: &str) -> Option<Vec<String>> {
                 if h.is_empty() {
                     return None;
                 }
-                let decoded =
-                    form_urlencoded::parse(format!("v={}", h.replace('+', "%2B")).as_bytes())
-                        .next()
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap_or_default();
-                params.push(decoded);
+                // Percent-decoding of a path segment: `+` and `&` are themselves here,
+                // not a space and a separator as in a query.
+                let decoded = percent_encoding::percent_decode_str(h).decode_utf8_lossy();
+                params.push(decoded.into_owned());
             }
             (Some(w), Some(h)) if w == h => {}
             _ => return None,
@@ -276,6 +274,27 @@ mod tests {
             find(&Method::GET, "/api/v1/kms/keys//encrypt"),
             Match::None
         ));
+    }
+
+    #[test]
+    fn a_key_name_in_the_path_is_percent_decoded_whole() {
+        // `&` cut the name short while segments were decoded as a form.
+        for (segment, name) in [
+            ("a&b", "a&b"),
+            ("a%26b=c", "a&b=c"),
+            ("a+b", "a+b"),
+            ("a%20b", "a b"),
+            ("%E2%82%AC", "\u{20ac}"),
+        ] {
+            let path = format!("/api/v1/kms/keys/key-name/{segment}");
+            match find(&Method::GET, &path) {
+                Match::Found(r, p) => {
+                    assert_eq!(r.operation, O::GetKeyByName);
+                    assert_eq!(p, vec![name.to_string()], "{segment}");
+                }
+                _ => panic!("key-name route not found for {segment}"),
+            }
+        }
     }
 
     /// Every route is in the OpenAPI document, with its method; and the document has no

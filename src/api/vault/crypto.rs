@@ -14,9 +14,10 @@ use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
+use super::bad;
 use super::error::{is_user_error, message};
 use super::keys::{is_true, DERIVED};
-use super::params::{self, bad, Params, B64};
+use super::params::{self, Params, B64};
 use super::routes::Kind;
 use super::{Answer, Ctx, Reply};
 use crate::api::http::Failure;
@@ -152,16 +153,7 @@ fn ciphertext(p: &Params) -> Result<Vec<u8>, Failure> {
     let text = p
         .str("ciphertext")?
         .ok_or_else(|| bad("missing ciphertext to process"))?;
-    let (version, bytes) = params::decode(text, "ciphertext")?;
-    if let Some(inner) = bytes.get(17..21) {
-        if u32::from_be_bytes([inner[0], inner[1], inner[2], inner[3]]) != version {
-            return Err(Failure::Input(CoreError::invalid(
-                "invalid_ciphertext",
-                "invalid ciphertext: its prefix names another key version than the ciphertext",
-            )));
-        }
-    }
-    Ok(bytes)
+    Ok(params::gateway_ciphertext(text)?)
 }
 
 async fn encrypt(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::params::{bad, duration_seconds, public_key_pem, Params};
+use super::bad;
+use super::params::{duration_seconds, public_key_pem, Params};
 use super::{Answer, Ctx, Reply};
 use crate::api::http::Failure;
 use crate::core::attributes::Attributes;

@@ -32,8 +32,18 @@ use params::Params;
 pub use routes::Mount;
 use routes::{Kind, Target};
 
-/// Items one `batch_input` may hold.
-pub const MAX_BATCH_ITEMS: usize = 256;
+pub use params::MAX_BATCH_ITEMS;
+
+/// A refusal of the adapter itself: `invalid_request`, answered 400.
+pub(crate) fn bad(message: impl Into<String>) -> Failure {
+    Failure::Input(CoreError::invalid("invalid_request", message))
+}
+
+impl From<params::Refusal> for Failure {
+    fn from(r: params::Refusal) -> Self {
+        Failure::Input(CoreError::invalid(r.code, r.message))
+    }
+}
 
 /// What a handler answers: a status and a body (`None`: 204 No Content).
 pub(crate) struct Answer {
@@ -178,8 +188,9 @@ impl Vault {
         }
         let params = match Params::parse(&body) {
             Ok(p) => p,
-            Err(Failure::Input(e) | Failure::Core(e)) => {
-                return (self.refused(&caller, operation, e).await, label)
+            Err(r) => {
+                let e = CoreError::invalid(r.code, r.message);
+                return (self.refused(&caller, operation, e).await, label);
             }
         };
         let ctx = Ctx {

@@ -1,17 +1,30 @@
 //! Request parameters as Vault reads them and the `vault:v<N>:` wire format. Vault's
 //! framework decodes weakly (a number may come as `"256"`, a boolean as `"true"`), so the
 //! body is read as a JSON object and each field is taken by name with that tolerance.
+//! Pure parsing (serde_json and base64 only, refusals as [`Refusal`]), so the fuzz
+//! targets of `fuzz/` compile this file on its own.
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::api::http::Failure;
-use crate::core::CoreError;
-
 pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-pub fn bad(message: impl Into<String>) -> Failure {
-    Failure::Input(CoreError::invalid("invalid_request", message))
+/// Items one `batch_input` may hold.
+pub const MAX_BATCH_ITEMS: usize = 256;
+
+/// A parameter the client got wrong: always answered 400, with a stable `code`
+/// (`invalid_request`, `malformed_json` or `invalid_ciphertext`) and Vault's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal {
+        code: "invalid_request",
+        message: message.into(),
+    }
 }
 
 /// A request body or one `batch_input` item.
@@ -20,26 +33,26 @@ pub struct Params(pub Map<String, Value>);
 
 impl Params {
     /// The body as an object; an empty body is `{}` (Vault's CLI sends none for rotate).
-    pub fn parse(body: &[u8]) -> Result<Self, Failure> {
+    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(m)) => Ok(Self(m)),
             Ok(_) => Err(bad("the request body must be a JSON object")),
-            Err(e) => Err(Failure::Input(CoreError::invalid(
-                "malformed_json",
-                format!(
+            Err(e) => Err(Refusal {
+                code: "malformed_json",
+                message: format!(
                     "failed to parse JSON input: malformed JSON at line {} column {}",
                     e.line(),
                     e.column()
                 ),
-            ))),
+            }),
         }
     }
 
     /// A string field; `None` when absent, null or empty.
-    pub fn str(&self, name: &str) -> Result<Option<&str>, Failure> {
+    pub fn str(&self, name: &str) -> Result<Option<&str>, Refusal> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -48,7 +61,7 @@ impl Params {
         }
     }
 
-    pub fn bool(&self, name: &str) -> Result<Option<bool>, Failure> {
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, Refusal> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -63,7 +76,7 @@ impl Params {
     }
 
     /// A non-negative integer field (a JSON number or a decimal string).
-    pub fn uint(&self, name: &str) -> Result<Option<u64>, Failure> {
+    pub fn uint(&self, name: &str) -> Result<Option<u64>, Refusal> {
         let err = || bad(format!("{name} must be a non-negative integer"));
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -75,14 +88,14 @@ impl Params {
     }
 
     /// An integer field that must fit in `u32`.
-    pub fn u32(&self, name: &str) -> Result<Option<u32>, Failure> {
+    pub fn u32(&self, name: &str) -> Result<Option<u32>, Refusal> {
         self.uint(name)?
             .map(|n| u32::try_from(n).map_err(|_| bad(format!("{name} is too large"))))
             .transpose()
     }
 
     /// A base64 field, decoded.
-    pub fn b64(&self, name: &str) -> Result<Option<Vec<u8>>, Failure> {
+    pub fn b64(&self, name: &str) -> Result<Option<Vec<u8>>, Refusal> {
         self.str(name)?
             .map(|s| {
                 B64.decode(s)
@@ -92,18 +105,18 @@ impl Params {
     }
 
     /// `batch_input`: `None` when absent; each item an object.
-    pub fn batch(&self) -> Result<Option<Vec<Params>>, Failure> {
+    pub fn batch(&self) -> Result<Option<Vec<Params>>, Refusal> {
         match self.0.get("batch_input") {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => {
                 if items.is_empty() {
                     return Err(bad("missing batch input to process"));
                 }
-                if items.len() > super::MAX_BATCH_ITEMS {
+                if items.len() > MAX_BATCH_ITEMS {
                     return Err(bad(format!(
                         "batch_input has {} items; at most {} are accepted",
                         items.len(),
-                        super::MAX_BATCH_ITEMS
+                        MAX_BATCH_ITEMS
                     )));
                 }
                 items
@@ -126,7 +139,7 @@ pub fn encode(version: u32, bytes: &[u8]) -> String {
 }
 
 /// The version and bytes of a `vault:v<N>:` value, or Vault's error message.
-pub fn decode(value: &str, what: &str) -> Result<(u32, Vec<u8>), Failure> {
+pub fn decode(value: &str, what: &str) -> Result<(u32, Vec<u8>), Refusal> {
     decode_with(value, what, &B64)
 }
 
@@ -135,7 +148,7 @@ pub fn decode_with(
     value: &str,
     what: &str,
     engine: &impl Engine,
-) -> Result<(u32, Vec<u8>), Failure> {
+) -> Result<(u32, Vec<u8>), Refusal> {
     let rest = value
         .strip_prefix("vault:")
         .ok_or_else(|| invalid_value(what, "no prefix"))?;
@@ -154,11 +167,28 @@ pub fn decode_with(
     Ok((version, bytes))
 }
 
-fn invalid_value(what: &str, why: &str) -> Failure {
-    Failure::Input(CoreError::invalid(
-        "invalid_ciphertext",
-        format!("invalid {what}: {why}"),
-    ))
+fn invalid_value(what: &str, why: &str) -> Refusal {
+    Refusal {
+        code: "invalid_ciphertext",
+        message: format!("invalid {what}: {why}"),
+    }
+}
+
+/// A `ciphertext` parameter: `vault:v<N>:` and the gateway ciphertext (DESIGN.md §4) of
+/// version N. A value too short to have a version is left to the core to refuse.
+pub fn gateway_ciphertext(text: &str) -> Result<Vec<u8>, Refusal> {
+    let (version, bytes) = decode(text, "ciphertext")?;
+    if let Some(inner) = bytes.get(17..21) {
+        if u32::from_be_bytes([inner[0], inner[1], inner[2], inner[3]]) != version {
+            return Err(Refusal {
+                code: "invalid_ciphertext",
+                message:
+                    "invalid ciphertext: its prefix names another key version than the ciphertext"
+                        .into(),
+            });
+        }
+    }
+    Ok(bytes)
 }
 
 /// DER SubjectPublicKeyInfo as PEM (`-----BEGIN PUBLIC KEY-----`), as Vault shows keys.
@@ -174,7 +204,7 @@ pub fn public_key_pem(der: &[u8]) -> String {
 }
 
 /// A duration as Vault takes it: seconds as a number, or a string of `<n>s|m|h|d`.
-pub fn duration_seconds(params: &Params, name: &str) -> Result<Option<u64>, Failure> {
+pub fn duration_seconds(params: &Params, name: &str) -> Result<Option<u64>, Refusal> {
     let err = || {
         bad(format!(
             "{name} must be seconds or a duration such as \"720h\""
@@ -190,12 +220,15 @@ pub fn duration_seconds(params: &Params, name: &str) -> Result<Option<u64>, Fail
     if let Ok(n) = text.parse::<u64>() {
         return Ok(Some(n));
     }
-    let (number, unit) = text.split_at(text.len() - 1);
+    // The unit is the last character, which need not be one byte.
+    let mut chars = text.chars();
+    let unit = chars.next_back();
+    let number = chars.as_str();
     let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86400,
         _ => return Err(err()),
     };
     number
@@ -246,6 +279,30 @@ mod tests {
         assert_eq!(duration_seconds(&d, "a").ok().flatten(), Some(720 * 3600));
         assert_eq!(duration_seconds(&d, "b").ok().flatten(), Some(86400));
         assert!(duration_seconds(&d, "c").is_err());
+    }
+
+    #[test]
+    fn a_duration_ending_in_a_multibyte_character_is_refused() {
+        // Found by the vault_request fuzz target: the unit was split off at a byte
+        // offset, which panicked inside a character.
+        for text in ["1é", "é", "720h€", "🕐"] {
+            let body = serde_json::json!({ "ttl": text }).to_string();
+            let p = Params::parse(body.as_bytes()).unwrap();
+            let refused = duration_seconds(&p, "ttl").unwrap_err();
+            assert_eq!(refused.code, "invalid_request", "{text}");
+        }
+        let p = Params::parse(br#"{"ttl": "3d"}"#).unwrap();
+        assert_eq!(duration_seconds(&p, "ttl").unwrap(), Some(3 * 86400));
+    }
+
+    #[test]
+    fn a_ciphertext_whose_prefix_names_another_version_is_refused() {
+        let mut raw = vec![1u8; 49];
+        raw[17..21].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(gateway_ciphertext(&encode(3, &raw)).unwrap(), raw);
+        let refused = gateway_ciphertext(&encode(2, &raw)).unwrap_err();
+        assert_eq!(refused.code, "invalid_ciphertext");
+        assert_eq!(gateway_ciphertext(&encode(2, b"short")).unwrap(), b"short");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::params::{bad, B64};
+use super::bad;
+use super::params::B64;
 use super::{Answer, Ctx, Reply};
 use crate::api::http::{json_response, HttpResponse};
 use crate::core::Gateway;
