@@ -65,7 +65,7 @@ async fn group_level_defers_only_crypto_records_and_they_survive_sigkill() {
         after.0, before.0,
         "a crypto record was synced before its answer"
     );
-    assert!(after.1 >= before.1 + 1, "{before:?} -> {after:?}");
+    assert!(after.1 > before.1, "{before:?} -> {after:?}");
     // ... and killed before the interval is over, they are all still there.
     gw.signal("KILL");
     assert!(gw.wait_exit(10));
@@ -112,6 +112,6 @@ async fn sync_level_syncs_every_commit_before_its_answer() {
         assert_eq!(s, 200, "{b}");
     }
     let after = counts(&gw).await;
-    assert!(after.0 >= before.0 + 1, "{before:?} -> {after:?}");
+    assert!(after.0 > before.0, "{before:?} -> {after:?}");
     assert_eq!(after.1, 0, "a commit was deferred at the sync level");
 }
