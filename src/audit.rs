@@ -230,6 +230,12 @@ impl AuditLog {
         stream: Stream,
         durability: Durability,
     ) -> Self {
+        // A store that syncs every commit anyway (PostgreSQL) has nothing to defer.
+        let durability = if store.defers_audit_sync() {
+            durability
+        } else {
+            Durability::Sync
+        };
         let (tx, rx) = mpsc::channel::<Pending>();
         let chain = Chain::new(irk);
         let writer_store = store.clone();

@@ -275,6 +275,11 @@ pub trait KeyStore: Send + Sync + 'static {
     fn sync_audit(&self) -> StoreResult<()> {
         Ok(())
     }
+    /// Whether `append_audit_deferred` defers anything (else the audit log's `group`
+    /// level is the same as `sync`, and its writer says so).
+    fn defers_audit_sync(&self) -> bool {
+        false
+    }
     /// Up to `limit` records with `seq > after`, in order.
     fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     fn audit_head(&self) -> StoreResult<Option<AuditHead>>;

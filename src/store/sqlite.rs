@@ -433,6 +433,10 @@ impl KeyStore for SqliteStore {
         Ok(seq)
     }
 
+    fn defers_audit_sync(&self) -> bool {
+        true
+    }
+
     fn sync_audit(&self) -> StoreResult<()> {
         // What a FULL commit would have done: sync the WAL (a checkpoint since syncs it
         // itself before it copies; then the WAL may be gone, and nothing is due).
