@@ -20,6 +20,8 @@
 //! whether a row was disturbed; a disturbed row is measured again (3 attempts at most).
 //!
 //! Environment: `BENCH_SECS` (4), `BENCH_WARMUP_SECS` (1), `BENCH_HTTP` (1 or 2),
+//! `BENCH_SPREAD_KEYS` (20000: AES keys made for the row that spreads encryption over
+//! many keys; 0 leaves the row out),
 //! `BENCH_GATEWAY_PID` (the gateway's pid; unset: NaN in the CPU columns).
 //! Exit status: 0 when every request succeeded (a missed target is reported, not fatal),
 //! 1 if any request failed, 2 if the setup failed.
@@ -40,12 +42,13 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const CONCURRENCY: [usize; 3] = [1, 4, 16];
 /// Percent of a core used by other processes above which a measurement counts as disturbed.
 const DISTURBED: f64 = 15.0;
-const OPS: [&str; 5] = [
+const OPS: [&str; 6] = [
     "encrypt 1 KiB aes-256-gcm",
     "sign ECDSA P-256 SHA-256",
     "sign RSA-4096 PKCS#1 v1.5",
     "XKS encrypt 32 B (in HSM)",
     "XKS decrypt 32 B (in HSM)",
+    "encrypt 1 KiB hsm_secured",
 ];
 /// Where scripts/bench.sh serves the XKS proxy API (`xks.uri_path_prefix`).
 const XKS_ROOT: &str = "/bench/kms/xks/v1";
@@ -201,8 +204,9 @@ impl Api {
     }
 }
 
-/// One benchmarked operation: its name, path and fixed request body.
-type Op = (&'static str, String, Bytes);
+/// One benchmarked operation: its name, its paths (one, or one per key when the load is
+/// spread over many keys) and fixed request body.
+type Op = (&'static str, Vec<String>, Bytes);
 
 /// The outcome of one (operation, concurrency) run.
 #[derive(Default)]
@@ -293,18 +297,24 @@ fn machine_secs() -> Option<f64> {
 }
 
 /// `workers` tasks send `op` back to back until `length` has passed.
-async fn run(api: &Arc<Api>, (_, path, body): &Op, workers: usize, length: Duration) -> Run {
+/// With several paths each request takes one at random (uniformly, xorshift per worker).
+async fn run(api: &Arc<Api>, (_, paths, body): &Op, workers: usize, length: Duration) -> Run {
     let cpu = Cpu::now();
     let start = Instant::now();
     let until = start + length;
     let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (api, path, body) = (api.clone(), path.clone(), body.clone());
+        .map(|w| {
+            let (api, paths, body) = (api.clone(), paths.clone(), body.clone());
             tokio::spawn(async move {
                 let mut r = Run::default();
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (w as u64 + 1).wrapping_mul(0x2545_f491);
                 while Instant::now() < until {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let path = &paths[(x % paths.len() as u64) as usize];
                     let t = Instant::now();
-                    match api.post(&path, body.clone()).await {
+                    match api.post(path, body.clone()).await {
                         Ok(_) => r.latencies_us.push(t.elapsed().as_micros() as u32),
                         Err(e) => {
                             r.errors += 1;
@@ -334,7 +344,7 @@ async fn run(api: &Arc<Api>, (_, path, body): &Op, workers: usize, length: Durat
 }
 
 /// Creates the project and keys and returns the three operations to benchmark.
-async fn setup(api: &Api) -> Result<Vec<Op>, String> {
+async fn setup(api: &Arc<Api>, spread: usize) -> Result<Vec<Op>, String> {
     let name = json!({"name": format!("bench-{}", std::process::id())});
     let project = api.create("/api/v1/projects", name, "/project/id").await?;
     let key = |usage: &str, alg: &str| {
@@ -349,7 +359,7 @@ async fn setup(api: &Api) -> Result<Vec<Op>, String> {
     let sign = |alg: &str| json!({"data": B64.encode([0x5a; 32]), "signingAlgorithm": alg});
     let op = |i: usize, path: String, body: Value| {
         let path = format!("/api/v1/kms/keys/{path}");
-        (OPS[i], path, Bytes::from(body.to_string()))
+        (OPS[i], vec![path], Bytes::from(body.to_string()))
     };
     // The XKS proxy API: an HSM-resident AES-256 key and an identity's access key.
     let external = api
@@ -396,17 +406,80 @@ async fn setup(api: &Api) -> Result<Vec<Op>, String> {
     for f in ["ciphertext", "initializationVector", "authenticationTag"] {
         decrypt[f] = sealed[f].clone();
     }
-    Ok(vec![
+    let mut ops = vec![
         op(0, format!("{aes}/encrypt"), plain),
         op(1, format!("{ec}/sign"), sign("ECDSA_SHA_256")),
         op(2, format!("{rsa}/sign"), sign("RSASSA_PKCS1_V1_5_SHA_256")),
-        (OPS[3], encrypt_path, Bytes::from(encrypt.to_string())),
+        (OPS[3], vec![encrypt_path], Bytes::from(encrypt.to_string())),
         (
             OPS[4],
-            format!("{XKS_ROOT}/keys/{external}/decrypt"),
+            vec![format!("{XKS_ROOT}/keys/{external}/decrypt")],
             Bytes::from(decrypt.to_string()),
         ),
-    ])
+    ];
+    // Right after the hot key's row, so that they compare within one sitting: the same
+    // encryption with a key bound to an hsm_secured fragment (one HSM derivation and one
+    // unwrap per request), then spread over many keys.
+    if let Ok(fragment) = std::env::var("BENCH_SECURED_FRAGMENT") {
+        let body = json!({"projectId": project, "name": "bench-secured", "keyUsage": "encrypt-decrypt",
+                          "encryptionAlgorithm": "aes-256-gcm", "customerFragmentId": fragment});
+        let secured = api.create("/api/v1/kms/keys", body, "/key/id").await?;
+        let plain = json!({"plaintext": B64.encode([0xa5; 1024])});
+        ops.insert(1, op(5, format!("{secured}/encrypt"), plain));
+    }
+    if spread > 0 {
+        ops.insert(1, spread_keys(api, &project, spread).await?);
+    }
+    Ok(ops)
+}
+
+/// `count` more AES keys in `project`, made through the API by 8 workers, and the
+/// operation "encrypt 1 KiB" spread uniformly over them (issue 18's many-keys row). Prints
+/// how long the creation took.
+async fn spread_keys(api: &Arc<Api>, project: &str, count: usize) -> Result<Op, String> {
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (api, next, project) = (api.clone(), next.clone(), project.to_owned());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<_, String>(ids);
+                    }
+                    let body = json!({"projectId": project, "name": format!("spread-{i}"),
+                                      "keyUsage": "encrypt-decrypt", "encryptionAlgorithm": "aes-256-gcm"});
+                    ids.push(api.create("/api/v1/kms/keys", body, "/key/id").await?);
+                }
+            })
+        })
+        .collect();
+    let mut paths = Vec::with_capacity(count);
+    for task in tasks {
+        let ids = task.await.map_err(|e| format!("creating keys: {e}"))??;
+        paths.extend(
+            ids.into_iter()
+                .map(|id| format!("/api/v1/kms/keys/{id}/encrypt")),
+        );
+    }
+    eprintln!(
+        "created {count} keys in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let name: &'static str = Box::leak(format!("encrypt 1 KiB, {count} keys").into_boxed_str());
+    let plain = json!({"plaintext": B64.encode([0xa5; 1024])});
+    Ok((name, paths, Bytes::from(plain.to_string())))
+}
+
+/// The gateway's peak resident set (VmHWM) in MB, if known.
+fn gateway_peak_rss_mb() -> Option<f64> {
+    let pid = std::env::var("BENCH_GATEWAY_PID").ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Operations per second of `op` on `threads` threads, and the others' CPU share then: the
@@ -457,6 +530,7 @@ fn bench() -> Result<bool, String> {
     let secs = Duration::from_secs(env_num("BENCH_SECS", 4)?.clamp(1, 600));
     let warmup = Duration::from_secs(env_num("BENCH_WARMUP_SECS", 1)?.min(60));
     let http2 = env_num("BENCH_HTTP", 1)? == 2;
+    let spread = env_num("BENCH_SPREAD_KEYS", 20_000)?.min(2_000_000) as usize;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // 1. The gateway over HTTPS. Dropping the client runtime closes its connections.
@@ -467,7 +541,7 @@ fn bench() -> Result<bool, String> {
     let results = runtime.block_on(async {
         let api = Arc::new(Api::new(base, ca, token, http2)?);
         let mut results = Vec::new();
-        for op in setup(&api).await? {
+        for op in setup(&api, spread).await? {
             for n in CONCURRENCY {
                 // A warm-up (connections, caches). The machine is shared: a disturbed row
                 // is measured again (twice at most) and the least disturbed attempt kept;
@@ -578,6 +652,10 @@ fn bench() -> Result<bool, String> {
             "{op:<27} {:>8.1} / {raw:>8.1} = {pct:>5.1} % (conc {n:>2}); target >= {target:.0} %: {verdict}{note}",
             r.rate()
         );
+    }
+    match gateway_peak_rss_mb() {
+        Some(mb) => println!("\ngateway peak RSS (VmHWM): {mb:.1} MB"),
+        None => println!("\ngateway peak RSS: unknown (BENCH_GATEWAY_PID unset)"),
     }
     if errors > 0 {
         println!("\nFAILED: {errors} request(s) failed (see ERRORS above)");

@@ -5,7 +5,7 @@
 # key, an hsm_wrapped customer fragment as the default for new keys, a SQLite store),
 # runs the benchmark against it, and removes it all on exit.
 #
-#   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS and BENCH_HTTP are passed on
+#   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS, BENCH_HTTP and BENCH_SPREAD_KEYS are passed on
 #                         # to the benchmark (see examples/bench.rs);
 #                         # BENCH_AUDIT_DURABILITY (group, or sync) sets audit.durability
 #
@@ -51,6 +51,11 @@ fragment=$(cd "$tmp" && "$bin" gen-customer-fragment --name bench --type hsm_wra
   --hsm-key-label bench-fragment --output "$CUSTOMER_FRAGMENTS_FILE" 2>"$tmp/cli.log") || {
   echo "bench: gen-customer-fragment failed:" >&2; cat "$tmp/cli.log" >&2; exit 1; }
 export KMSGW__FRAGMENTS__DEFAULT=$fragment
+# A second fragment, hsm_secured (derived in the HSM on every use), for its own row.
+BENCH_SECURED_FRAGMENT=$(cd "$tmp" && "$bin" gen-customer-fragment --name bench-secured \
+  --type hsm_secured --hsm-key-label bench-secured --output "$CUSTOMER_FRAGMENTS_FILE" 2>"$tmp/cli.log") || {
+  echo "bench: gen-customer-fragment (hsm_secured) failed:" >&2; cat "$tmp/cli.log" >&2; exit 1; }
+export BENCH_SECURED_FRAGMENT
 export ROOT_ENCRYPTION_KEY_FILE=$tmp/root.key
 export KMSGW__TLS__CERT_FILE=$tmp/tls/cert.pem
 export KMSGW__TLS__KEY_FILE=$tmp/tls/key.pem
@@ -90,6 +95,7 @@ set +e
 BENCH_GATEWAY_PID=$gw_pid "$bench" "$base" "$tmp/tls/ca.pem" "$tmp/data/bootstrap-token"
 rc=$?
 set -e
+echo "database after the run: $(du -sh "$tmp/data" | cut -f1) (SQLite, WAL included)"
 if ! kill -0 "$gw_pid" 2>/dev/null; then
   echo "bench: the gateway exited during the run; its log:" >&2
   cat "$tmp/gateway.log" >&2

@@ -42,6 +42,47 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub xks: XksConfig,
     pub kmip: KmipSettings,
+    pub keys: KeyCacheSettings,
+}
+
+/// The caches of keys in memory (docs/CONFIGURATION.md): how many keys stay ready
+/// without a store read and an unwrap. Material of keys bound to an `hsm_secured`
+/// fragment is never cached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyCacheSettings {
+    /// Unwrapped key versions kept (0 to 10,000,000; 0 turns the cache off). An AES or
+    /// HMAC version takes about 150 bytes, an ECDSA one about 1 KB, an RSA-4096 one about 6 KB.
+    pub material_cache_entries: usize,
+    /// Key records kept (1,000 to 10,000,000), each about 0.5 KB.
+    pub record_cache_entries: usize,
+}
+
+impl Default for KeyCacheSettings {
+    fn default() -> Self {
+        Self {
+            material_cache_entries: 100_000,
+            record_cache_entries: 100_000,
+        }
+    }
+}
+
+impl KeyCacheSettings {
+    /// (material entries, record entries), checked.
+    pub fn bounds(&self) -> Result<(usize, usize), ConfigError> {
+        Ok((
+            within(
+                "keys.material_cache_entries",
+                self.material_cache_entries,
+                0..=10_000_000,
+            )?,
+            within(
+                "keys.record_cache_entries",
+                self.record_cache_entries,
+                1_000..=10_000_000,
+            )?,
+        ))
+    }
 }
 
 /// The KMIP server (docs/KMIP.md): off unless `listen` is set.
@@ -823,6 +864,32 @@ mod tests {
         };
         let e = slow.durability().unwrap_err().to_string();
         assert!(e.contains("KMSGW__AUDIT__SYNC_INTERVAL_MS"), "{e}");
+    }
+
+    #[test]
+    fn key_cache_bounds_are_checked() {
+        use super::KeyCacheSettings;
+        assert_eq!(
+            KeyCacheSettings::default().bounds().unwrap(),
+            (100_000, 100_000)
+        );
+        let off = KeyCacheSettings {
+            material_cache_entries: 0,
+            ..KeyCacheSettings::default()
+        };
+        assert_eq!(off.bounds().unwrap().0, 0);
+        let huge = KeyCacheSettings {
+            material_cache_entries: 20_000_000,
+            ..KeyCacheSettings::default()
+        };
+        let e = huge.bounds().unwrap_err().to_string();
+        assert!(e.contains("KMSGW__KEYS__MATERIAL_CACHE_ENTRIES"), "{e}");
+        let tiny = KeyCacheSettings {
+            record_cache_entries: 10,
+            ..KeyCacheSettings::default()
+        };
+        let e = tiny.bounds().unwrap_err().to_string();
+        assert!(e.contains("KMSGW__KEYS__RECORD_CACHE_ENTRIES"), "{e}");
     }
 
     #[test]

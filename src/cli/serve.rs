@@ -49,6 +49,7 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
     let connections = settings.server.connections()?;
     let failure_limit = settings.auth.failure_limit()?;
     let audit_durability = settings.audit.durability()?;
+    let (material_cache, record_cache) = settings.keys.bounds()?;
     let vault_mounts = settings.vault.mounts()?;
     let aws_arns = settings.aws.checked()?;
     let xks = settings.xks.checked()?;
@@ -92,14 +93,17 @@ pub fn run(settings: Settings, _args: Args) -> CliResult {
         audit_durability,
     );
     let limits = core_limits(&settings, failure_limit)?;
-    let keys = Arc::new(KeyService::new(
-        store,
-        fragments,
-        irk.clone(),
-        random,
-        settings.fragments.default.clone(),
-        hsm.clone(),
-    ));
+    let keys = Arc::new(
+        KeyService::new(
+            store,
+            fragments,
+            irk.clone(),
+            random,
+            settings.fragments.default.clone(),
+            hsm.clone(),
+        )
+        .with_cache_bounds(material_cache, record_cache),
+    );
     keys.follow_changes();
     let gateway = Arc::new(Gateway::new(Parts {
         keys,

@@ -1,9 +1,8 @@
 //! Key material: generation (from the configured RNG), wrapping under KEK(key, version)
 //! and a bounded, expiring cache of unwrapped material for keys that allow caching.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -12,6 +11,7 @@ use crate::crypto::signing::{self, SigningKey};
 use crate::crypto::{self, AeadKey, MacKey};
 use crate::random::RandomSource;
 
+use super::bounded::Bounded;
 use super::{Algorithm, KeyError};
 
 /// Secret material (AES or HMAC bytes, or PKCS#8 DER) and, for asymmetric keys, the
@@ -126,9 +126,11 @@ pub(super) fn unwrap(
     })
 }
 
-/// Unwrapped material ready for use.
+/// Unwrapped material ready for use. An AES key is kept as its bytes and keyed for each
+/// operation (a key schedule costs well under a microsecond; a keyed AES-GCM context is
+/// several times the size of the key, and the cache may hold many keys).
 pub enum Loaded {
-    Aead(AeadKey),
+    Aead(Zeroizing<Vec<u8>>),
     Signing(SigningKey),
     Mac(MacKey),
 }
@@ -147,7 +149,7 @@ impl Loaded {
         }
         match algorithm.asymmetric() {
             None => AeadKey::new(material)
-                .map(Loaded::Aead)
+                .map(|_| Loaded::Aead(Zeroizing::new(material.to_vec())))
                 .map_err(|e| KeyError::Internal(e.to_string())),
             Some(kind) => SigningKey::from_pkcs8(kind, material)
                 .map(Loaded::Signing)
@@ -155,9 +157,10 @@ impl Loaded {
         }
     }
 
-    pub(super) fn aead(&self) -> Result<&AeadKey, KeyError> {
+    /// The AES-GCM key, keyed now (see `Loaded`).
+    pub(super) fn aead(&self) -> Result<AeadKey, KeyError> {
         match self {
-            Loaded::Aead(k) => Ok(k),
+            Loaded::Aead(k) => AeadKey::new(k).map_err(|e| KeyError::Internal(e.to_string())),
             _ => Err(KeyError::Internal("not an AES key".into())),
         }
     }
@@ -178,22 +181,37 @@ impl Loaded {
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(300);
-const CACHE_MAX: usize = 4096;
+/// The default bound of `keys.material_cache_entries`.
+pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
 
-/// (key, version) -> (loaded at, material).
-type CacheMap = HashMap<(Uuid, u32), (Instant, Arc<Loaded>)>;
-
-/// Unwrapped material by (key, version); bounded and expiring. Never holds material of
-/// keys bound to an `hsm_secured` fragment (the caller decides).
-#[derive(Default)]
+/// Unwrapped material by (key, version); at most `capacity` entries, each used for
+/// `CACHE_TTL` at most. When full, the oldest entry makes room for the new one, so that
+/// a working set larger than the cache still hits in proportion to its size (a cache
+/// emptied whenever full would thrash). Never holds material of keys bound to an
+/// `hsm_secured` fragment (the caller decides).
 pub struct MaterialCache {
-    entries: Mutex<CacheMap>,
+    entries: Mutex<Bounded<(Uuid, u32), Arc<Loaded>>>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
 
+impl Default for MaterialCache {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CACHE_ENTRIES)
+    }
+}
+
 impl MaterialCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheMap> {
+    /// A cache of at most `capacity` versions (0: nothing is cached).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(Bounded::new(capacity, CACHE_TTL)),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bounded<(Uuid, u32), Arc<Loaded>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -201,15 +219,7 @@ impl MaterialCache {
     /// blocking path on a miss (so that one request counts one miss).
     pub(super) fn get(&self, key: Uuid, version: u32, count_miss: bool) -> Option<Arc<Loaded>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut map = self.lock();
-        let found = match map.get(&(key, version)) {
-            Some((at, v)) if at.elapsed() < CACHE_TTL => Some(v.clone()),
-            Some(_) => {
-                map.remove(&(key, version));
-                None
-            }
-            None => None,
-        };
+        let found = self.lock().get(&(key, version));
         match &found {
             Some(_) => self.hits.fetch_add(1, Relaxed),
             None if count_miss => self.misses.fetch_add(1, Relaxed),
@@ -224,18 +234,69 @@ impl MaterialCache {
         (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
+    /// How many versions are cached now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub(super) fn put(&self, key: Uuid, version: u32, value: Arc<Loaded>) {
-        let mut map = self.lock();
-        if map.len() >= CACHE_MAX {
-            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if map.len() >= CACHE_MAX {
-                map.clear();
-            }
-        }
-        map.insert((key, version), (Instant::now(), value));
+        self.lock().put((key, version), value);
     }
 
     pub(super) fn forget_key(&self, key: Uuid) {
-        self.lock().retain(|(k, _), _| *k != key);
+        self.lock().retain(|(k, _)| *k != key);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn mac() -> Arc<Loaded> {
+        Arc::new(Loaded::Mac(MacKey::new(&[7; 32])))
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_oldest_entry_not_everything() {
+        let cache = MaterialCache::with_capacity(3);
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            cache.put(*id, 1, mac());
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(ids[0], 1, true).is_none());
+        assert!(cache.get(ids[1], 1, true).is_none());
+        for id in &ids[2..] {
+            assert!(cache.get(*id, 1, true).is_some());
+        }
+        assert_eq!(cache.counts(), (3, 2));
+    }
+
+    #[test]
+    fn forgotten_keys_leave_the_order_too_and_capacity_zero_caches_nothing() {
+        let cache = MaterialCache::with_capacity(2);
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        cache.put(a, 1, mac());
+        cache.put(a, 2, mac());
+        cache.forget_key(a);
+        assert!(cache.is_empty());
+        cache.put(b, 1, mac());
+        cache.put(c, 1, mac());
+        assert!(cache.get(b, 1, true).is_some() && cache.get(c, 1, true).is_some());
+        let off = MaterialCache::with_capacity(0);
+        off.put(a, 1, mac());
+        assert!(off.get(a, 1, true).is_none());
+    }
+
+    #[test]
+    fn an_aes_entry_is_its_key_bytes_and_keys_on_use() {
+        let loaded = Loaded::new(Algorithm::Aes256Gcm, &[9; 32]).unwrap();
+        assert!(matches!(&loaded, Loaded::Aead(k) if k.as_slice() == [9; 32]));
+        assert!(loaded.aead().is_ok());
+        assert!(Loaded::new(Algorithm::Aes256Gcm, &[9; 31]).is_err());
     }
 }

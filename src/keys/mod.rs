@@ -4,6 +4,7 @@
 //! `KeyStore`. Every method blocks (store, HSM) unless named `*_cached`: async callers use
 //! `spawn_blocking`.
 
+mod bounded;
 mod material;
 mod ops;
 mod raw;
@@ -228,6 +229,14 @@ impl KeyService {
             records: Arc::default(),
             hsm,
         }
+    }
+
+    /// Bounds the caches: at most `material` unwrapped key versions and `records` key
+    /// records (`keys.material_cache_entries`, `keys.record_cache_entries`).
+    pub fn with_cache_bounds(mut self, material: usize, records: usize) -> Self {
+        self.cache = MaterialCache::with_capacity(material);
+        self.records = Arc::new(RecordCache::with_capacity(records));
+        self
     }
 
     fn hsm(&self) -> Result<&Hsm, KeyError> {

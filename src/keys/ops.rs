@@ -197,7 +197,7 @@ impl KeyService {
             return Ok(crypto::assemble_data(header, &nonce, &sealed));
         }
         let loaded = self.load(key, algorithm, key.version, access)?;
-        let aead = loaded.aead()?;
+        let aead = &loaded.aead()?;
         let nonce: [u8; crypto::NONCE_LEN] = self.random.array()?;
         Ok(crypto::seal_data(
             aead,
@@ -345,12 +345,15 @@ impl KeyService {
                 });
         }
         let loaded = self.load(&key, algorithm, header.version, access)?;
-        crypto::open_data(loaded.aead()?, ciphertext, &crypto::encode_context(context)).map_err(
-            |e| match e {
-                CryptoError::Authentication => KeyError::DecryptionFailed,
-                _ => KeyError::MalformedCiphertext,
-            },
+        crypto::open_data(
+            &loaded.aead()?,
+            ciphertext,
+            &crypto::encode_context(context),
         )
+        .map_err(|e| match e {
+            CryptoError::Authentication => KeyError::DecryptionFailed,
+            _ => KeyError::MalformedCiphertext,
+        })
     }
 
     fn signing_algorithm(
