@@ -52,8 +52,14 @@ test-docker:
 run: deps
 	scripts/dev-run.sh
 
+## bench: the HTTP load benchmark, load sent by oha (installed once), with raw aws-lc-rs rows.
 bench: deps
 	scripts/bench.sh
+
+## profile: instructions per request by component, the gateway under valgrind's callgrind.
+.PHONY: profile
+profile: deps
+	scripts/profile.sh
 
 fmt:
 	$(CARGO) fmt

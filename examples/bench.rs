@@ -22,7 +22,14 @@
 //! Environment: `BENCH_SECS` (4), `BENCH_WARMUP_SECS` (1), `BENCH_HTTP` (1 or 2),
 //! `BENCH_SPREAD_KEYS` (20000: AES keys made for the row that spreads encryption over
 //! many keys; 0 leaves the row out),
-//! `BENCH_GATEWAY_PID` (the gateway's pid; unset: NaN in the CPU columns).
+//! `BENCH_GATEWAY_PID` (the gateway's pid; unset: NaN in the CPU columns),
+//! `BENCH_ONLY` (comma-separated substrings: only the rows whose name holds one),
+//! `BENCH_CONCURRENCY` (comma-separated, default `1,16,64`),
+//! `BENCH_LOAD` (`own`: this program's client, the default; `oha`: the rows are sent by
+//! the external load generator oha, `BENCH_OHA` its path, `BENCH_SCRATCH` a directory for
+//! its URL lists),
+//! `BENCH_BEFORE_ROWS` (a shell command run once after the setup, before the first row:
+//! `scripts/profile.sh` starts callgrind's collection there).
 //! Exit status: 0 when every request succeeded (a missed target is reported, not fatal),
 //! 1 if any request failed, 2 if the setup failed.
 
@@ -39,16 +46,17 @@ use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-const CONCURRENCY: [usize; 3] = [1, 4, 16];
+const CONCURRENCY: &str = "1,16,64";
 /// Percent of a core used by other processes above which a measurement counts as disturbed.
 const DISTURBED: f64 = 15.0;
-const OPS: [&str; 6] = [
+const OPS: [&str; 7] = [
     "encrypt 1 KiB aes-256-gcm",
     "sign ECDSA P-256 SHA-256",
     "sign RSA-4096 PKCS#1 v1.5",
     "XKS encrypt 32 B (in HSM)",
     "XKS decrypt 32 B (in HSM)",
     "encrypt 1 KiB hsm_secured",
+    "decrypt 1 KiB aes-256-gcm",
 ];
 /// Where scripts/bench.sh serves the XKS proxy API (`xks.uri_path_prefix`).
 const XKS_ROOT: &str = "/bench/kms/xks/v1";
@@ -61,6 +69,16 @@ fn env_num(name: &str, default: u64) -> Result<u64, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("{name}={v:?} is not a number"))
+}
+
+/// A comma-separated list from the environment (empty items dropped), or `default`'s.
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    let v = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The gateway's API: base URL, a client trusting the dev CA, the bearer header.
@@ -217,13 +235,25 @@ struct Run {
     elapsed: Duration,
     /// CPU used during the run.
     cpu: Cpu,
+    /// Requests sent for this row before the attempt kept (warm-up, disturbed attempts).
+    sent_before: u64,
+    /// With `BENCH_LOAD=oha`: the requests answered 200 and oha's p50 and p99 (ms).
+    oha: Option<(u64, f64, f64)>,
 }
 
 impl Run {
+    /// Requests answered 200.
+    fn ok(&self) -> u64 {
+        self.oha
+            .map_or(self.latencies_us.len() as u64, |(ok, _, _)| ok)
+    }
     fn rate(&self) -> f64 {
-        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.ok() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
     fn percentile_ms(&self, p: f64) -> f64 {
+        if let Some((_, p50, p99)) = self.oha {
+            return if p <= 0.5 { p50 } else { p99 };
+        }
         match self.latencies_us.len() {
             0 => f64::NAN,
             n => self.latencies_us[((n - 1) as f64 * p).round() as usize] as f64 / 1000.0,
@@ -234,7 +264,7 @@ impl Run {
     }
     /// CPU microseconds per request of the gateway and of this client.
     fn cpu_per_request(&self) -> (f64, f64) {
-        let n = self.latencies_us.len().max(1) as f64;
+        let n = self.ok().max(1) as f64;
         (self.cpu.gateway * 1e6 / n, self.cpu.me * 1e6 / n)
     }
 }
@@ -274,11 +304,13 @@ impl Cpu {
     }
 }
 
-/// From /proc/PID/stat: utime and stime are fields 14 and 15 (field 3 follows the ")").
+/// From /proc/PID/stat: utime, stime, cutime and cstime are fields 14 to 17 (field 3
+/// follows the ")"); the last two count the children waited for (oha's time, with
+/// `BENCH_LOAD=oha`).
 fn process_secs(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    let fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(4);
+    let ticks = fields.map(|f| f.parse::<u64>().ok()).sum::<Option<u64>>()?;
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
@@ -294,6 +326,29 @@ fn machine_secs() -> Option<f64> {
         .map(|v| v.parse().ok())
         .collect::<Option<_>>()?;
     Some((t.iter().sum::<u64>() - t.get(3)? - t.get(4)?) as f64 / 100.0)
+}
+
+/// Who sends the load: this program's own client, or `oha` (an external load generator
+/// that other KMSs can be measured with too).
+enum Load {
+    Own,
+    Oha {
+        /// The oha binary.
+        program: String,
+        base: String,
+        ca: String,
+        auth: String,
+        /// A directory for the URL lists of rows with several paths.
+        scratch: std::path::PathBuf,
+    },
+}
+
+async fn measure(api: &Arc<Api>, op: &Op, workers: usize, length: Duration, load: &Load) -> Run {
+    match load {
+        Load::Own => run(api, op, workers, length).await,
+        // oha is a process of its own; its wait must not hold up an async thread.
+        Load::Oha { .. } => tokio::task::block_in_place(|| run_oha(op, workers, length, load)),
+    }
 }
 
 /// `workers` tasks send `op` back to back until `length` has passed.
@@ -341,6 +396,117 @@ async fn run(api: &Arc<Api>, (_, paths, body): &Op, workers: usize, length: Dura
     all.cpu = Cpu::now().since(cpu);
     all.latencies_us.sort_unstable();
     all
+}
+
+/// One row sent by oha: `-z` for the length, `-c` connections (HTTP/1.1 keep-alive, one
+/// per worker, as this program's own client), its JSON summary read back.
+fn run_oha((_, paths, body): &Op, workers: usize, length: Duration, load: &Load) -> Run {
+    let Load::Oha {
+        program,
+        base,
+        ca,
+        auth,
+        scratch,
+    } = load
+    else {
+        unreachable!("run_oha is called for BENCH_LOAD=oha only")
+    };
+    let failed = |e: String| Run {
+        errors: 1,
+        first_error: Some(e),
+        elapsed: length,
+        ..Run::default()
+    };
+    let mut command = std::process::Command::new(program);
+    command
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--http-version",
+            "1.1",
+        ])
+        .args(["-z", &format!("{}ms", length.as_millis())])
+        .args(["-c", &workers.to_string(), "-m", "POST", "--cacert", ca])
+        .args([
+            "-H",
+            &format!("Authorization: {auth}"),
+            "-T",
+            "application/json",
+        ])
+        .arg("-d")
+        .arg(String::from_utf8_lossy(body).as_ref());
+    if paths.len() == 1 {
+        command.arg(format!("{base}{}", paths[0]));
+    } else {
+        // One URL per line; oha takes one at random for each request.
+        let list = scratch.join(format!("urls-{}.txt", paths.len()));
+        if !list.exists() {
+            let text: String = paths.iter().map(|p| format!("{base}{p}\n")).collect();
+            if let Err(e) = std::fs::write(&list, text) {
+                return failed(format!("writing {}: {e}", list.display()));
+            }
+        }
+        command.arg("--urls-from-file").arg(&list);
+    }
+    let cpu = Cpu::now();
+    let start = Instant::now();
+    let output = match command.output() {
+        Ok(o) => o,
+        Err(e) => return failed(format!("running {program}: {e}")),
+    };
+    let elapsed = start.elapsed();
+    let cpu = Cpu::now().since(cpu);
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        return failed(format!(
+            "{program} failed ({}): {}",
+            output.status,
+            err.trim()
+        ));
+    }
+    let summary: Value = match serde_json::from_slice(&output.stdout) {
+        Ok(v) => v,
+        Err(e) => return failed(format!("{program}'s JSON: {e}")),
+    };
+    let count = |v: Option<&Value>, skip: &str| -> u64 {
+        v.and_then(Value::as_object).map_or(0, |m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != skip)
+                .filter_map(|(_, n)| n.as_u64())
+                .sum()
+        })
+    };
+    let statuses = summary.get("statusCodeDistribution");
+    let ok = statuses
+        .and_then(|m| m.get("200"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    // Requests cut off by the end of the row are not failures.
+    let errors =
+        count(statuses, "200") + count(summary.get("errorDistribution"), "aborted due to deadline");
+    let ms = |p: &str| {
+        summary
+            .pointer(&format!("/latencyPercentiles/{p}"))
+            .and_then(Value::as_f64)
+            .map_or(f64::NAN, |s| s * 1000.0)
+    };
+    Run {
+        errors,
+        first_error: (errors > 0).then(|| {
+            format!(
+                "oha: {}",
+                summary
+                    .get("errorDistribution")
+                    .cloned()
+                    .unwrap_or_default()
+            )
+        }),
+        elapsed,
+        cpu,
+        oha: Some((ok, ms("p50"), ms("p99"))),
+        ..Run::default()
+    }
 }
 
 /// Creates the project and keys and returns the three operations to benchmark.
@@ -406,8 +572,17 @@ async fn setup(api: &Arc<Api>, spread: usize) -> Result<Vec<Op>, String> {
     for f in ["ciphertext", "initializationVector", "authenticationTag"] {
         decrypt[f] = sealed[f].clone();
     }
+    // A ciphertext of the same 1 KiB, for the decryption row.
+    let sealed = api
+        .create(
+            &format!("/api/v1/kms/keys/{aes}/encrypt"),
+            plain.clone(),
+            "/ciphertext",
+        )
+        .await?;
     let mut ops = vec![
         op(0, format!("{aes}/encrypt"), plain),
+        op(6, format!("{aes}/decrypt"), json!({"ciphertext": sealed})),
         op(1, format!("{ec}/sign"), sign("ECDSA_SHA_256")),
         op(2, format!("{rsa}/sign"), sign("RSASSA_PKCS1_V1_5_SHA_256")),
         (OPS[3], vec![encrypt_path], Bytes::from(encrypt.to_string())),
@@ -473,6 +648,100 @@ async fn spread_keys(api: &Arc<Api>, project: &str, count: usize) -> Result<Op, 
     Ok((name, paths, Bytes::from(plain.to_string())))
 }
 
+/// The rows again in the shape of issue 18's comparison table (docs/BENCHMARKS.md), as
+/// Markdown, with the ratios the issue sets targets for.
+fn summary(results: &[(&str, usize, Run)], concurrency: &[usize], rss: Option<f64>) {
+    let find = |op: &str, n: usize| {
+        results
+            .iter()
+            .find(|(name, c, _)| *name == op && *c == n)
+            .map(|(_, _, r)| r)
+    };
+    let clients = |n: usize| {
+        if n == 1 {
+            "1 client".to_owned()
+        } else {
+            format!("{n} clients")
+        }
+    };
+    let figure = |r: &Run| {
+        format!(
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            r.rate(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99)
+        )
+    };
+    println!("\n| scenario | gateway |\n|---|---|");
+    for &n in concurrency {
+        if let Some(r) = find(OPS[0], n) {
+            println!(
+                "| AES-256-GCM encrypt 1 KiB, {} | {} |",
+                clients(n),
+                figure(r)
+            );
+        }
+    }
+    for &n in concurrency {
+        if let Some(r) = find(OPS[6], n) {
+            println!(
+                "| AES-256-GCM decrypt 1 KiB, {} | {} |",
+                clients(n),
+                figure(r)
+            );
+        }
+    }
+    for op in [OPS[1], OPS[2]] {
+        let (names, rates): (Vec<String>, Vec<String>) = concurrency
+            .iter()
+            .filter_map(|&n| find(op, n).map(|r| (n.to_string(), format!("{:.0}", r.rate()))))
+            .unzip();
+        if !names.is_empty() {
+            println!(
+                "| {op}, {} clients | {} req/s |",
+                names.join(" / "),
+                rates.join(" / ")
+            );
+        }
+    }
+    // The ratios at the highest concurrency both rows have.
+    let paired = |op: &str| {
+        concurrency
+            .iter()
+            .rev()
+            .find_map(|&n| Some((n, find(op, n)?, find(OPS[0], n)?)))
+    };
+    if let Some((n, secured, hot)) = paired(OPS[5]) {
+        println!(
+            "| encrypt, key bound to an `hsm_secured` fragment, {} | {:.0} req/s ({:.0} % of `hsm_wrapped`; target >= 60 %) |",
+            clients(n),
+            secured.rate(),
+            100.0 * secured.rate() / hot.rate()
+        );
+    }
+    let spread = results
+        .iter()
+        .map(|(name, _, _)| *name)
+        .find(|name| name.starts_with("encrypt 1 KiB, "));
+    if let Some((n, many, hot)) = spread.and_then(paired) {
+        let keys = spread
+            .unwrap_or_default()
+            .trim_start_matches("encrypt 1 KiB, ");
+        println!(
+            "| encrypt spread over {keys} vs one hot key, {} | {:.0} vs {:.0} req/s ({:.2}x; target >= 0.80x), p99 {:.2} vs {:.2} ms |",
+            clients(n),
+            many.rate(),
+            hot.rate(),
+            many.rate() / hot.rate(),
+            many.percentile_ms(0.99),
+            hot.percentile_ms(0.99)
+        );
+    }
+    if let Some(mb) = rss {
+        println!("| peak RSS (VmHWM) | {mb:.0} MB |");
+    }
+}
+
 /// The gateway's peak resident set (VmHWM) in MB, if known.
 fn gateway_peak_rss_mb() -> Option<f64> {
     let pid = std::env::var("BENCH_GATEWAY_PID").ok()?;
@@ -531,6 +800,32 @@ fn bench() -> Result<bool, String> {
     let warmup = Duration::from_secs(env_num("BENCH_WARMUP_SECS", 1)?.min(60));
     let http2 = env_num("BENCH_HTTP", 1)? == 2;
     let spread = env_num("BENCH_SPREAD_KEYS", 20_000)?.min(2_000_000) as usize;
+    let concurrency = env_list("BENCH_CONCURRENCY", CONCURRENCY)
+        .iter()
+        .map(|c| match c.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "BENCH_CONCURRENCY: {c:?} is not a number from 1 to 1024"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let only = env_list("BENCH_ONLY", "");
+    let load = match std::env::var("BENCH_LOAD").as_deref() {
+        Err(_) | Ok("") | Ok("own") => Load::Own,
+        Ok("oha") => Load::Oha {
+            program: std::env::var("BENCH_OHA").unwrap_or_else(|_| "oha".into()),
+            base: base.trim_end_matches('/').to_owned(),
+            ca: ca.clone(),
+            auth: format!(
+                "Bearer {}",
+                std::fs::read_to_string(token)
+                    .map_err(|e| format!("{token}: {e}"))?
+                    .trim()
+            ),
+            scratch: std::env::var_os("BENCH_SCRATCH").map_or_else(std::env::temp_dir, Into::into),
+        },
+        Ok(other) => return Err(format!("BENCH_LOAD={other:?}: use own or oha")),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // 1. The gateway over HTTPS. Dropping the client runtime closes its connections.
@@ -541,21 +836,35 @@ fn bench() -> Result<bool, String> {
     let results = runtime.block_on(async {
         let api = Arc::new(Api::new(base, ca, token, http2)?);
         let mut results = Vec::new();
-        for op in setup(&api, spread).await? {
-            for n in CONCURRENCY {
+        let mut ops = setup(&api, spread).await?;
+        if !only.is_empty() {
+            ops.retain(|op| only.iter().any(|o| op.0.contains(o.as_str())));
+        }
+        if let Ok(command) = std::env::var("BENCH_BEFORE_ROWS") {
+            let status = std::process::Command::new("sh")
+                .args(["-c", &command])
+                .status();
+            if !status.as_ref().is_ok_and(|s| s.success()) {
+                return Err(format!("BENCH_BEFORE_ROWS {command:?} failed: {status:?}"));
+            }
+        }
+        for op in ops {
+            for &n in &concurrency {
                 // A warm-up (connections, caches). The machine is shared: a disturbed row
                 // is measured again (twice at most) and the least disturbed attempt kept;
                 // the errors of every attempt count.
-                run(&api, &op, n, warmup).await;
-                let mut kept = run(&api, &op, n, secs).await;
+                let warm = measure(&api, &op, n, warmup, &load).await;
+                let mut kept = measure(&api, &op, n, secs, &load).await;
+                kept.sent_before = warm.ok() + warm.errors;
                 for _ in 0..2 {
                     if kept.others() <= DISTURBED {
                         break;
                     }
-                    let mut again = run(&api, &op, n, secs).await;
+                    let mut again = measure(&api, &op, n, secs, &load).await;
                     if again.others() < kept.others() {
                         std::mem::swap(&mut again, &mut kept);
                     }
+                    kept.sent_before += again.ok() + again.errors;
                     kept.errors += again.errors;
                     kept.first_error = kept.first_error.or(again.first_error);
                 }
@@ -618,10 +927,12 @@ fn bench() -> Result<bool, String> {
     if !ec_sign() || !rsa_sign() {
         return Err("aws-lc-rs: a raw signature failed".into());
     }
-    let raw: [(&str, &(dyn Fn() -> bool + Sync), f64); 2] =
-        [(OPS[1], &ec_sign, 50.0), (OPS[2], &rsa_sign, 80.0)];
+    let mut raw: Vec<(&str, &(dyn Fn() -> bool + Sync), f64)> =
+        vec![(OPS[1], &ec_sign, 50.0), (OPS[2], &rsa_sign, 80.0)];
+    // Only the operations that had gateway rows (BENCH_ONLY may have left some out).
+    raw.retain(|(op, _, _)| results.iter().any(|(name, _, _)| name == op));
     println!("\nraw aws-lc-rs (in process)  threads     ops/s   others");
-    let mut all_cores = [(0.0f64, 0.0f64); 2];
+    let mut all_cores = vec![(0.0f64, 0.0f64); raw.len()];
     for (i, (name, op, _)) in raw.iter().enumerate() {
         let mut threads = vec![1, cores];
         threads.dedup();
@@ -653,10 +964,18 @@ fn bench() -> Result<bool, String> {
             r.rate()
         );
     }
-    match gateway_peak_rss_mb() {
+    let rss = gateway_peak_rss_mb();
+    match rss {
         Some(mb) => println!("\ngateway peak RSS (VmHWM): {mb:.1} MB"),
         None => println!("\ngateway peak RSS: unknown (BENCH_GATEWAY_PID unset)"),
     }
+    summary(&results, &concurrency, rss);
+    // What a profile of the gateway (scripts/profile.sh) divides its totals by.
+    let sent: u64 = results
+        .iter()
+        .map(|(_, _, r)| r.sent_before + r.ok() + r.errors)
+        .sum();
+    println!("requests sent to the gateway by the rows (warm-ups included): {sent}");
     if errors > 0 {
         println!("\nFAILED: {errors} request(s) failed (see ERRORS above)");
     }

@@ -5,9 +5,13 @@
 # key, an hsm_wrapped customer fragment as the default for new keys, a SQLite store),
 # runs the benchmark against it, and removes it all on exit.
 #
-#   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS, BENCH_HTTP and BENCH_SPREAD_KEYS are passed on
-#                         # to the benchmark (see examples/bench.rs);
-#                         # BENCH_AUDIT_DURABILITY (group, or sync) sets audit.durability
+#   scripts/bench.sh      # BENCH_SECS, BENCH_WARMUP_SECS, BENCH_HTTP, BENCH_SPREAD_KEYS, BENCH_ONLY,
+#                         # BENCH_CONCURRENCY and BENCH_LOAD are passed on to the benchmark
+#                         # (see examples/bench.rs); BENCH_LOAD=oha (the default) installs
+#                         # oha once (BENCH_OHA: an oha binary to use instead);
+#                         # BENCH_AUDIT_DURABILITY (group, or sync) sets audit.durability;
+#                         # BENCH_GATEWAY_WRAP is a command the gateway runs under
+#                         # (scripts/profile.sh sets it to valgrind's callgrind)
 #
 # Exit status: 0 if every request succeeded, non-zero if the build, the gateway's start
 # or any request failed.
@@ -18,6 +22,28 @@ root=$(pwd)
 echo "building the gateway and the benchmark (release)..." >&2
 cargo build --release --bin kms-gateway --example bench >&2
 target=${CARGO_TARGET_DIR:-$root/target}
+
+# The load generator: oha (default), an external one that peers can be measured with too,
+# installed from the Rust package registry once (it needs cmake, installed as root); or
+# BENCH_LOAD=own, the benchmark program's own client.
+export BENCH_LOAD=${BENCH_LOAD:-oha}
+oha_version=1.16.0
+if [ "$BENCH_LOAD" = oha ]; then
+  oha=${BENCH_OHA:-$target/oha/bin/oha}
+  if ! "$oha" --version 2>/dev/null | grep -q " $oha_version\b"; then
+    if ! command -v cmake >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >&2
+      else
+        echo "bench: oha needs cmake to build (Debian: apt-get install cmake)" >&2; exit 1
+      fi
+    fi
+    echo "installing oha $oha_version (once, into $target/oha)..." >&2
+    cargo install oha --version "$oha_version" --locked --root "$target/oha" >&2
+    oha=$target/oha/bin/oha
+  fi
+  export BENCH_OHA=$oha
+fi
 bin=$target/release/kms-gateway
 bench=$target/release/examples/bench
 
@@ -61,6 +87,8 @@ export KMSGW__TLS__CERT_FILE=$tmp/tls/cert.pem
 export KMSGW__TLS__KEY_FILE=$tmp/tls/key.pem
 export KMSGW__STORE__URL=sqlite://$tmp/data/kms-gateway.db
 export KMSGW__SERVER__LISTEN=127.0.0.1:0
+# Every client connects from 127.0.0.1: room for the 64-connection rows and more.
+export KMSGW__SERVER__MAX_CONNECTIONS_PER_ADDRESS=512
 # The XKS proxy API, at the prefix examples/bench.rs uses.
 export KMSGW__XKS__ENABLED=true KMSGW__XKS__URI_PATH_PREFIX=/bench
 # The audit log's durability level (docs/SECURITY.md): BENCH_AUDIT_DURABILITY=sync
@@ -69,10 +97,12 @@ export KMSGW__AUDIT__DURABILITY=${BENCH_AUDIT_DURABILITY:-group}
 echo "audit.durability: $KMSGW__AUDIT__DURABILITY" >&2
 
 # Start the gateway; warnings and errors only, so that logging does not dominate.
-(cd "$tmp" && RUST_LOG=warn exec "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
+# shellcheck disable=SC2086  # BENCH_GATEWAY_WRAP is a command line, split on purpose
+(cd "$tmp" && RUST_LOG=warn exec ${BENCH_GATEWAY_WRAP:-} "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
 gw_pid=$!
+export BENCH_GATEWAY_PID=$gw_pid BENCH_SCRATCH=$tmp
 base=""
-for _ in $(seq 1 600); do   # up to 60 s
+for _ in $(seq 1 3000); do   # up to 300 s (a profiler slows the start down)
   line=$(grep -m1 '^listening on https://' "$tmp/stdout" 2>/dev/null || true)
   if [ -n "$line" ]; then base=${line#listening on }; break; fi
   if ! kill -0 "$gw_pid" 2>/dev/null; then break; fi
@@ -92,7 +122,7 @@ echo "machine: $(nproc) cores (nproc), ${model:-unknown CPU}, $mem RAM, $(uname 
 echo "gateway: $(git -C "$root" describe --always --dirty 2>/dev/null || echo 'unknown commit'), release build, RUST_LOG=warn, SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?')"
 
 set +e
-BENCH_GATEWAY_PID=$gw_pid "$bench" "$base" "$tmp/tls/ca.pem" "$tmp/data/bootstrap-token"
+"$bench" "$base" "$tmp/tls/ca.pem" "$tmp/data/bootstrap-token"
 rc=$?
 set -e
 echo "database after the run: $(du -sh "$tmp/data" | cut -f1) (SQLite, WAL included)"

@@ -315,13 +315,66 @@ impl Protocol for HttpProtocol {
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(body).unwrap_or_default(),
-    )));
+    let mut out = Vec::with_capacity(256);
+    write_json(&mut out, body);
+    let mut r = Response::new(Full::new(Bytes::from(out)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// `value` as compact JSON, byte for byte what `serde_json::to_vec` writes. A string with
+/// nothing to escape (base64, ids, names: nearly all of them) is copied whole after one
+/// branch-free scan, where serde_json looks every byte up in its escape table; that was a
+/// visible share of an encryption's instructions (a 1 KiB plaintext's ciphertext is a
+/// 1.4 KB string; docs/BENCHMARKS.md).
+pub fn write_json(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            out.push(b'{');
+            for (i, (name, item)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, name);
+                out.push(b':');
+                write_json(out, item);
+            }
+            out.push(b'}');
+        }
+        // Numbers, booleans and null: serde_json's own text (writing to a Vec cannot fail).
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // JSON escapes '"', '\\' and the control characters below 0x20 (RFC 8259, section 7);
+    // serde_json escapes exactly these. The fold has no early exit, so it vectorises.
+    let plain = !s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// The problem+json body of an answer of the HTTP layer itself, with the same members
@@ -459,4 +512,44 @@ async fn readyz(gateway: &Arc<Gateway>) -> HttpResponse {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(5u32));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `write_json` writes what serde_json writes, whatever the strings hold.
+    #[test]
+    fn write_json_is_serde_jsons_compact_text() {
+        let samples = [
+            json!({}),
+            json!([]),
+            json!(null),
+            json!({"ciphertext": "a2V5+/==", "keyId": "0b4e", "n": 3, "ok": true, "none": null}),
+            json!({"quote\"d": "back\\slash", "ctl": "tab\tnl\ncr\r\u{1}\u{1f}", "del": "\u{7f}"}),
+            json!({"unicode": "é€😀 \u{2028}\u{2029}", "html": "</script><&>'"}),
+            json!([
+                1,
+                -2,
+                3.5,
+                1e300,
+                u64::MAX,
+                i64::MIN,
+                0.1,
+                [],
+                [{}],
+                [[null, false]]
+            ]),
+            json!({"nested": {"list": ["x", {"y": "z\u{0}"}], "empty": ""}}),
+        ];
+        for value in samples {
+            let mut out = Vec::new();
+            write_json(&mut out, &value);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&value).unwrap(),
+                "{value:?}"
+            );
+        }
+    }
 }

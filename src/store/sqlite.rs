@@ -208,6 +208,18 @@ fn connect(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// `PRAGMA synchronous = level` through a cached statement (it runs twice per deferred
+/// audit commit; `level` is one of SQLite's names, never input).
+fn set_synchronous(conn: &Connection, level: &'static str) -> StoreResult<()> {
+    let sql = match level {
+        "NORMAL" => "PRAGMA synchronous = NORMAL",
+        _ => "PRAGMA synchronous = FULL",
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    stmt.raw_execute().map_err(map_err)?;
+    Ok(())
+}
+
 /// Maps an error by SQLite's (extended) result code, never by its message.
 fn map_err(err: rusqlite::Error) -> StoreError {
     use rusqlite::Error as E;
@@ -422,12 +434,9 @@ impl KeyStore for SqliteStore {
         // commit survives the process, and the next FULL commit or `sync_audit` syncs
         // it together with everything before it. The writer goes back to FULL at once.
         let mut conn = self.audit_writer()?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(map_err)?;
+        set_synchronous(&conn, "NORMAL")?;
         let appended = audit::append(&mut conn, records, chain);
-        let restored = conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(map_err);
+        let restored = set_synchronous(&conn, "FULL");
         let seq = appended?;
         restored?;
         Ok(seq)

@@ -156,50 +156,70 @@ pub enum Match {
     None,
 }
 
-/// The `{…}` segments if `path` fits `template`.
-fn fit(template: &str, path: &str) -> Option<Vec<String>> {
-    let mut params = Vec::new();
-    let mut want = template.split('/');
-    let mut have = path.split('/');
-    loop {
-        match (want.next(), have.next()) {
-            (None, None) => return Some(params),
-            (Some(w), Some(h)) if w.starts_with('{') => {
-                if h.is_empty() {
-                    return None;
-                }
-                // Percent-decoding of a path segment: `+` and `&` are themselves here,
-                // not a space and a separator as in a query.
-                let decoded = percent_encoding::percent_decode_str(h).decode_utf8_lossy();
-                params.push(decoded.into_owned());
-            }
-            (Some(w), Some(h)) if w == h => {}
-            _ => return None,
-        }
-    }
-}
-
 pub fn find(method: &Method, path: &str) -> Match {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    let mut path_known = false;
-    for r in ROUTES {
-        if let Some(params) = fit(r.template, path) {
-            // A literal route wins over a template one (`key-name/x` over `{keyId}`).
-            if r.method == *method {
-                return Match::Found(r, params);
-            }
-            path_known = true;
-        }
+    // The first route in the list wins: a literal one over a template one (`key-name/x`
+    // over `{keyId}`). The method is compared first, as it is cheaper than the path.
+    if let Some(r) = ROUTES
+        .iter()
+        .find(|r| r.method == *method && fits(r.template, path))
+    {
+        return Match::Found(r, params(r.template, path));
     }
-    if path_known {
+    if ROUTES.iter().any(|r| fits(r.template, path)) {
         Match::WrongMethod
     } else {
         Match::None
     }
+}
+
+/// Whether `path` fits `template`: literal bytes equal, each `{…}` (always a whole
+/// segment) standing for one non-empty segment. A byte walk that allocates nothing and
+/// stops at the first difference: it runs for every route of every request.
+fn fits(template: &str, path: &str) -> bool {
+    let (t, p) = (template.as_bytes(), path.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < t.len() {
+        if t[i] == b'{' {
+            i += t[i..]
+                .iter()
+                .position(|&b| b == b'}')
+                .map_or(t.len(), |n| n + 1);
+            let start = j;
+            while j < p.len() && p[j] != b'/' {
+                j += 1;
+            }
+            if j == start {
+                return false;
+            }
+        } else if j < p.len() && p[j] == t[i] {
+            i += 1;
+            j += 1;
+        } else {
+            return false;
+        }
+    }
+    j == p.len()
+}
+
+/// The `{…}` segments of `path`, which `fits` `template`, percent-decoded.
+fn params(template: &str, path: &str) -> Vec<String> {
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .filter(|(w, _)| w.starts_with('{'))
+        // Percent-decoding of a path segment: `+` and `&` are themselves here, not a
+        // space and a separator as in a query.
+        .map(|(_, h)| {
+            percent_encoding::percent_decode_str(h)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 /// Runs the handler of `operation`.
@@ -274,6 +294,56 @@ mod tests {
             find(&Method::GET, "/api/v1/kms/keys//encrypt"),
             Match::None
         ));
+    }
+
+    /// The byte walk of `fits` decides as segment-by-segment matching does, for every
+    /// template against paths made from every template and from near misses.
+    #[test]
+    fn fits_is_segment_matching() {
+        fn by_segments(template: &str, path: &str) -> bool {
+            let (want, have): (Vec<_>, Vec<_>) =
+                (template.split('/').collect(), path.split('/').collect());
+            want.len() == have.len()
+                && want.iter().zip(&have).all(|(w, h)| {
+                    if w.starts_with('{') {
+                        !h.is_empty()
+                    } else {
+                        w == h
+                    }
+                })
+        }
+        let mut paths = vec![
+            String::new(),
+            "/".into(),
+            "/api".into(),
+            "/api/v1/kms/keys/".into(),
+        ];
+        for r in ROUTES {
+            for fill in ["k", "0b4e-9c", "", "a%2Fb", "key-name", "x/y"] {
+                let path = r
+                    .template
+                    .split('/')
+                    .map(|seg| if seg.starts_with('{') { fill } else { seg });
+                let path = path.collect::<Vec<_>>().join("/");
+                paths.extend([
+                    path.clone(),
+                    format!("{path}/"),
+                    format!("{path}x"),
+                    format!("{path}/more"),
+                ]);
+                paths.push(path[..path.len().saturating_sub(1)].to_owned());
+            }
+        }
+        for r in ROUTES {
+            for path in &paths {
+                assert_eq!(
+                    fits(r.template, path),
+                    by_segments(r.template, path),
+                    "{} vs {path:?}",
+                    r.template
+                );
+            }
+        }
     }
 
     #[test]

@@ -14,10 +14,11 @@ pub(super) fn append(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map_err)?;
+    // Cached statements: this runs for every batch of audit records (parsing SQL was a
+    // visible share of a request's instructions; docs/BENCHMARKS.md).
     let head: Option<(u64, Vec<u8>)> = tx
-        .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE one = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .optional()
         .map_err(map_err)?;
     let (mut seq, mut hash) = match head {
@@ -41,11 +42,11 @@ pub(super) fn append(
                 .map_err(map_err)?;
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_head (one, seq, hash, mac) VALUES (1, ?1, ?2, ?3) \
          ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-        params![seq, hash.to_vec(), chain.seal(seq, &hash)],
     )
+    .and_then(|mut s| s.execute(params![seq, hash.to_vec(), chain.seal(seq, &hash)]))
     .map_err(map_err)?;
     tx.commit().map_err(map_err)?;
     Ok(seq)
