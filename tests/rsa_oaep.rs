@@ -103,7 +103,12 @@ async fn openssl_oaep_ciphertexts_decrypt_in_the_gateway_for_every_size_and_hash
         assert_eq!(k["key"]["encryptionAlgorithm"], spec);
         let pem = public_pem(&gw, &key, &name).await;
         let described = String::from_utf8(openssl(&[
-            "pkey", "-pubin", "-in", &pem, "-noout", "-text_pub",
+            "pkey",
+            "-pubin",
+            "-in",
+            &pem,
+            "-noout",
+            "-text_pub",
         ]))
         .unwrap();
         assert!(
@@ -179,14 +184,22 @@ async fn every_bad_ciphertext_gets_the_same_error() {
         "RSAES_OAEP_SHA_256",
     ));
     bad.push(("a single byte", vec![7], "RSAES_OAEP_SHA_256"));
-    bad.push(("all ones (above the modulus)", vec![0xff; 256], "RSAES_OAEP_SHA_256"));
+    bad.push((
+        "all ones (above the modulus)",
+        vec![0xff; 256],
+        "RSAES_OAEP_SHA_256",
+    ));
     bad.push(("all zeros", vec![0; 256], "RSAES_OAEP_SHA_256"));
     bad.push((
         "another key's ciphertext",
         openssl_encrypt(&gw, &other_pem, "sha256", plaintext),
         "RSAES_OAEP_SHA_256",
     ));
-    bad.push(("SHA-256 ciphertext as SHA-1", good.clone(), "RSAES_OAEP_SHA_1"));
+    bad.push((
+        "SHA-256 ciphertext as SHA-1",
+        good.clone(),
+        "RSAES_OAEP_SHA_1",
+    ));
     bad.push((
         "SHA-1 ciphertext as SHA-256",
         openssl_encrypt(&gw, &pem, "sha1", plaintext),
@@ -218,7 +231,13 @@ async fn every_bad_ciphertext_gets_the_same_error() {
         let (s, e) = decrypt(&gw, &key, ciphertext, Some(alg)).await;
         assert_eq!(s, 400, "{what}: {e}");
         assert_eq!(e["code"], "decryption_failed", "{what}: {e}");
-        answers.push((what, s, e["code"].clone(), e["message"].clone(), e["error"].clone()));
+        answers.push((
+            what,
+            s,
+            e["code"].clone(),
+            e["message"].clone(),
+            e["error"].clone(),
+        ));
     }
     let first = &answers[0];
     for a in &answers {
