@@ -263,7 +263,7 @@ def test_ecdsa_p384_prehashed_sha512_and_jws_signatures(tmp_path, transit):
                                       marshaling_algorithm="jws")["data"]["valid"] is False
 
 
-def test_rsa_2048_encrypt_decrypt_round_trip(tmp_path, transit):
+def test_rsa_2048_oaep_encrypt_decrypt_round_trip(tmp_path, transit):
     # The gateway's keys have one usage: an RSA key that encrypts is made so (key_usage).
     name = unique("rsa")
     transit._adapter.post(f"/v1/transit/keys/{name}", json={"type": "rsa-2048", "key_usage": "encrypt-decrypt"})
