@@ -249,9 +249,19 @@ async fn every_bad_ciphertext_gets_the_same_error() {
             first.0
         );
     }
-    // The key still decrypts afterwards.
+    // The key still decrypts afterwards, and the log holds neither plaintext nor why a
+    // ciphertext failed.
     let (s, out) = decrypt(&gw, &key, &good, None).await;
     assert_eq!(s, 200, "{out}");
+    let log = gw.log();
+    assert!(
+        !log.contains("unseal key share") && !log.contains(&B64.encode(plaintext)),
+        "the plaintext is in the log"
+    );
+    assert!(
+        !log.to_lowercase().contains("padding"),
+        "the log says why a ciphertext failed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
