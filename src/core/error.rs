@@ -237,6 +237,11 @@ impl From<KeyError> for CoreError {
             KeyError::SigningAlgorithmNotValid(_) => (K::Invalid, "invalid_signing_algorithm"),
             KeyError::DigestLength { .. } => (K::Invalid, "invalid_digest_length"),
             KeyError::PssOverDigest => (K::Invalid, "pss_digest_not_supported"),
+            KeyError::EncryptionAlgorithmNotValid { .. } => {
+                (K::Invalid, "invalid_encryption_algorithm")
+            }
+            KeyError::OaepPlaintextTooLong { .. } => (K::Invalid, "oaep_plaintext_too_large"),
+            KeyError::OaepDecryptionFailed => (K::Invalid, "decryption_failed"),
             KeyError::MalformedCiphertext => (K::Invalid, "invalid_ciphertext"),
             KeyError::CiphertextOfAnotherKey => (K::Invalid, "ciphertext_key_mismatch"),
             KeyError::DecryptionFailed => (K::Invalid, "decryption_failed"),

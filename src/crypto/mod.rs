@@ -8,6 +8,7 @@ pub mod digest;
 mod envelope;
 mod format;
 pub mod mac;
+pub mod oaep;
 pub mod signing;
 
 pub use derive::{fragment_value_from_prk, kek, material_aad, standard_fragment_value, Secret32};

@@ -7,12 +7,13 @@ use std::time::Duration;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::crypto::oaep::DecryptionKey;
 use crate::crypto::signing::{self, SigningKey};
 use crate::crypto::{self, AeadKey, MacKey};
 use crate::random::RandomSource;
 
 use super::bounded::Bounded;
-use super::{Algorithm, KeyError};
+use super::{Algorithm, KeyError, KeyUsage};
 
 /// Secret material (AES or HMAC bytes, or PKCS#8 DER) and, for asymmetric keys, the
 /// public key DER.
@@ -96,18 +97,33 @@ pub(super) fn imported(algorithm: Algorithm, given: &[u8]) -> Result<NewMaterial
     Ok((Zeroizing::new(given.to_vec()), Some(public)))
 }
 
+/// The algorithm name in `aad_material` (DESIGN.md section 3): the algorithm's own name,
+/// except for an RSA key of usage encrypt-decrypt, a new algorithm with a new name
+/// (`RSA_2048/encrypt-decrypt`, ...). So the material of an RSA signing key never opens
+/// as an encryption key's, whatever a changed key record says of its usage.
+pub(super) fn material_name(algorithm: Algorithm, usage: KeyUsage) -> String {
+    if usage == KeyUsage::EncryptDecrypt && algorithm.rsa_bits().is_some() {
+        format!("{}/{}", algorithm.as_str(), usage.as_str())
+    } else {
+        algorithm.as_str().to_owned()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn wrap(
     irk: &[u8; 32],
     fv: Option<&[u8; 32]>,
     key_id: Uuid,
     version: u32,
     algorithm: Algorithm,
+    usage: KeyUsage,
     material: &[u8],
     random: &RandomSource,
 ) -> Result<Vec<u8>, KeyError> {
     let kek = crypto::kek(irk, fv, key_id.as_bytes(), version);
     let nonce: [u8; crypto::NONCE_LEN] = random.array()?;
-    let aad = crypto::material_aad(key_id.as_bytes(), version, algorithm.as_str());
+    let name = material_name(algorithm, usage);
+    let aad = crypto::material_aad(key_id.as_bytes(), version, &name);
     Ok(crypto::seal_material(&kek, &nonce, material, &aad))
 }
 
@@ -117,10 +133,12 @@ pub(super) fn unwrap(
     key_id: Uuid,
     version: u32,
     algorithm: Algorithm,
+    usage: KeyUsage,
     wrapped: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let kek = crypto::kek(irk, fv, key_id.as_bytes(), version);
-    let aad = crypto::material_aad(key_id.as_bytes(), version, algorithm.as_str());
+    let name = material_name(algorithm, usage);
+    let aad = crypto::material_aad(key_id.as_bytes(), version, &name);
     crypto::open_material(&kek, wrapped, &aad).map_err(|_| {
         KeyError::Internal(format!("the material of key {key_id} version {version} does not unwrap (wrong root key or fragment?)"))
     })
@@ -132,11 +150,22 @@ pub(super) fn unwrap(
 pub enum Loaded {
     Aead(Zeroizing<Vec<u8>>),
     Signing(SigningKey),
+    /// An RSA encrypt-decrypt key.
+    Oaep(DecryptionKey),
     Mac(MacKey),
 }
 
 impl Loaded {
-    pub(super) fn new(algorithm: Algorithm, material: &[u8]) -> Result<Self, KeyError> {
+    pub(super) fn new(
+        algorithm: Algorithm,
+        usage: KeyUsage,
+        material: &[u8],
+    ) -> Result<Self, KeyError> {
+        if let (Some(bits), KeyUsage::EncryptDecrypt) = (algorithm.rsa_bits(), usage) {
+            return DecryptionKey::from_pkcs8(bits, material)
+                .map(Loaded::Oaep)
+                .map_err(|e| KeyError::Internal(e.to_string()));
+        }
         if let Some(mac) = algorithm.mac() {
             if material.len() != mac.output_len() {
                 return Err(KeyError::Internal(format!(
@@ -169,6 +198,13 @@ impl Loaded {
         match self {
             Loaded::Signing(k) => Ok(k),
             _ => Err(KeyError::Internal("not a signing key".into())),
+        }
+    }
+
+    pub(super) fn oaep(&self) -> Result<&DecryptionKey, KeyError> {
+        match self {
+            Loaded::Oaep(k) => Ok(k),
+            _ => Err(KeyError::Internal("not an RSA encrypt-decrypt key".into())),
         }
     }
 
@@ -294,9 +330,36 @@ mod cache_tests {
 
     #[test]
     fn an_aes_entry_is_its_key_bytes_and_keys_on_use() {
-        let loaded = Loaded::new(Algorithm::Aes256Gcm, &[9; 32]).unwrap();
+        let aes = KeyUsage::EncryptDecrypt;
+        let loaded = Loaded::new(Algorithm::Aes256Gcm, aes, &[9; 32]).unwrap();
         assert!(matches!(&loaded, Loaded::Aead(k) if k.as_slice() == [9; 32]));
         assert!(loaded.aead().is_ok());
-        assert!(Loaded::new(Algorithm::Aes256Gcm, &[9; 31]).is_err());
+        assert!(Loaded::new(Algorithm::Aes256Gcm, aes, &[9; 31]).is_err());
+    }
+
+    #[test]
+    fn the_material_of_an_rsa_encryption_key_is_bound_to_its_usage() {
+        let e = KeyUsage::EncryptDecrypt;
+        let s = KeyUsage::SignVerify;
+        assert_eq!(material_name(Algorithm::Rsa2048, s), "RSA_2048");
+        assert_eq!(
+            material_name(Algorithm::Rsa4096, e),
+            "RSA_4096/encrypt-decrypt"
+        );
+        assert_eq!(material_name(Algorithm::Aes256Gcm, e), "aes-256-gcm");
+        let random = RandomSource::Os;
+        let (der, _) = generate(Algorithm::Rsa2048, &random).unwrap();
+        let (irk, id) = ([3; 32], Uuid::new_v4());
+        let wrapped = wrap(&irk, None, id, 1, Algorithm::Rsa2048, e, &der, &random).unwrap();
+        assert!(unwrap(&irk, None, id, 1, Algorithm::Rsa2048, s, &wrapped).is_err());
+        let opened = unwrap(&irk, None, id, 1, Algorithm::Rsa2048, e, &wrapped).unwrap();
+        assert!(matches!(
+            Loaded::new(Algorithm::Rsa2048, e, &opened),
+            Ok(Loaded::Oaep(_))
+        ));
+        assert!(matches!(
+            Loaded::new(Algorithm::Rsa2048, s, &opened),
+            Ok(Loaded::Signing(_))
+        ));
     }
 }

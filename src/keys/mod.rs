@@ -30,7 +30,7 @@ pub use material::{Loaded, MaterialCache};
 pub use raw::{RawMode, RawSealed};
 use records::RecordCache;
 pub use records::KEY_RECORD_TTL;
-pub use types::{Algorithm, KeyError, KeyUsage};
+pub use types::{Algorithm, EncryptionAlgorithm, KeyError, KeyUsage};
 
 /// Where new material went: its fragment, its HSM label, the wrapped material and the
 /// public key.
@@ -310,6 +310,7 @@ impl KeyService {
             id,
             1,
             req.algorithm,
+            req.usage,
             &material,
             &self.random,
         )?;
@@ -374,12 +375,21 @@ impl KeyService {
         if let Some(days) = req.rotation_period_days {
             check_rotation_period(days, req.algorithm, req.protection != Protection::Software)?;
         }
-        if req.algorithm.usage() != req.usage {
+        if !req.algorithm.allows(req.usage) {
             return Err(KeyError::InvalidInput(format!(
                 "algorithm {} is for {} keys, not {}",
                 req.algorithm.as_str(),
                 req.algorithm.usage().as_str(),
                 req.usage.as_str()
+            )));
+        }
+        if req.usage == KeyUsage::EncryptDecrypt
+            && req.algorithm.rsa_bits().is_some()
+            && req.protection != Protection::Software
+        {
+            return Err(KeyError::NotSupported(format!(
+                "HSM-resident {} encrypt-decrypt keys are not supported: the gateway does not decrypt with CKM_RSA_PKCS_OAEP in the HSM (SoftHSM2's takes SHA-1 only); create the key with protection \"software\"",
+                req.algorithm.as_str()
             )));
         }
         if req.material.is_some() && req.protection != Protection::Software {
@@ -666,6 +676,13 @@ impl KeyService {
             return Err(KeyError::KeyDisabled);
         }
         let algorithm = stored_algorithm(&key)?;
+        if algorithm.rsa_bits().is_some() && key.key_usage == KeyUsage::EncryptDecrypt {
+            // As in AWS KMS: an RSA-OAEP ciphertext names no version, and the public key
+            // others encrypt with would change under them.
+            return Err(KeyError::NotSupported(
+                "RSA encrypt-decrypt keys cannot be rotated; create a new key".into(),
+            ));
+        }
         if algorithm.usage() == KeyUsage::SignVerify {
             // As in AWS KMS: a signature names no version, so a rotated signing key would
             // stop verifying its old signatures. Make a new key instead.
@@ -682,6 +699,7 @@ impl KeyService {
             id,
             version,
             algorithm,
+            key.key_usage,
             &material,
             &self.random,
         )?;

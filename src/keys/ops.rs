@@ -10,6 +10,7 @@ use super::{
     material, stored_algorithm, Access, Algorithm, KeyError, KeyService, KeyUsage, Loaded,
     MacAlgorithm, SignRequest,
 };
+use crate::crypto::oaep::{OaepAlgorithm, OaepError};
 use crate::crypto::signing::{self, Input, Padding, SigningAlgorithm};
 use crate::crypto::{self, CryptoError};
 use crate::fragments::FragmentId;
@@ -19,6 +20,17 @@ use crate::store::KeyRecord;
 
 /// An XKS encryption's parts: the 96-bit IV, the ciphertext, the 128-bit tag.
 pub type ExternalCiphertext = ([u8; crypto::NONCE_LEN], Vec<u8>, [u8; 16]);
+
+/// AES-GCM's operations (data keys and re-encryption included) refuse an RSA
+/// encrypt-decrypt key: it encrypts only through `oaep_encrypt`.
+fn refuse_rsa(algorithm: Algorithm) -> Result<(), KeyError> {
+    match algorithm.rsa_bits() {
+        Some(_) => Err(KeyError::NotSupported(
+            "an RSA key encrypts and decrypts with RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 only: no data keys or re-encryption".into(),
+        )),
+        None => Ok(()),
+    }
+}
 
 /// The operations that protect new data, which a key whose protection stopped refuses.
 const PROTECTING: [&str; 3] = ["encrypt", "sign", "generate a MAC"];
@@ -72,9 +84,9 @@ impl KeyService {
         operation: &'static str,
     ) -> Result<Algorithm, KeyError> {
         let algorithm = stored_algorithm(key)?;
-        if algorithm.usage() != usage {
+        if key.key_usage != usage || !algorithm.allows(usage) {
             return Err(KeyError::WrongUsage {
-                usage: algorithm.usage().as_str(),
+                usage: key.key_usage.as_str(),
                 operation,
             });
         }
@@ -140,9 +152,10 @@ impl KeyService {
             key.id,
             version,
             algorithm,
+            key.key_usage,
             &record.wrapped_material,
         )?;
-        let loaded = Arc::new(Loaded::new(algorithm, &material)?);
+        let loaded = Arc::new(Loaded::new(algorithm, key.key_usage, &material)?);
         if cacheable {
             self.cache.put(key.id, version, loaded.clone());
         }
@@ -180,6 +193,7 @@ impl KeyService {
         access: Access,
     ) -> Result<Vec<u8>, KeyError> {
         let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "encrypt")?;
+        refuse_rsa(algorithm)?;
         let header = crypto::CiphertextHeader {
             key_id: *key.id.as_bytes(),
             version: key.version,
@@ -299,6 +313,7 @@ impl KeyService {
         access: Access,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let mut algorithm = self.usable(key, KeyUsage::EncryptDecrypt, "decrypt")?;
+        refuse_rsa(algorithm)?;
         let mut key = std::borrow::Cow::Borrowed(key);
         let header = crypto::decode_ciphertext_header(ciphertext)
             .map_err(|_| KeyError::MalformedCiphertext)?;
@@ -354,6 +369,59 @@ impl KeyService {
             CryptoError::Authentication => KeyError::DecryptionFailed,
             _ => KeyError::MalformedCiphertext,
         })
+    }
+
+    /// RSA-OAEP encryption of `plaintext` under the newest (only) version of an RSA
+    /// encrypt-decrypt key; the ciphertext is as long as the modulus.
+    pub fn oaep_encrypt(
+        &self,
+        key: &KeyRecord,
+        alg: OaepAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let algorithm = self.oaep_usable(key, "encrypt")?;
+        let loaded = self.load(key, algorithm, key.version, Access::Full)?;
+        loaded.oaep()?.encrypt(alg, plaintext).map_err(|e| match e {
+            OaepError::PlaintextTooLong { got, max } => KeyError::OaepPlaintextTooLong {
+                got,
+                max,
+                algorithm: alg.as_str(),
+            },
+            other => KeyError::Internal(other.to_string()),
+        })
+    }
+
+    /// RSA-OAEP decryption; every failure of the ciphertext (its length, its value, its
+    /// padding, another key's or algorithm's) is the one `OaepDecryptionFailed`.
+    pub fn oaep_decrypt(
+        &self,
+        key: &KeyRecord,
+        alg: OaepAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let algorithm = self.oaep_usable(key, "decrypt")?;
+        let loaded = self.load(key, algorithm, key.version, Access::Full)?;
+        loaded
+            .oaep()?
+            .decrypt(alg, ciphertext)
+            .map_err(|_| KeyError::OaepDecryptionFailed)
+    }
+
+    /// The algorithm of a usable RSA encrypt-decrypt key (see `usable`).
+    fn oaep_usable(&self, key: &KeyRecord, operation: &'static str) -> Result<Algorithm, KeyError> {
+        let algorithm = self.usable(key, KeyUsage::EncryptDecrypt, operation)?;
+        if algorithm.rsa_bits().is_none() {
+            return Err(KeyError::Internal(
+                "RSA-OAEP on a key that is not RSA".into(),
+            ));
+        }
+        if key.hsm_key_label.is_some() {
+            // Refused at creation; a record saying otherwise was not made by this gateway.
+            return Err(KeyError::NotSupported(
+                "HSM-resident RSA encrypt-decrypt keys are not supported".into(),
+            ));
+        }
+        Ok(algorithm)
     }
 
     fn signing_algorithm(
@@ -466,15 +534,20 @@ impl KeyService {
 
     /// DER SubjectPublicKeyInfo of the newest version.
     pub fn public_key(&self, key: &KeyRecord) -> Result<Vec<u8>, KeyError> {
-        self.usable(key, KeyUsage::SignVerify, "have a public key")?;
+        // Signing keys and RSA encrypt-decrypt keys have one.
+        let usage = match key.algorithm.rsa_bits() {
+            Some(_) => key.key_usage,
+            None => KeyUsage::SignVerify,
+        };
+        self.usable(key, usage, "have a public key")?;
         self.public_key_of(key, key.version)
     }
 
     pub fn signing_algorithms(key: &KeyRecord) -> Result<&'static [&'static str], KeyError> {
         let algorithm = stored_algorithm(key)?;
-        if algorithm.usage() != KeyUsage::SignVerify {
+        if key.key_usage != KeyUsage::SignVerify {
             return Err(KeyError::WrongUsage {
-                usage: algorithm.usage().as_str(),
+                usage: key.key_usage.as_str(),
                 operation: "sign",
             });
         }

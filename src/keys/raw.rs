@@ -64,6 +64,7 @@ impl KeyService {
             key.id,
             key.version,
             key.algorithm,
+            key.key_usage,
             &record.wrapped_material,
         )
     }

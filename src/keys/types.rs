@@ -1,5 +1,6 @@
 //! The vocabulary of keys: usages, algorithms and the errors of key operations.
 
+use crate::crypto::oaep::OaepAlgorithm;
 use crate::crypto::signing;
 use crate::crypto::MacAlgorithm;
 use crate::fragments::FragmentError;
@@ -79,6 +80,8 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm's usage, and the default one of a key that names none (RSA keys:
+    /// sign-verify; see [`Algorithm::allows`]).
     pub fn usage(self) -> KeyUsage {
         match self {
             Self::Aes256Gcm | Self::Aes128Gcm => KeyUsage::EncryptDecrypt,
@@ -88,6 +91,22 @@ impl Algorithm {
             | Self::EccNistP256
             | Self::EccNistP384 => KeyUsage::SignVerify,
             Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => KeyUsage::GenerateVerifyMac,
+        }
+    }
+
+    /// Whether a key of this algorithm may have `usage`: its own, and for RSA keys also
+    /// encrypt-decrypt (RSA-OAEP), as AWS KMS's RSA key specs allow either usage.
+    pub fn allows(self, usage: KeyUsage) -> bool {
+        usage == self.usage() || (self.rsa_bits().is_some() && usage == KeyUsage::EncryptDecrypt)
+    }
+
+    /// The modulus length of an RSA key type.
+    pub fn rsa_bits(self) -> Option<usize> {
+        match self {
+            Self::Rsa2048 => Some(2048),
+            Self::Rsa3072 => Some(3072),
+            Self::Rsa4096 => Some(4096),
+            _ => None,
         }
     }
 
@@ -120,6 +139,16 @@ impl Algorithm {
             _ => &[],
         }
     }
+}
+
+/// The encryption an encrypt or decrypt request names (`None` in a request: the key's
+/// own, which for an RSA encrypt-decrypt key is `RSAES_OAEP_SHA_256`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptionAlgorithm {
+    /// AES-GCM in the gateway's ciphertext format (AWS's `SYMMETRIC_DEFAULT`).
+    Symmetric,
+    /// RSA-OAEP with an RSA encrypt-decrypt key.
+    Oaep(OaepAlgorithm),
 }
 
 /// Errors of key operations; `api` maps each variant to one status and code.
@@ -166,6 +195,22 @@ pub enum KeyError {
     DigestLength { expected: usize, got: usize },
     #[error("RSASSA-PSS over a precomputed digest is not supported; send the message")]
     PssOverDigest,
+    /// An encryption algorithm the key does not offer (the name, and the key's own).
+    #[error("encryption algorithm {given} is not valid for this key; it encrypts with {valid}")]
+    EncryptionAlgorithmNotValid {
+        given: &'static str,
+        valid: &'static str,
+    },
+    /// A plaintext longer than RSA-OAEP takes with this key and algorithm.
+    #[error("the plaintext is {got} bytes; {algorithm} with this key encrypts at most {max} bytes (encrypt a data key instead)")]
+    OaepPlaintextTooLong {
+        got: usize,
+        max: usize,
+        algorithm: &'static str,
+    },
+    /// Every RSA-OAEP decryption failure, whatever its cause (no padding oracle).
+    #[error("the ciphertext cannot be decrypted with this key and encryption algorithm")]
+    OaepDecryptionFailed,
     #[error("the ciphertext is malformed")]
     MalformedCiphertext,
     /// A ciphertext (or, for a MAC, a named version) below `min_decryption_version`.

@@ -294,8 +294,8 @@ const SETTABLE: &[(u32, &str)] = &[
     (tag::CRYPTOGRAPHIC_USAGE_MASK, USAGE_MASK_KEY),
 ];
 
-fn default_usage_mask(a: Algorithm, public: bool) -> i32 {
-    match a.usage() {
+fn default_usage_mask(usage: KeyUsage, public: bool) -> i32 {
+    match usage {
         KeyUsage::EncryptDecrypt => usage::ENCRYPT | usage::DECRYPT,
         KeyUsage::SignVerify if public => usage::VERIFY,
         KeyUsage::SignVerify => usage::SIGN,
@@ -332,7 +332,7 @@ fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
     let mask = stored
         .get(USAGE_MASK_KEY)
         .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| default_usage_mask(key.algorithm, public));
+        .unwrap_or_else(|| default_usage_mask(key.key_usage, public));
     out.push(attrs::simple(
         tag::CRYPTOGRAPHIC_USAGE_MASK,
         Value::Integer(mask),

@@ -363,6 +363,71 @@ def test_wrong_usage_and_unsupported(kms, symmetric_key):
     assert error_code(e) == "ValidationException"
 
 
+@pytest.mark.parametrize("spec", ["RSA_2048", "RSA_3072", "RSA_4096"])
+def test_rsa_oaep_encrypt_decrypt_and_a_local_encryption_from_get_public_key(kms, spec):
+    meta = kms.create_key(KeySpec=spec, KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+    key = meta["KeyId"]
+    assert meta["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert sorted(meta["EncryptionAlgorithms"]) == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["EncryptionAlgorithms"] == meta["EncryptionAlgorithms"]
+    public = kms.get_public_key(KeyId=key)
+    assert public["KeySpec"] == spec and public["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert "RSAES_OAEP_SHA_256" in public["EncryptionAlgorithms"] and "SigningAlgorithms" not in public
+    rsa_public = serialization.load_der_public_key(public["PublicKey"])
+    assert rsa_public.key_size == int(spec[4:])
+
+    secret = b"an unseal key share"
+    out = kms.encrypt(KeyId=key, Plaintext=secret, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert out["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256" and out["KeyId"] == meta["Arn"]
+    assert len(out["CiphertextBlob"]) == rsa_public.key_size // 8
+    back = kms.decrypt(KeyId=key, CiphertextBlob=out["CiphertextBlob"], EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert back["Plaintext"] == secret and back["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+
+    # Encrypted here with `cryptography` from GetPublicKey, decrypted by the gateway.
+    for name, hash_ in [("RSAES_OAEP_SHA_256", hashes.SHA256()), ("RSAES_OAEP_SHA_1", hashes.SHA1())]:
+        local = rsa_public.encrypt(secret, padding.OAEP(mgf=padding.MGF1(algorithm=hash_), algorithm=hash_, label=None))
+        back = kms.decrypt(KeyId=key, CiphertextBlob=local, EncryptionAlgorithm=name)
+        assert back["Plaintext"] == secret, name
+
+    # A changed byte, another length, the other hash: one and the same error.
+    changed = bytes([out["CiphertextBlob"][0] ^ 1]) + out["CiphertextBlob"][1:]
+    answers = set()
+    for blob, algorithm in [(changed, "RSAES_OAEP_SHA_256"), (out["CiphertextBlob"][:-1], "RSAES_OAEP_SHA_256"),
+                            (out["CiphertextBlob"], "RSAES_OAEP_SHA_1")]:
+        with pytest.raises(ClientError) as e:
+            kms.decrypt(KeyId=key, CiphertextBlob=blob, EncryptionAlgorithm=algorithm)
+        answers.add((error_code(e), e.value.response["Error"]["Message"]))
+    assert len(answers) == 1 and next(iter(answers))[0] == "InvalidCiphertextException", answers
+
+    # AWS's refusals: no EncryptionAlgorithm (SYMMETRIC_DEFAULT) on an RSA key, an
+    # encryption context, a plaintext over the OAEP limit, a data key.
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=key, Plaintext=secret)
+    assert error_code(e) == "InvalidKeyUsageException"
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=key, Plaintext=secret, EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                    EncryptionContext={"a": "b"})
+    assert error_code(e) == "UnsupportedOperationException"
+    limit = rsa_public.key_size // 8 - 2 * 32 - 2
+    kms.encrypt(KeyId=key, Plaintext=b"x" * limit, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=key, Plaintext=b"x" * (limit + 1), EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        kms.generate_data_key(KeyId=key, KeySpec="AES_256")
+    assert error_code(e) == "UnsupportedOperationException"
+
+
+def test_rsa_oaep_names_on_the_wrong_keys(kms, symmetric_key):
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=symmetric_key["KeyId"], Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert error_code(e) == "InvalidKeyUsageException"
+    signing = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=signing, Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert error_code(e) == "InvalidKeyUsageException"
+
+
 def test_generate_random(kms):
     a = kms.generate_random(NumberOfBytes=32)["Plaintext"]
     b = kms.generate_random(NumberOfBytes=32)["Plaintext"]

@@ -473,6 +473,48 @@ def test_key_table_search_sort_and_key_options(ui):
     ui.close_dialog()
 
 
+def test_rsa_oaep_key_encrypts_and_decrypts_with_either_hash(ui, gateway, tmp_path):
+    ui.add_key("unseal-oaep", "encrypt-decrypt", "RSA_2048", "Unseal keys")
+    cells = [c.text for c in ui.row("unseal-oaep").find_elements(By.TAG_NAME, "td")]
+    assert cells[1:3] == ["encrypt-decrypt", "RSA_2048"], cells
+    key = ui.key_id("unseal-oaep")
+    text = "unseal share 3"
+    for algorithm in ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]:
+        ui.menu("unseal-oaep", "Encrypt data")
+        ui.fill("encrypt-data", text)
+        ui.check("encrypt-is-base64", False)
+        ui.choose("encrypt-algorithm", algorithm)
+        ui.click("encrypt-submit")
+        ciphertext = ui.value("encrypt-output", "the ciphertext")
+        ui.close_dialog()
+        assert len(base64.b64decode(ciphertext)) == 256
+        reply = gateway.ok("POST", f"/kms/keys/{key}/decrypt", {"ciphertext": ciphertext, "encryptionAlgorithm": algorithm})
+        assert base64.b64decode(reply["plaintext"]) == text.encode()
+        ui.menu("unseal-oaep", "Decrypt data")
+        ui.fill("decrypt-data", ciphertext)
+        ui.check("decrypt-decode", True)
+        ui.choose("decrypt-algorithm", algorithm)
+        ui.click("decrypt-submit")
+        assert ui.value("decrypt-output", "the plaintext") == text
+        ui.close_dialog()
+    # The public key the console shows encrypts with openssl; the console decrypts it.
+    ui.menu("unseal-oaep", "Public key")
+    pem = ui.value("public-key-pem", "the PEM")
+    ui.close_dialog()
+    (tmp_path / "pub.pem").write_text(pem)
+    (tmp_path / "msg.bin").write_text(text)
+    subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.pem"),
+                    "-in", str(tmp_path / "msg.bin"), "-out", str(tmp_path / "ct.bin"),
+                    "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+                    "-pkeyopt", "rsa_mgf1_md:sha256"], check=True)
+    ui.menu("unseal-oaep", "Decrypt data")
+    ui.fill("decrypt-data", b64((tmp_path / "ct.bin").read_bytes()))
+    ui.check("decrypt-decode", True)
+    ui.click("decrypt-submit")
+    assert ui.value("decrypt-output", "the plaintext") == text
+    ui.close_dialog()
+
+
 def test_injected_script_in_a_description_shows_as_text(ui, gateway):
     evil = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
     gateway.ok("POST", "/kms/keys", {"projectId": ui.state["project"], "name": "injected", "description": evil})

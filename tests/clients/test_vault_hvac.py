@@ -263,6 +263,38 @@ def test_ecdsa_p384_prehashed_sha512_and_jws_signatures(tmp_path, transit):
                                       marshaling_algorithm="jws")["data"]["valid"] is False
 
 
+def test_rsa_2048_oaep_encrypt_decrypt_round_trip(tmp_path, transit):
+    # The gateway's keys have one usage: an RSA key that encrypts is made so (key_usage).
+    name = unique("rsa")
+    transit._adapter.post(f"/v1/transit/keys/{name}", json={"type": "rsa-2048", "key_usage": "encrypt-decrypt"})
+    key = transit.read_key(name)["data"]
+    assert key["type"] == "rsa-2048" and key["supports_encryption"] and not key["supports_signing"]
+    secret = b"the unseal key"
+    out = transit.encrypt_data(name, plaintext=b64(secret))["data"]
+    assert out["ciphertext"].startswith("vault:v1:") and out["key_version"] == 1
+    back = transit.decrypt_data(name, ciphertext=out["ciphertext"])["data"]
+    assert base64.b64decode(back["plaintext"]) == secret
+    # Vault's padding_scheme (sent through hvac's adapter): oaep is the default and the
+    # only one offered.
+    back = transit._adapter.post(f"/v1/transit/decrypt/{name}",
+                                 json={"ciphertext": out["ciphertext"], "padding_scheme": "oaep"})["data"]
+    assert base64.b64decode(back["plaintext"]) == secret
+    with pytest.raises(vault_errors.InvalidRequest):
+        transit._adapter.post(f"/v1/transit/encrypt/{name}",
+                              json={"plaintext": b64(secret), "padding_scheme": "pkcs1v15"})
+    # The public key of the read answer encrypts with OAEP SHA-256 as Vault's does.
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    public = serialization.load_pem_public_key(key["keys"]["1"]["public_key"].encode())
+    local = public.encrypt(secret, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    back = transit.decrypt_data(name, ciphertext="vault:v1:" + b64(local))["data"]
+    assert base64.b64decode(back["plaintext"]) == secret
+    # A changed ciphertext is an invalid request, saying nothing of why.
+    tampered = bytes([local[0] ^ 1]) + local[1:]
+    with pytest.raises(vault_errors.InvalidRequest):
+        transit.decrypt_data(name, ciphertext="vault:v1:" + b64(tampered))
+
+
 def test_hmac_generate_and_verify(transit):
     name = new_key(transit, "hmac")
     assert transit.read_key(name)["data"]["type"] == "hmac"

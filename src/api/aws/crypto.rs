@@ -10,22 +10,51 @@ use zeroize::Zeroizing;
 
 use super::{error, input, Ctx, Reply, B64};
 use crate::api::http::Failure;
-use crate::core::crypto::{ciphertext_key, DataKey, Decrypt, Encrypt, Mac, ReEncrypt, Sign};
+use crate::core::crypto::{
+    ciphertext_key, is_rsa_encryption, oaep_algorithms, DataKey, Decrypt, Encrypt,
+    EncryptionAlgorithm, Mac, OaepAlgorithm, ReEncrypt, Sign,
+};
 use crate::core::{CoreError, KeyId};
 use crate::keys::MacAlgorithm;
 
 /// AWS's bound on Encrypt's plaintext and on Sign's and GenerateMac's message.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
-fn encryption_algorithm(ctx: &Ctx<'_>, field: &str) -> Result<(), Failure> {
+/// `field` as the core's encryption algorithm. Absent is `SYMMETRIC_DEFAULT`, as AWS
+/// defaults it ("Encrypt", Request Parameters: "This parameter is required only for
+/// asymmetric KMS keys"), so an RSA key asked without it is InvalidKeyUsageException.
+fn encryption_algorithm(ctx: &Ctx<'_>, field: &str) -> Result<EncryptionAlgorithm, Failure> {
     match ctx.str(field)? {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => Err(input(
-            error::unsupported(format!("{field} {a} is not supported; keys of this gateway encrypt with SYMMETRIC_DEFAULT")),
-        )),
-        Some(a) => Err(input(error::validation(format!(
-            "1 validation error detected: Value '{a}' at '{}' failed to satisfy constraint: Member must satisfy enum value set",
-            super::lower_first(field)
+        None | Some("SYMMETRIC_DEFAULT") => Ok(EncryptionAlgorithm::Symmetric),
+        Some(a) => match OaepAlgorithm::parse(a) {
+            Some(oaep) => Ok(EncryptionAlgorithm::Oaep(oaep)),
+            None if a == "SM2PKE" => Err(input(error::unsupported(format!(
+                "{field} {a} is not supported: the gateway has no SM2 keys"
+            )))),
+            None => Err(input(error::validation(format!(
+                "1 validation error detected: Value '{a}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
+                super::lower_first(field)
+            )))),
+        },
+    }
+}
+
+/// AWS's name of an encryption algorithm.
+fn algorithm_name(a: EncryptionAlgorithm) -> &'static str {
+    match a {
+        EncryptionAlgorithm::Symmetric => "SYMMETRIC_DEFAULT",
+        EncryptionAlgorithm::Oaep(o) => o.as_str(),
+    }
+}
+
+/// ReEncrypt and the data-key operations are for symmetric keys here: an RSA-OAEP
+/// algorithm named in them is refused (AWS's ReEncrypt takes one; the gateway does not).
+fn symmetric_only(ctx: &Ctx<'_>, field: &str) -> Result<(), Failure> {
+    match encryption_algorithm(ctx, field)? {
+        EncryptionAlgorithm::Symmetric => Ok(()),
+        EncryptionAlgorithm::Oaep(a) => Err(input(error::unsupported(format!(
+            "{field} {}: ReEncrypt with RSA keys is not supported; Decrypt and Encrypt instead",
+            a.as_str()
         )))),
     }
 }
@@ -63,7 +92,7 @@ async fn key_of_ciphertext(ctx: &Ctx<'_>, field: &str, blob: &[u8]) -> Result<Ke
 
 pub async fn encrypt(ctx: &Ctx<'_>) -> Reply {
     ctx.refuse_field("DryRun", "there is no dry run")?;
-    encryption_algorithm(ctx, "EncryptionAlgorithm")?;
+    let algorithm = encryption_algorithm(ctx, "EncryptionAlgorithm")?;
     let key_id = ctx.key("KeyId").await?;
     let plaintext = Zeroizing::new(ctx.required_blob("Plaintext")?);
     bounded("Plaintext", &plaintext)?;
@@ -76,22 +105,28 @@ pub async fn encrypt(ctx: &Ctx<'_>) -> Reply {
                 key_id,
                 plaintext,
                 context,
+                algorithm: Some(algorithm),
             },
         )
         .await?;
     Ok(json!({
         "CiphertextBlob": B64.encode(&out.ciphertext),
         "KeyId": ctx.arn(out.key_id),
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithm": algorithm_name(out.algorithm),
     }))
 }
 
 pub async fn decrypt(ctx: &Ctx<'_>) -> Reply {
     ctx.refuse_field("DryRun", "there is no dry run")?;
     ctx.refuse_field("Recipient", "Nitro Enclaves attestation is not supported")?;
-    encryption_algorithm(ctx, "EncryptionAlgorithm")?;
+    let algorithm = encryption_algorithm(ctx, "EncryptionAlgorithm")?;
     let ciphertext = ctx.required_blob("CiphertextBlob")?;
-    let key_id = key_of_ciphertext(ctx, "KeyId", &ciphertext).await?;
+    let key_id = match algorithm {
+        EncryptionAlgorithm::Symmetric => key_of_ciphertext(ctx, "KeyId", &ciphertext).await?,
+        // An RSA-OAEP ciphertext names no key: "KeyId ... is required only when the
+        // ciphertext was encrypted under an asymmetric KMS key" (Decrypt, Request Parameters).
+        EncryptionAlgorithm::Oaep(_) => ctx.key("KeyId").await?,
+    };
     let context = ctx.string_map("EncryptionContext")?;
     let out = ctx
         .gateway
@@ -101,20 +136,21 @@ pub async fn decrypt(ctx: &Ctx<'_>) -> Reply {
                 key_id,
                 ciphertext,
                 context,
+                algorithm: Some(algorithm),
             },
         )
         .await?;
     Ok(json!({
         "KeyId": ctx.arn(out.key_id),
         "Plaintext": B64.encode(out.plaintext.as_slice()),
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithm": algorithm_name(out.algorithm),
     }))
 }
 
 pub async fn re_encrypt(ctx: &Ctx<'_>) -> Reply {
     ctx.refuse_field("DryRun", "there is no dry run")?;
-    encryption_algorithm(ctx, "SourceEncryptionAlgorithm")?;
-    encryption_algorithm(ctx, "DestinationEncryptionAlgorithm")?;
+    symmetric_only(ctx, "SourceEncryptionAlgorithm")?;
+    symmetric_only(ctx, "DestinationEncryptionAlgorithm")?;
     let ciphertext = ctx.required_blob("CiphertextBlob")?;
     let source = key_of_ciphertext(ctx, "SourceKeyId", &ciphertext).await?;
     let destination = ctx.key("DestinationKeyId").await?;
@@ -283,15 +319,21 @@ pub async fn public_key(ctx: &Ctx<'_>) -> Reply {
         })?;
     let view = ctx.gateway.key(ctx.caller, key_id).await?;
     let spec = super::keys::key_spec(view.key.algorithm);
-    let algorithms = view.key.algorithm.signing_algorithms();
-    Ok(json!({
+    let mut body = json!({
         "KeyId": ctx.arn(key_id),
         "PublicKey": B64.encode(&der),
         "CustomerMasterKeySpec": spec,
         "KeySpec": spec,
         "KeyUsage": super::keys::key_usage_name(view.key.key_usage),
-        "SigningAlgorithms": algorithms,
-    }))
+    });
+    // "GetPublicKey", Response Elements: EncryptionAlgorithms for ENCRYPT_DECRYPT keys,
+    // SigningAlgorithms for SIGN_VERIFY keys.
+    if is_rsa_encryption(&view.key) {
+        body["EncryptionAlgorithms"] = json!(oaep_algorithms(&view.key));
+    } else {
+        body["SigningAlgorithms"] = json!(view.key.algorithm.signing_algorithms());
+    }
+    Ok(body)
 }
 
 fn mac_request(ctx: &Ctx<'_>, key_id: KeyId) -> Result<Mac, Failure> {

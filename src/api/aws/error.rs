@@ -36,7 +36,10 @@ pub fn exception(e: &CoreError) -> (&'static str, StatusCode) {
         (K::Invalid, "ciphertext_key_mismatch") => "IncorrectKeyException",
         (
             K::Invalid,
-            "wrong_key_usage" | "invalid_signing_algorithm" | "mac_algorithm_mismatch",
+            "wrong_key_usage"
+            | "invalid_signing_algorithm"
+            | "invalid_encryption_algorithm"
+            | "mac_algorithm_mismatch",
         ) => "InvalidKeyUsageException",
         (K::Invalid, "not_supported" | "pss_digest_not_supported" | "unsupported_operation") => {
             "UnsupportedOperationException"
@@ -124,6 +127,14 @@ mod tests {
             (
                 CoreError::invalid("wrong_key_usage", "x"),
                 "InvalidKeyUsageException",
+            ),
+            (
+                CoreError::invalid("invalid_encryption_algorithm", "x"),
+                "InvalidKeyUsageException",
+            ),
+            (
+                CoreError::invalid("oaep_plaintext_too_large", "x"),
+                "ValidationException",
             ),
             (CoreError::too_many_requests(1), "ThrottlingException"),
             (unsupported("x"), "UnsupportedOperationException"),

@@ -108,6 +108,12 @@ fn metadata(ctx: &Ctx<'_>, k: &KeyRecord) -> Value {
     m.insert("CustomerMasterKeySpec".into(), json!(key_spec(k.algorithm)));
     m.insert("KeySpec".into(), json!(key_spec(k.algorithm)));
     match k.key_usage {
+        KeyUsage::EncryptDecrypt if crate::core::crypto::is_rsa_encryption(k) => {
+            m.insert(
+                "EncryptionAlgorithms".into(),
+                json!(crate::core::crypto::oaep_algorithms(k)),
+            );
+        }
         KeyUsage::EncryptDecrypt => {
             m.insert("EncryptionAlgorithms".into(), json!(["SYMMETRIC_DEFAULT"]));
         }
@@ -207,7 +213,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
         Some(u) => usage_of_name(u)?,
         None => algorithm.usage(),
     };
-    if usage != algorithm.usage() {
+    if !algorithm.allows(usage) {
         return Err(input(error::validation(format!(
             "KeyUsage {} is not valid for KeySpec {spec} (it is {})",
             key_usage_name(usage),

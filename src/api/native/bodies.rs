@@ -148,6 +148,9 @@ pub struct EncryptBody {
     pub encryption_context: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub key_id: Option<String>,
+    /// RSA keys: `RSAES_OAEP_SHA_256` (the default) or `RSAES_OAEP_SHA_1`.
+    #[serde(default)]
+    pub encryption_algorithm: Option<String>,
 }
 
 /// `POST /keys/{keyId}/decrypt`.
@@ -159,6 +162,9 @@ pub struct DecryptBody {
     pub encryption_context: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub key_id: Option<String>,
+    /// As for [`EncryptBody`].
+    #[serde(default)]
+    pub encryption_algorithm: Option<String>,
 }
 
 /// `POST /keys/{keyId}/sign` and `/verify` (which needs `signature`).

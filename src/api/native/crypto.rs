@@ -11,12 +11,39 @@ use super::bodies::{
 };
 use super::json::{self, bad, decode_b64, parse, B64};
 use super::{Failure, Input, Reply};
-use crate::core::crypto::{DataKey, Decrypt, Encrypt, Mac, MacAlgorithm, ReEncrypt, Sign};
+use crate::core::crypto::{
+    DataKey, Decrypt, Encrypt, EncryptionAlgorithm, Mac, MacAlgorithm, OaepAlgorithm, ReEncrypt,
+    Sign,
+};
 use crate::core::KeyId;
 
 /// The path's key id, checked against a `keyId` the body repeats.
 fn key_id(input: &Input<'_>, in_body: Option<&str>) -> Result<KeyId, Failure> {
     Ok(KeyId(bodies::key_id(&input.params[0], in_body)?))
+}
+
+/// `encryptionAlgorithm` of an RSA key's encrypt or decrypt: AWS's names of RSA-OAEP.
+fn encryption_algorithm(name: Option<&str>) -> Result<Option<EncryptionAlgorithm>, Failure> {
+    match name {
+        None => Ok(None),
+        Some(n) => OaepAlgorithm::parse(n)
+            .map(|a| Some(EncryptionAlgorithm::Oaep(a)))
+            .ok_or_else(|| {
+                bad(
+                    "invalid_encryption_algorithm",
+                    format!("encryptionAlgorithm {n:?} is not RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (name none for an AES key)"),
+                )
+            }),
+    }
+}
+
+/// The answer's `encryptionAlgorithm`: named for RSA-OAEP only (an AES key's answer is
+/// Infisical's, without it).
+fn with_algorithm(mut body: serde_json::Value, algorithm: EncryptionAlgorithm) -> Reply {
+    if let EncryptionAlgorithm::Oaep(a) = algorithm {
+        body["encryptionAlgorithm"] = a.as_str().into();
+    }
+    Ok(body)
 }
 
 pub async fn encrypt(input: Input<'_>) -> Reply {
@@ -35,9 +62,13 @@ pub async fn encrypt(input: Input<'_>) -> Reply {
         key_id,
         plaintext,
         context: req.encryption_context.unwrap_or_default(),
+        algorithm: encryption_algorithm(req.encryption_algorithm.as_deref())?,
     };
     let out = input.gateway.encrypt(input.caller, request).await?;
-    Ok(json!({"ciphertext": B64.encode(out.ciphertext)}))
+    with_algorithm(
+        json!({"ciphertext": B64.encode(out.ciphertext)}),
+        out.algorithm,
+    )
 }
 
 pub async fn decrypt(input: Input<'_>) -> Reply {
@@ -47,11 +78,15 @@ pub async fn decrypt(input: Input<'_>) -> Reply {
         key_id,
         ciphertext: decode_b64("ciphertext", &req.ciphertext)?,
         context: req.encryption_context.unwrap_or_default(),
+        algorithm: encryption_algorithm(req.encryption_algorithm.as_deref())?,
     };
     let out = input.gateway.decrypt(input.caller, request).await?;
     // The response body holds the plaintext's base64 until it is sent; it is not
     // zeroised (see docs/SECURITY.md).
-    Ok(json!({"plaintext": B64.encode(out.plaintext.as_slice())}))
+    with_algorithm(
+        json!({"plaintext": B64.encode(out.plaintext.as_slice())}),
+        out.algorithm,
+    )
 }
 
 fn sign_request(input: &Input<'_>, req: &SignBody) -> Result<Sign, Failure> {

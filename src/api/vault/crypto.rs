@@ -7,7 +7,10 @@
 //! Vault's `context` (of derived keys) and `associated_data` become entries of the
 //! core's encryption context (`vault.context`, `vault.associated_data`, base64), so a
 //! ciphertext opens only with the same values. Ciphertexts are `vault:v<N>:` + base64
-//! of the gateway's ciphertext (DESIGN.md §4), whose header names the same version.
+//! of the gateway's ciphertext (DESIGN.md §4), whose header names the same version. An
+//! RSA key of usage encrypt-decrypt encrypts with RSA-OAEP, SHA-256 and MGF1-SHA-256 and
+//! no label, as Vault's RSA keys do (`padding_scheme` `oaep`, Vault's default); its
+//! ciphertexts are `vault:v1:` + base64 of the bare RSA-OAEP ciphertext.
 
 use base64::Engine;
 use hyper::StatusCode;
@@ -22,7 +25,9 @@ use super::routes::Kind;
 use super::{Answer, Ctx, Reply};
 use crate::api::http::Failure;
 use crate::core::attributes::ResolvedKey;
-use crate::core::crypto::{Context, DataKey, Decrypt, Encrypt, Mac, MacAlgorithm, ReEncrypt, Sign};
+use crate::core::crypto::{
+    is_rsa_encryption, Context, DataKey, Decrypt, Encrypt, Mac, MacAlgorithm, ReEncrypt, Sign,
+};
 use crate::core::CoreError;
 use crate::keys::Algorithm;
 
@@ -156,8 +161,41 @@ fn ciphertext(p: &Params) -> Result<Vec<u8>, Failure> {
     Ok(params::gateway_ciphertext(text)?)
 }
 
+/// `padding_scheme` of an RSA key's encrypt or decrypt (Vault 1.16): `oaep` only.
+fn oaep_padding(key: &ResolvedKey, p: &Params) -> Result<(), Failure> {
+    match p.str("padding_scheme")? {
+        None | Some("") | Some("oaep") => Ok(()),
+        Some(_) if !is_rsa_encryption(&key.key) => Err(bad(
+            "padding_scheme is only valid for RSA keys",
+        )),
+        Some("pkcs1v15") => Err(bad(
+            "padding_scheme pkcs1v15 is not supported: RSA keys encrypt with OAEP (RSAES-PKCS1-v1_5 decryption is a padding oracle)",
+        )),
+        Some(other) => Err(bad(format!(
+            "unsupported padding_scheme {other:?}; use oaep"
+        ))),
+    }
+}
+
+/// The bytes of an RSA key's `vault:v<N>:` ciphertext (it has no gateway header); N
+/// must be the key's version (RSA keys are not rotated).
+fn rsa_ciphertext(key: &ResolvedKey, p: &Params) -> Result<Vec<u8>, Failure> {
+    let text = p
+        .str("ciphertext")?
+        .ok_or_else(|| bad("missing ciphertext to process"))?;
+    let (version, bytes) = params::decode(text, "ciphertext")?;
+    if version != key.key.version {
+        return Err(bad(format!(
+            "invalid ciphertext: key version {version} does not exist (the key's version is {})",
+            key.key.version
+        )));
+    }
+    Ok(bytes)
+}
+
 async fn encrypt(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
     latest_only(key, p)?;
+    oaep_padding(key, p)?;
     let plaintext = Zeroizing::new(
         p.b64("plaintext")?
             .ok_or_else(|| bad("missing plaintext to encrypt"))?,
@@ -166,6 +204,8 @@ async fn encrypt(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
         key_id: key.id,
         plaintext,
         context: context(key, p)?,
+        // An RSA key's default is RSAES_OAEP_SHA_256, Vault's OAEP.
+        algorithm: None,
     };
     let out = ctx.gateway.encrypt(ctx.caller, request).await?;
     Ok(object(json!({
@@ -175,10 +215,17 @@ async fn encrypt(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
 }
 
 async fn decrypt(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
+    oaep_padding(key, p)?;
+    let ciphertext = if is_rsa_encryption(&key.key) {
+        rsa_ciphertext(key, p)?
+    } else {
+        ciphertext(p)?
+    };
     let request = Decrypt {
         key_id: key.id,
-        ciphertext: ciphertext(p)?,
+        ciphertext,
         context: context(key, p)?,
+        algorithm: None,
     };
     let out = ctx.gateway.decrypt(ctx.caller, request).await?;
     Ok(object(

@@ -124,6 +124,23 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
             ));
         }
     }
+    // The gateway's own parameter: Vault's RSA keys both sign and encrypt, the gateway's
+    // keys have one usage (key separation, as AWS KMS has it); sign-verify by default.
+    let usage = match p.str("key_usage")? {
+        None | Some("") => None,
+        Some(u) => match KeyUsage::parse(u) {
+            Some(KeyUsage::EncryptDecrypt) if algorithm.rsa_bits().is_some() => {
+                Some(KeyUsage::EncryptDecrypt)
+            }
+            Some(usage) if usage == algorithm.usage() => Some(usage),
+            _ => {
+                return Err(bad(format!(
+                    "key_usage {u:?} is not valid for key type {}; RSA keys take sign-verify (the default) or encrypt-decrypt",
+                    vault_type(algorithm)
+                )))
+            }
+        },
+    };
     let derived = p.bool("derived")?.unwrap_or(false);
     if derived && algorithm.usage() != KeyUsage::EncryptDecrypt {
         return Err(bad("key derivation is only supported for encryption keys"));
@@ -144,7 +161,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Reply {
         project_id: ctx.project()?,
         name: ctx.target.name.clone(),
         description: None,
-        usage: None,
+        usage,
         algorithm: Some(algorithm),
         customer_fragment_id: None,
         protection,
@@ -184,7 +201,7 @@ fn unix(rfc3339: &str) -> i64 {
 /// The "Read key" answer.
 fn render(d: &KeyDetails) -> Value {
     let k = &d.key;
-    let usage = k.algorithm.usage();
+    let usage = k.key_usage;
     let mut versions = Map::new();
     for (version, created_at, public) in &d.versions {
         let entry = match public {
@@ -220,7 +237,7 @@ fn render(d: &KeyDetails) -> Value {
         "auto_rotate_period": k.rotation_period_days.map_or(0, |d| u64::from(d) * 86_400),
         "supports_encryption": usage == KeyUsage::EncryptDecrypt,
         "supports_decryption": usage == KeyUsage::EncryptDecrypt,
-        "supports_derivation": usage == KeyUsage::EncryptDecrypt,
+        "supports_derivation": usage == KeyUsage::EncryptDecrypt && k.algorithm.rsa_bits().is_none(),
         "supports_signing": usage == KeyUsage::SignVerify,
         "key_size": if usage == KeyUsage::GenerateVerifyMac { json!(k.algorithm.mac().map_or(0, |m| m.output_len())) } else { Value::Null },
         // The gateway's own: the same key on the native API.

@@ -8,12 +8,18 @@ const TOKEN = "kmsgw.token";
 const PROJECTS = "kmsgw.projects";
 const KEY_NAME = /^[a-z0-9-]{1,32}$/;
 const ALGORITHMS = {
-  "encrypt-decrypt": [["aes-256-gcm", "AES-256-GCM"], ["aes-128-gcm", "AES-128-GCM"]],
+  "encrypt-decrypt": [
+    ["aes-256-gcm", "AES-256-GCM"], ["aes-128-gcm", "AES-128-GCM"],
+    ["RSA_4096", "RSA 4096 (RSA-OAEP)"], ["RSA_3072", "RSA 3072 (RSA-OAEP)"], ["RSA_2048", "RSA 2048 (RSA-OAEP)"],
+  ],
   "sign-verify": [
     ["RSA_4096", "RSA 4096"], ["RSA_3072", "RSA 3072"], ["RSA_2048", "RSA 2048"],
     ["ECC_NIST_P256", "ECC NIST P-256"], ["ECC_NIST_P384", "ECC NIST P-384"],
   ],
 };
+// The encryption algorithms of an RSA encrypt-decrypt key (the first is the default).
+const OAEP = [["RSAES_OAEP_SHA_256", "RSA-OAEP SHA-256"], ["RSAES_OAEP_SHA_1", "RSA-OAEP SHA-1"]];
+const isRsa = (k) => k.encryptionAlgorithm.startsWith("RSA_");
 const PERMISSIONS = ["admin", "keys:manage", "encrypt", "decrypt", "sign", "verify", "read"];
 
 // --- small helpers ---------------------------------------------------------------------
@@ -343,6 +349,7 @@ function optionsMenu(k, reload) {
   const item = (label, fn) => el("li", { role: "none" }, el("button", { type: "button", role: "menuitem", text: label, on: { click: () => { close(); fn(); } } }));
   if (k.keyUsage === "encrypt-decrypt") {
     menu.append(item("Encrypt data", () => encryptDialog(k)), item("Decrypt data", () => decryptDialog(k)));
+    if (isRsa(k)) menu.append(item("Public key", () => publicKeyDialog(k)));
   }
   if (k.keyUsage === "sign-verify") {
     menu.append(item("Sign data", () => signDialog(k)), item("Verify", () => verifyDialog(k)), item("Public key", () => publicKeyDialog(k)));
@@ -434,16 +441,19 @@ function encryptDialog(k) {
   const { body } = dialog(`Encrypt data with ${k.name}`, "encrypt-dialog");
   const data = field("Data", el("textarea", { id: "encrypt-data" }));
   const isB64 = checkbox("Data is Base64 encoded", "encrypt-is-base64");
+  const algorithm = isRsa(k) ? field("Encryption algorithm", select(OAEP, "encrypt-algorithm")) : null;
   const err = errorBox("encrypt-error");
   const go = el("button", { type: "submit", class: "primary", id: "encrypt-submit", text: "Encrypt" });
   const out = el("textarea", { id: "encrypt-output", readonly: true });
   const result = el("div", { hidden: true, id: "encrypt-result" }, field("Ciphertext", out).wrap, copyButton(out, "encrypt-copy"));
-  const form = el("form", {}, data.wrap, isB64.wrap, err, el("div", { class: "row" }, go), result);
+  const form = el("form", {}, data.wrap, isB64.wrap, algorithm && algorithm.wrap, err, el("div", { class: "row" }, go), result);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     action(err, go, async () => {
       const plaintext = isB64.input.checked ? checkB64(data.input.value) : b64FromText(data.input.value);
-      const r = await api("POST", `/kms/keys/${k.id}/encrypt`, { plaintext });
+      const req = { plaintext };
+      if (algorithm) req.encryptionAlgorithm = algorithm.input.value;
+      const r = await api("POST", `/kms/keys/${k.id}/encrypt`, req);
       out.value = r.ciphertext;
       result.hidden = false;
     });
@@ -456,15 +466,18 @@ function decryptDialog(k) {
   const { body } = dialog(`Decrypt data with ${k.name}`, "decrypt-dialog");
   const data = field("Ciphertext", el("textarea", { id: "decrypt-data" }));
   const decode = checkbox("Decode Base64", "decrypt-decode");
+  const algorithm = isRsa(k) ? field("Encryption algorithm", select(OAEP, "decrypt-algorithm")) : null;
   const err = errorBox("decrypt-error");
   const go = el("button", { type: "submit", class: "primary", id: "decrypt-submit", text: "Decrypt" });
   const out = el("textarea", { id: "decrypt-output", readonly: true });
   const result = el("div", { hidden: true, id: "decrypt-result" }, field("Plaintext", out, "Base64 unless Decode Base64 is on").wrap, copyButton(out, "decrypt-copy"));
-  const form = el("form", {}, data.wrap, decode.wrap, err, el("div", { class: "row" }, go), result);
+  const form = el("form", {}, data.wrap, decode.wrap, algorithm && algorithm.wrap, err, el("div", { class: "row" }, go), result);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     action(err, go, async () => {
-      const r = await api("POST", `/kms/keys/${k.id}/decrypt`, { ciphertext: data.input.value.trim() });
+      const req = { ciphertext: data.input.value.trim() };
+      if (algorithm) req.encryptionAlgorithm = algorithm.input.value;
+      const r = await api("POST", `/kms/keys/${k.id}/decrypt`, req);
       out.value = decode.input.checked ? textFromB64(r.plaintext) : r.plaintext;
       result.hidden = false;
     });
