@@ -237,6 +237,7 @@ impl From<KeyError> for CoreError {
             KeyError::SigningAlgorithmNotValid(_) => (K::Invalid, "invalid_signing_algorithm"),
             KeyError::DigestLength { .. } => (K::Invalid, "invalid_digest_length"),
             KeyError::PssOverDigest => (K::Invalid, "pss_digest_not_supported"),
+            KeyError::PureOverDigest(_) => (K::Invalid, "digest_not_supported"),
             KeyError::MalformedCiphertext => (K::Invalid, "invalid_ciphertext"),
             KeyError::CiphertextOfAnotherKey => (K::Invalid, "ciphertext_key_mismatch"),
             KeyError::DecryptionFailed => (K::Invalid, "decryption_failed"),

@@ -217,7 +217,7 @@ fn sign_request(ctx: &Ctx<'_>, key_id: KeyId) -> Result<Sign, Failure> {
         None | Some("RAW") => false,
         Some("DIGEST") => true,
         Some("EXTERNAL_MU") => {
-            return Err(input(error::unsupported("MessageType EXTERNAL_MU is for ML-DSA keys, which this gateway does not have yet")))
+            return Err(input(error::unsupported("MessageType EXTERNAL_MU is not supported: ML-DSA keys sign the message itself (MessageType RAW)")))
         }
         Some(t) => {
             return Err(input(error::validation(format!(
@@ -225,10 +225,16 @@ fn sign_request(ctx: &Ctx<'_>, key_id: KeyId) -> Result<Sign, Failure> {
             ))))
         }
     };
+    let signing_algorithm = ctx.required_str("SigningAlgorithm")?;
+    if !super::keys::is_aws_signing_algorithm(signing_algorithm) {
+        return Err(input(error::validation(format!(
+            "1 validation error detected: Value '{signing_algorithm}' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set (ML-DSA keys sign with ML_DSA_SHAKE_256)"
+        ))));
+    }
     Ok(Sign {
         key_id,
         data: message,
-        signing_algorithm: ctx.required_str("SigningAlgorithm")?.to_owned(),
+        signing_algorithm: signing_algorithm.to_owned(),
         is_digest,
         key_version: None,
     })
@@ -283,7 +289,7 @@ pub async fn public_key(ctx: &Ctx<'_>) -> Reply {
         })?;
     let view = ctx.gateway.key(ctx.caller, key_id).await?;
     let spec = super::keys::key_spec(view.key.algorithm);
-    let algorithms = view.key.algorithm.signing_algorithms();
+    let algorithms = super::keys::signing_algorithms(view.key.algorithm);
     Ok(json!({
         "KeyId": ctx.arn(key_id),
         "PublicKey": B64.encode(&der),
