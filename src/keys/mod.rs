@@ -745,7 +745,11 @@ pub fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
                 algorithm.as_str()
             )))
         }
-        Algorithm::EccNistP521 | Algorithm::Ed25519 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+        Algorithm::EccNistP521
+        | Algorithm::Ed25519
+        | Algorithm::MlDsa44
+        | Algorithm::MlDsa65
+        | Algorithm::MlDsa87 => {
             Err(KeyError::InvalidInput(format!(
                 "HSM-resident {} keys are not supported yet: the gateway does not generate or sign with them through {} (HSM-resident signing keys are RSA_4096 and ECC_NIST_P256); create the key with protection \"software\"",
                 algorithm.as_str(),
