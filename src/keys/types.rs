@@ -191,7 +191,7 @@ pub enum KeyError {
     #[error("RSASSA-PSS over a precomputed digest is not supported; send the message")]
     PssOverDigest,
     /// A pure signature scheme (Ed25519, ML-DSA) asked to sign or verify a digest.
-    #[error("{0} signs the message itself (a pure signature scheme), not a precomputed digest; send the message with isDigest false")]
+    #[error("{0} is a pure signature scheme: it signs the message itself, not a precomputed digest; send the message")]
     PureOverDigest(String),
     #[error("the ciphertext is malformed")]
     MalformedCiphertext,
