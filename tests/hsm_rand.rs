@@ -10,12 +10,18 @@ const RANDOM_CALLS: &str = "kmsgw_hsm_random_calls_total";
 
 /// Every key type: (usage, algorithm). RSA_4096 and RSA_2048 only of the RSA sizes (RSA_3072
 /// takes the same path): with the HSM RNG they are generated in software from HSM bytes,
-/// which takes seconds in a debug build.
-const KEY_TYPES: [(&str, &str); 6] = [
+/// which takes seconds in a debug build. ED25519 and ML-DSA keys are expanded from a seed of
+/// HSM bytes.
+const KEY_TYPES: [(&str, &str); 11] = [
     ("encrypt-decrypt", "aes-256-gcm"),
     ("encrypt-decrypt", "aes-128-gcm"),
     ("sign-verify", "ECC_NIST_P256"),
     ("sign-verify", "ECC_NIST_P384"),
+    ("sign-verify", "ECC_NIST_P521"),
+    ("sign-verify", "ED25519"),
+    ("sign-verify", "ML_DSA_44"),
+    ("sign-verify", "ML_DSA_65"),
+    ("sign-verify", "ML_DSA_87"),
     ("sign-verify", "RSA_4096"),
     ("sign-verify", "RSA_2048"),
 ];

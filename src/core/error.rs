@@ -242,6 +242,7 @@ impl From<KeyError> for CoreError {
             }
             KeyError::OaepPlaintextTooLong { .. } => (K::Invalid, "oaep_plaintext_too_large"),
             KeyError::OaepDecryptionFailed => (K::Invalid, "decryption_failed"),
+            KeyError::PureOverDigest(_) => (K::Invalid, "digest_not_supported"),
             KeyError::MalformedCiphertext => (K::Invalid, "invalid_ciphertext"),
             KeyError::CiphertextOfAnotherKey => (K::Invalid, "ciphertext_key_mismatch"),
             KeyError::DecryptionFailed => (K::Invalid, "decryption_failed"),

@@ -36,7 +36,12 @@ pub(super) fn generate(
         | Algorithm::Rsa3072
         | Algorithm::Rsa4096
         | Algorithm::EccNistP256
-        | Algorithm::EccNistP384 => {
+        | Algorithm::EccNistP384
+        | Algorithm::EccNistP521
+        | Algorithm::Ed25519
+        | Algorithm::MlDsa44
+        | Algorithm::MlDsa65
+        | Algorithm::MlDsa87 => {
             let kind = algorithm
                 .asymmetric()
                 .ok_or_else(|| KeyError::Internal("not asymmetric".into()))?;

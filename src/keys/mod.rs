@@ -763,11 +763,31 @@ pub fn resident_kind(algorithm: Algorithm) -> Result<ResidentKind, KeyError> {
                 algorithm.as_str()
             )))
         }
+        Algorithm::EccNistP521
+        | Algorithm::Ed25519
+        | Algorithm::MlDsa44
+        | Algorithm::MlDsa65
+        | Algorithm::MlDsa87 => {
+            Err(KeyError::InvalidInput(format!(
+                "HSM-resident {} keys are not supported yet: the gateway does not generate or sign with them through {} (HSM-resident signing keys are RSA_4096 and ECC_NIST_P256); create the key with protection \"software\"",
+                algorithm.as_str(),
+                resident_mechanisms(algorithm)
+            )))
+        }
         Algorithm::HmacSha256 | Algorithm::HmacSha384 | Algorithm::HmacSha512 => {
             Err(KeyError::InvalidInput(
                 "HSM-resident HMAC keys are not supported yet; create the key with protection \"software\"".into(),
             ))
         }
+    }
+}
+
+/// The PKCS#11 mechanisms an HSM-resident key of a software-only signing type would need.
+fn resident_mechanisms(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::EccNistP521 => "CKM_EC_KEY_PAIR_GEN on secp521r1 and CKM_ECDSA",
+        Algorithm::Ed25519 => "CKM_EC_EDWARDS_KEY_PAIR_GEN and CKM_EDDSA",
+        _ => "CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA (PKCS#11 3.2)",
     }
 }
 

@@ -435,9 +435,12 @@ impl KeyService {
             if alg.padding == Padding::Pss {
                 return Err(KeyError::PssOverDigest);
             }
-            if req.data.len() != alg.hash.output_len() {
+            let Some(hash) = alg.hash else {
+                return Err(KeyError::PureOverDigest(req.algorithm.to_owned()));
+            };
+            if req.data.len() != hash.output_len() {
                 return Err(KeyError::DigestLength {
-                    expected: alg.hash.output_len(),
+                    expected: hash.output_len(),
                     got: req.data.len(),
                 });
             }
@@ -478,12 +481,16 @@ impl KeyService {
         let alg = Self::signing_algorithm(algorithm, &req)?;
         if let Some(label) = &key.hsm_key_label {
             // The digest is computed here (or given); the private-key operation runs in the HSM.
+            // HSM-resident keys are RSA or ECDSA only (refused at creation otherwise).
+            let resident_only =
+                || KeyError::Internal("an HSM-resident key of a pure signature scheme".into());
+            let prehash = alg.hash.ok_or_else(resident_only)?;
             let digest = if req.is_digest {
                 req.data.to_vec()
             } else {
-                alg.hash.digest(req.data)
+                prehash.digest(req.data)
             };
-            let hash = match alg.hash {
+            let hash = match prehash {
                 signing::Hash::Sha256 => HashKind::Sha256,
                 signing::Hash::Sha384 => HashKind::Sha384,
                 signing::Hash::Sha512 => HashKind::Sha512,
@@ -492,6 +499,7 @@ impl KeyService {
                 Padding::Ecdsa => ResidentSignature::Ecdsa,
                 Padding::Pkcs1v15 => ResidentSignature::RsaPkcs1(hash),
                 Padding::Pss => ResidentSignature::RsaPss(hash),
+                Padding::Ed25519 | Padding::MlDsa(_) => return Err(resident_only()),
             };
             return Ok(self.hsm()?.sign_resident(label, scheme, &digest)?);
         }

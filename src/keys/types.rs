@@ -1,7 +1,7 @@
 //! The vocabulary of keys: usages, algorithms and the errors of key operations.
 
 use crate::crypto::oaep::OaepAlgorithm;
-use crate::crypto::signing;
+use crate::crypto::signing::{self, MlDsaLevel};
 use crate::crypto::MacAlgorithm;
 use crate::fragments::FragmentError;
 use crate::hsm::HsmError;
@@ -43,6 +43,13 @@ pub enum Algorithm {
     Rsa4096,
     EccNistP256,
     EccNistP384,
+    EccNistP521,
+    /// PureEdDSA on edwards25519.
+    Ed25519,
+    /// FIPS 204 ML-DSA parameter sets.
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
     HmacSha256,
     HmacSha384,
     HmacSha512,
@@ -58,6 +65,11 @@ impl Algorithm {
             "RSA_4096" => Some(Self::Rsa4096),
             "ECC_NIST_P256" => Some(Self::EccNistP256),
             "ECC_NIST_P384" => Some(Self::EccNistP384),
+            "ECC_NIST_P521" => Some(Self::EccNistP521),
+            "ED25519" => Some(Self::Ed25519),
+            "ML_DSA_44" => Some(Self::MlDsa44),
+            "ML_DSA_65" => Some(Self::MlDsa65),
+            "ML_DSA_87" => Some(Self::MlDsa87),
             "HMAC_SHA_256" => Some(Self::HmacSha256),
             "HMAC_SHA_384" => Some(Self::HmacSha384),
             "HMAC_SHA_512" => Some(Self::HmacSha512),
@@ -74,6 +86,11 @@ impl Algorithm {
             Self::Rsa4096 => "RSA_4096",
             Self::EccNistP256 => "ECC_NIST_P256",
             Self::EccNistP384 => "ECC_NIST_P384",
+            Self::EccNistP521 => "ECC_NIST_P521",
+            Self::Ed25519 => "ED25519",
+            Self::MlDsa44 => "ML_DSA_44",
+            Self::MlDsa65 => "ML_DSA_65",
+            Self::MlDsa87 => "ML_DSA_87",
             Self::HmacSha256 => "HMAC_SHA_256",
             Self::HmacSha384 => "HMAC_SHA_384",
             Self::HmacSha512 => "HMAC_SHA_512",
@@ -89,7 +106,12 @@ impl Algorithm {
             | Self::Rsa3072
             | Self::Rsa4096
             | Self::EccNistP256
-            | Self::EccNistP384 => KeyUsage::SignVerify,
+            | Self::EccNistP384
+            | Self::EccNistP521
+            | Self::Ed25519
+            | Self::MlDsa44
+            | Self::MlDsa65
+            | Self::MlDsa87 => KeyUsage::SignVerify,
             Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => KeyUsage::GenerateVerifyMac,
         }
     }
@@ -127,17 +149,19 @@ impl Algorithm {
             Self::Rsa4096 => Some(signing::AsymmetricKind::Rsa4096),
             Self::EccNistP256 => Some(signing::AsymmetricKind::EccNistP256),
             Self::EccNistP384 => Some(signing::AsymmetricKind::EccNistP384),
+            Self::EccNistP521 => Some(signing::AsymmetricKind::EccNistP521),
+            Self::Ed25519 => Some(signing::AsymmetricKind::Ed25519),
+            Self::MlDsa44 => Some(signing::AsymmetricKind::MlDsa(MlDsaLevel::MlDsa44)),
+            Self::MlDsa65 => Some(signing::AsymmetricKind::MlDsa(MlDsaLevel::MlDsa65)),
+            Self::MlDsa87 => Some(signing::AsymmetricKind::MlDsa(MlDsaLevel::MlDsa87)),
             _ => None,
         }
     }
 
     /// The signing algorithm names valid for this key (empty for AES and HMAC).
     pub fn signing_algorithms(self) -> &'static [&'static str] {
-        match self {
-            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => &signing::RSA_SIGNING_ALGORITHMS,
-            Self::EccNistP256 | Self::EccNistP384 => &signing::ECC_SIGNING_ALGORITHMS,
-            _ => &[],
-        }
+        self.asymmetric()
+            .map_or(&[], signing::AsymmetricKind::signing_algorithms)
     }
 }
 
@@ -166,7 +190,7 @@ pub enum KeyError {
     /// A key name outside Infisical's slug rule.
     #[error("{0}")]
     InvalidName(String),
-    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512")]
+    #[error("unknown algorithm {0:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ED25519, ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512")]
     UnknownAlgorithm(String),
     #[error("unknown key usage {0:?}; use encrypt-decrypt, sign-verify or generate-verify-mac")]
     UnknownUsage(String),
@@ -211,6 +235,9 @@ pub enum KeyError {
     /// Every RSA-OAEP decryption failure, whatever its cause (no padding oracle).
     #[error("the ciphertext cannot be decrypted with this key and encryption algorithm")]
     OaepDecryptionFailed,
+    /// A pure signature scheme (Ed25519, ML-DSA) asked to sign or verify a digest.
+    #[error("{0} is a pure signature scheme: it signs the message itself, not a precomputed digest; send the message")]
+    PureOverDigest(String),
     #[error("the ciphertext is malformed")]
     MalformedCiphertext,
     /// A ciphertext (or, for a MAC, a named version) below `min_decryption_version`.

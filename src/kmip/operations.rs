@@ -178,9 +178,10 @@ fn object_of(payload: &Ttlv) -> Result<Object, Fail> {
     Object::parse(uid)
 }
 
-/// KMIP's algorithm and length of a key type.
-fn kmip_algorithm(a: Algorithm) -> (u32, i32) {
-    match a {
+/// KMIP's algorithm and length of a key type; `None` for the types KMIP 1.x/2.x has no
+/// enumeration the gateway maps (Ed25519, ML-DSA), which this front-end does not offer.
+fn kmip_algorithm(a: Algorithm) -> Option<(u32, i32)> {
+    Some(match a {
         Algorithm::Aes256Gcm => (alg::AES, 256),
         Algorithm::Aes128Gcm => (alg::AES, 128),
         Algorithm::Rsa2048 => (alg::RSA, 2048),
@@ -188,10 +189,27 @@ fn kmip_algorithm(a: Algorithm) -> (u32, i32) {
         Algorithm::Rsa4096 => (alg::RSA, 4096),
         Algorithm::EccNistP256 => (alg::ECDSA, 256),
         Algorithm::EccNistP384 => (alg::ECDSA, 384),
+        Algorithm::EccNistP521 => (alg::ECDSA, 521),
         Algorithm::HmacSha256 => (alg::HMAC_SHA256, 256),
         Algorithm::HmacSha384 => (alg::HMAC_SHA384, 384),
         Algorithm::HmacSha512 => (alg::HMAC_SHA512, 512),
-    }
+        Algorithm::Ed25519 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+            return None
+        }
+    })
+}
+
+/// `kmip_algorithm`, or the refusal of an object of a type KMIP is not offered for.
+fn kmip_type(a: Algorithm) -> Result<(u32, i32), Fail> {
+    kmip_algorithm(a).ok_or_else(|| {
+        Fail::new(
+            reason::FEATURE_NOT_SUPPORTED,
+            format!(
+                "{} keys are not offered over KMIP; use the native, AWS or Vault API for them",
+                a.as_str()
+            ),
+        )
+    })
 }
 
 fn is_asymmetric(a: Algorithm) -> bool {
@@ -315,7 +333,6 @@ fn stored_date(stored: &Attributes, name: &str) -> Option<i64> {
 fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
     let key = &d.key;
     let stored = &d.attributes;
-    let (algorithm, length) = kmip_algorithm(key.algorithm);
     let mut out = vec![
         attrs::simple(
             tag::UNIQUE_IDENTIFIER,
@@ -326,9 +343,18 @@ fn all_attributes(v: (i32, i32), d: &KeyDetails, public: bool) -> Vec<Attr> {
             tag::OBJECT_TYPE,
             Value::Enumeration(object_type_of(key.algorithm, public)),
         ),
-        attrs::simple(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(algorithm)),
-        attrs::simple(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(length)),
     ];
+    // Objects of types without a KMIP algorithm are refused before (`kmip_type`).
+    if let Some((algorithm, length)) = kmip_algorithm(key.algorithm) {
+        out.push(attrs::simple(
+            tag::CRYPTOGRAPHIC_ALGORITHM,
+            Value::Enumeration(algorithm),
+        ));
+        out.push(attrs::simple(
+            tag::CRYPTOGRAPHIC_LENGTH,
+            Value::Integer(length),
+        ));
+    }
     let mask = stored
         .get(USAGE_MASK_KEY)
         .and_then(|m| m.parse().ok())
@@ -665,10 +691,13 @@ fn asymmetric_algorithm(o: &NewObject) -> Result<Algorithm, Fail> {
         (Some(alg::ECDSA | alg::EC), Some(384) | None, None | Some(curve::P_384)) => {
             Ok(Algorithm::EccNistP384)
         }
+        (Some(alg::ECDSA | alg::EC), Some(521) | None, None | Some(curve::P_521)) => {
+            Ok(Algorithm::EccNistP521)
+        }
         (Some(alg::ECDSA | alg::EC), l, c) => Err(Fail::new(
             reason::FEATURE_NOT_SUPPORTED,
             format!(
-                "elliptic-curve keys of length {l:?} (curve {c:?}) are not supported yet: P-256 and P-384 are"
+                "elliptic-curve keys of length {l:?} (curve {c:?}) are not supported yet: P-256, P-384 and P-521 are"
             ),
         )),
         (None, _, _) => Err(missing("the Cryptographic Algorithm")),
@@ -937,7 +966,9 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             .await
             .map_err(|e| ctx.fail(e))?;
         for key in &keys {
-            if name.as_deref().is_some_and(|n| n != key.name) {
+            if name.as_deref().is_some_and(|n| n != key.name)
+                || kmip_algorithm(key.algorithm).is_none()
+            {
                 continue;
             }
             // Every attribute but these three is (or may be) kept beside the record.
@@ -1001,8 +1032,8 @@ async fn locate(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
     Ok(out)
 }
 
-fn key_block_item(format: u32, material: Vec<u8>, algorithm: Algorithm) -> Ttlv {
-    let (a, l) = kmip_algorithm(algorithm);
+fn key_block_item(format: u32, material: Vec<u8>, algorithm: Algorithm) -> Result<Ttlv, Fail> {
+    let (a, l) = kmip_type(algorithm)?;
     let key_material = if format == format::TRANSPARENT_SYMMETRIC_KEY {
         Ttlv::structure(
             tag::KEY_MATERIAL,
@@ -1011,7 +1042,7 @@ fn key_block_item(format: u32, material: Vec<u8>, algorithm: Algorithm) -> Ttlv 
     } else {
         Ttlv::new(tag::KEY_MATERIAL, Value::ByteString(material))
     };
-    Ttlv::structure(
+    Ok(Ttlv::structure(
         tag::KEY_BLOCK,
         vec![
             enumeration(tag::KEY_FORMAT_TYPE, format),
@@ -1019,7 +1050,7 @@ fn key_block_item(format: u32, material: Vec<u8>, algorithm: Algorithm) -> Ttlv 
             enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, a),
             Ttlv::new(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(l)),
         ],
-    )
+    ))
 }
 
 /// Get (KMIP 1.4 §4.11): a public key to anyone who may read it; the material of a
@@ -1041,6 +1072,7 @@ async fn get(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             .await
             .map_err(|e| ctx.fail(e))?;
         let algorithm = details.key.algorithm;
+        kmip_type(algorithm)?;
         if !is_asymmetric(algorithm) {
             return Err(Fail::new(
                 reason::ITEM_NOT_FOUND,
@@ -1072,7 +1104,7 @@ async fn get(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
             uid_item(object.uid()),
             Ttlv::structure(
                 tag::PUBLIC_KEY,
-                vec![key_block_item(format, bytes, algorithm)],
+                vec![key_block_item(format, bytes, algorithm)?],
             ),
         ]);
     }
@@ -1132,7 +1164,7 @@ async fn get(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
     Ok(vec![
         enumeration(tag::OBJECT_TYPE, kind),
         uid_item(object.uid()),
-        Ttlv::structure(object_tag, vec![key_block_item(format, bytes, algorithm)]),
+        Ttlv::structure(object_tag, vec![key_block_item(format, bytes, algorithm)?]),
     ])
 }
 
@@ -1170,6 +1202,7 @@ async fn details(ctx: &Ctx<'_>, object: Object) -> Result<KeyDetails, Fail> {
         .key_details(&ctx.caller, object.id)
         .await
         .map_err(|e| ctx.fail(e))?;
+    kmip_type(d.key.algorithm)?;
     if object.public && !is_asymmetric(d.key.algorithm) {
         return Err(Fail::new(
             reason::ITEM_NOT_FOUND,
@@ -1628,6 +1661,7 @@ async fn decrypt(ctx: &Ctx<'_>, payload: &Ttlv) -> Answer {
 
 /// The gateway's signing algorithm for a request's Cryptographic Parameters on `key`.
 fn signing_algorithm(payload: &Ttlv, key: Algorithm) -> Result<&'static str, Fail> {
+    kmip_type(key)?;
     let p = payload.find(tag::CRYPTOGRAPHIC_PARAMETERS);
     let get = |t| p.and_then(|p| p.find(t)).and_then(Ttlv::as_enum);
     let named = match get(tag::DIGITAL_SIGNATURE_ALGORITHM) {

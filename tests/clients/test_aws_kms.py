@@ -306,6 +306,8 @@ def cryptography_verifies(public_der, algorithm, message, signature, digest=Fals
     ("ECC_NIST_P384", "ECDSA_SHA_384"),
     ("ECC_NIST_P384", "ECDSA_SHA_256"),
     ("ECC_NIST_P384", "ECDSA_SHA_512"),
+    ("ECC_NIST_P521", "ECDSA_SHA_512"),
+    ("ECC_NIST_P521", "ECDSA_SHA_256"),
 ])
 def test_sign_verify_raw_and_digest_checked_independently(kms, tmp_path, spec, algorithm):
     meta = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
@@ -345,6 +347,80 @@ def test_sign_verify_raw_and_digest_checked_independently(kms, tmp_path, spec, a
     assert error_code(e) == "ValidationException"
 
 
+@pytest.mark.parametrize("spec,key_class", [
+    ("ML_DSA_44", "MLDSA44PublicKey"),
+    ("ML_DSA_65", "MLDSA65PublicKey"),
+    ("ML_DSA_87", "MLDSA87PublicKey"),
+])
+def test_ml_dsa_keys_sign_raw_messages_checked_by_cryptography(kms, spec, key_class):
+    """FIPS 204 keys as AWS has them: KeySpec ML_DSA_*, the one signing algorithm
+    ML_DSA_SHAKE_256, MessageType RAW; the public key (SubjectPublicKeyInfo) and the
+    signature are checked by PyPI `cryptography`, whose wheel's OpenSSL has ML-DSA."""
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+    meta = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    key = meta["KeyId"]
+    assert meta["KeySpec"] == spec and meta["SigningAlgorithms"] == ["ML_DSA_SHAKE_256"]
+    public = kms.get_public_key(KeyId=key)
+    assert public["KeySpec"] == spec and public["SigningAlgorithms"] == ["ML_DSA_SHAKE_256"]
+    verifier = serialization.load_der_public_key(public["PublicKey"])
+    assert isinstance(verifier, getattr(mldsa, key_class)), type(verifier)
+    message = b"firmware image signed with " + spec.encode()
+    signed = kms.sign(KeyId=key, Message=message, MessageType="RAW", SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert signed["SigningAlgorithm"] == "ML_DSA_SHAKE_256"
+    verifier.verify(signed["Signature"], message)
+    with pytest.raises(InvalidSignature):
+        verifier.verify(signed["Signature"], message + b"!")
+    # A signature made by `cryptography` with a key of its own is not one of this key's.
+    own = getattr(mldsa, key_class.replace("Public", "Private")).generate()
+    with pytest.raises(ClientError) as e:
+        kms.verify(KeyId=key, Message=message, Signature=own.sign(message), SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "KMSInvalidSignatureException"
+    assert kms.verify(KeyId=key, Message=message, MessageType="RAW", Signature=signed["Signature"],
+                      SigningAlgorithm="ML_DSA_SHAKE_256")["SignatureValid"] is True
+    with pytest.raises(ClientError) as e:
+        kms.verify(KeyId=key, Message=message + b"!", Signature=signed["Signature"],
+                   SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "KMSInvalidSignatureException"
+    # Pure ML-DSA: no digest, no external mu; Infisical's name is not AWS's.
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=hashlib.sha512(message).digest(), MessageType="DIGEST",
+                 SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=b"\0" * 64, MessageType="EXTERNAL_MU", SigningAlgorithm="ML_DSA_SHAKE_256")
+    assert error_code(e) == "UnsupportedOperationException"
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=message, SigningAlgorithm="ECDSA_SHA_512")
+    assert error_code(e) == "InvalidKeyUsageException"
+
+
+def test_ed25519_keys_sign_raw_messages_checked_by_cryptography(kms):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    meta = kms.create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    key = meta["KeyId"]
+    assert meta["KeySpec"] == "ECC_NIST_EDWARDS25519" and meta["SigningAlgorithms"] == ["ED25519_SHA_512"]
+    public = kms.get_public_key(KeyId=key)
+    verifier = serialization.load_der_public_key(public["PublicKey"])
+    assert isinstance(verifier, Ed25519PublicKey)
+    message = b"signed by an AWS-style Ed25519 key"
+    signed = kms.sign(KeyId=key, Message=message, MessageType="RAW", SigningAlgorithm="ED25519_SHA_512")
+    assert len(signed["Signature"]) == 64
+    verifier.verify(signed["Signature"], message)
+    with pytest.raises(InvalidSignature):
+        verifier.verify(signed["Signature"], message + b"!")
+    assert kms.verify(KeyId=key, Message=message, Signature=signed["Signature"],
+                      SigningAlgorithm="ED25519_SHA_512")["SignatureValid"] is True
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=hashlib.sha512(message).digest(), MessageType="DIGEST",
+                 SigningAlgorithm="ED25519_SHA_512")
+    assert error_code(e) == "ValidationException"
+    # Prehashed Ed25519 (Ed25519ph) is not offered.
+    with pytest.raises(ClientError) as e:
+        kms.sign(KeyId=key, Message=hashlib.sha512(message).digest(), MessageType="DIGEST",
+                 SigningAlgorithm="ED25519_PH_SHA_512")
+    assert error_code(e) == "InvalidKeyUsageException"
+
+
 def test_wrong_usage_and_unsupported(kms, symmetric_key):
     with pytest.raises(ClientError) as e:
         kms.sign(KeyId=symmetric_key["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
@@ -356,7 +432,7 @@ def test_wrong_usage_and_unsupported(kms, symmetric_key):
         kms.get_key_policy(KeyId=symmetric_key["KeyId"], PolicyName="default")
     assert error_code(e) == "UnsupportedOperationException"
     with pytest.raises(ClientError) as e:
-        kms.create_key(KeySpec="ECC_NIST_P521", KeyUsage="SIGN_VERIFY")
+        kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")
     assert error_code(e) == "UnsupportedOperationException"
     with pytest.raises(ClientError) as e:
         kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="ENCRYPT_DECRYPT")

@@ -373,6 +373,85 @@ def test_signing_errors_show_the_servers_message(sdk, rsa_key, ecc_key, aes_key)
     assert_problem(caught.value, 400, "wrong_key_usage")
 
 
+@pytest.mark.parametrize("algorithm,key_class,signature_len", [
+    ("ML_DSA_44", "MLDSA44PublicKey", 2420),
+    ("ML_DSA_65", "MLDSA65PublicKey", 3309),
+    ("ML_DSA_87", "MLDSA87PublicKey", 4627),
+])
+def test_ml_dsa_sign_verify_checked_by_cryptography(sdk, project, algorithm, key_class, signature_len):
+    """ML-DSA keys through the native API, as Infisical names them (the signing algorithm is
+    the key type; AWS's ML_DSA_SHAKE_256 is accepted too), verified by a second
+    implementation: PyPI `cryptography` (its wheel's OpenSSL has ML-DSA; Debian 12's has not)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+    key = sdk_call(sdk, "POST", "/api/v1/kms/keys", {
+        "projectId": project, "name": unique("mldsa"), "keyUsage": "sign-verify",
+        "encryptionAlgorithm": algorithm})["key"]
+    assert key["encryptionAlgorithm"] == algorithm
+    base = f"/api/v1/kms/keys/{key['id']}"
+    algs = sdk_call(sdk, "GET", base + "/signing-algorithms")["signingAlgorithms"]
+    assert algs == [algorithm, "ML_DSA_SHAKE_256"]
+    public = serialization.load_der_public_key(
+        base64.b64decode(sdk_call(sdk, "GET", base + "/public-key")["publicKey"]))
+    assert isinstance(public, getattr(mldsa, key_class)), type(public)
+    data = f"release 2.0 signed with {algorithm}".encode()
+    for name in (algorithm, "ML_DSA_SHAKE_256"):
+        signed = sdk_call(sdk, "POST", base + "/sign", {"data": b64(data), "signingAlgorithm": name})
+        assert signed["signingAlgorithm"] == name
+        signature = base64.b64decode(signed["signature"])
+        assert len(signature) == signature_len
+        public.verify(signature, data)
+        with pytest.raises(InvalidSignature):
+            public.verify(signature, data + b"!")
+        ok = sdk_call(sdk, "POST", base + "/verify",
+                      {"data": b64(data), "signature": signed["signature"], "signingAlgorithm": name})
+        assert ok == {"signatureValid": True, "keyId": key["id"], "signingAlgorithm": name}
+        bad = sdk_call(sdk, "POST", base + "/verify",
+                       {"data": b64(data + b"!"), "signature": signed["signature"], "signingAlgorithm": name})
+        assert bad["signatureValid"] is False
+    # A signature `cryptography` made with a key of its own does not verify as this key's.
+    own = getattr(mldsa, key_class.replace("Public", "Private")).generate()
+    theirs = sdk_call(sdk, "POST", base + "/verify",
+                      {"data": b64(data), "signature": b64(own.sign(data)), "signingAlgorithm": algorithm})
+    assert theirs["signatureValid"] is False
+    # isDigest is refused, as Infisical does ("ML-DSA does not support digested input").
+    with pytest.raises(APIError) as caught:
+        sdk_call(sdk, "POST", base + "/sign",
+                 {"data": b64(hashlib.sha256(data).digest()), "signingAlgorithm": algorithm, "isDigest": True})
+    assert_problem(caught.value, 400, "digest_not_supported")
+    other = {"ML_DSA_44": "ML_DSA_65", "ML_DSA_65": "ML_DSA_87", "ML_DSA_87": "ML_DSA_44"}[algorithm]
+    with pytest.raises(APIError) as caught:
+        sdk_call(sdk, "POST", base + "/sign", {"data": b64(data), "signingAlgorithm": other})
+    assert_problem(caught.value, 400, "invalid_signing_algorithm")
+
+
+def test_ed25519_and_p521_sign_verify_checked_by_cryptography(sdk, project):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    data = b"signed through the native API"
+    for algorithm, signing in (("ED25519", "ED25519_SHA_512"), ("ECC_NIST_P521", "ECDSA_SHA_512")):
+        key = sdk_call(sdk, "POST", "/api/v1/kms/keys", {
+            "projectId": project, "name": unique(algorithm.lower().replace("_", "-")),
+            "keyUsage": "sign-verify", "encryptionAlgorithm": algorithm})["key"]
+        base = f"/api/v1/kms/keys/{key['id']}"
+        public = serialization.load_der_public_key(
+            base64.b64decode(sdk_call(sdk, "GET", base + "/public-key")["publicKey"]))
+        signature = base64.b64decode(
+            sdk_call(sdk, "POST", base + "/sign", {"data": b64(data), "signingAlgorithm": signing})["signature"])
+        if algorithm == "ED25519":
+            assert isinstance(public, Ed25519PublicKey) and len(signature) == 64
+            public.verify(signature, data)
+            with pytest.raises(APIError) as caught:
+                sdk_call(sdk, "POST", base + "/sign",
+                         {"data": b64(hashlib.sha512(data).digest()), "signingAlgorithm": signing, "isDigest": True})
+            assert_problem(caught.value, 400, "digest_not_supported")
+        else:
+            assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp521r1"
+            public.verify(signature, data, ec.ECDSA(hashes.SHA512()))
+
+
 # --- transport and document -----------------------------------------------------------
 
 def test_tls_is_verified_against_the_dev_ca(gateway):

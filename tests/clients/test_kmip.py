@@ -543,11 +543,14 @@ NEW_PAIRS = {
     "ec-p384-ecdsa-sha384": (Alg.ECDSA, 384, "ECC_NIST_P384",
                              {"digital_signature_algorithm": enums.DigitalSignatureAlgorithm.ECDSA_WITH_SHA384},
                              lambda k, s, d: k.verify(s, d, ec.ECDSA(hashes.SHA384()))),
+    "ec-p521-ecdsa-sha512": (Alg.ECDSA, 521, "ECC_NIST_P521",
+                             {"digital_signature_algorithm": enums.DigitalSignatureAlgorithm.ECDSA_WITH_SHA512},
+                             lambda k, s, d: k.verify(s, d, ec.ECDSA(hashes.SHA512()))),
 }
 
 
 @pytest.mark.parametrize("pair", list(NEW_PAIRS))
-def test_rsa_2048_3072_and_p384_pairs_sign_and_verify(gateway, client_a, version, pair):
+def test_rsa_2048_3072_p384_and_p521_pairs_sign_and_verify(gateway, client_a, version, pair):
     algorithm, length, native_type, params, check = NEW_PAIRS[pair]
     public_uid, private_uid = client_a.create_key_pair(
         algorithm, length, private_name=unique(f"kmip-{pair}"),
@@ -559,7 +562,7 @@ def test_rsa_2048_3072_and_p384_pairs_sign_and_verify(gateway, client_a, version
     spki = serialization.load_der_public_key(client_a.get(public_uid).value)
     assert spki.key_size == length
     if algorithm == Alg.ECDSA:
-        assert spki.curve.name == "secp384r1"
+        assert spki.curve.name == {384: "secp384r1", 521: "secp521r1"}[length]
 
     data = b"disk label " + version.name.encode()
     signature = client_a.sign(data, uid=private_uid, cryptographic_parameters=params)
@@ -569,6 +572,33 @@ def test_rsa_2048_3072_and_p384_pairs_sign_and_verify(gateway, client_a, version
         enums.ValidityIndicator.VALID
     assert verify(data + b"!", signature, uid=public_uid, cryptographic_parameters=params) == \
         enums.ValidityIndicator.INVALID
+
+
+@pytest.mark.parametrize("native_type", ["ED25519", "ML_DSA_65"])
+def test_keys_of_types_kmip_has_no_name_for_are_refused_as_not_offered(gateway, kmip_identities, client_a,
+                                                                       native_type):
+    """Ed25519 and ML-DSA keys (made through the native API in the identity's project) are
+    not offered over KMIP: Locate leaves them out, Get of the public object and Get
+    Attributes of either answer Feature Not Supported (Get of the private one is the
+    refusal of any key not made over KMIP: its material is not exportable), and the
+    connection goes on."""
+    key = gateway.ok("POST", "/kms/keys", {"projectId": kmip_identities["kmip-a"]["project"],
+                                           "name": unique("not-kmip"), "keyUsage": "sign-verify",
+                                           "encryptionAlgorithm": native_type})["key"]["id"]
+    located = client_a.locate()
+    assert key not in located and f"{key}_pub" not in located
+    with pytest.raises(KmipOperationFailure) as refused:
+        client_a.get(f"{key}_pub")
+    assert_failure(refused, enums.ResultReason.FEATURE_NOT_SUPPORTED)
+    assert f"{native_type} keys are not offered over KMIP" in str(refused.value)
+    with pytest.raises(KmipOperationFailure) as refused:
+        client_a.get(key)
+    assert_failure(refused)
+    for uid in (key, f"{key}_pub"):
+        with pytest.raises(KmipOperationFailure) as refused:
+            client_a.get_attributes(uid)
+        assert_failure(refused, enums.ResultReason.FEATURE_NOT_SUPPORTED)
+    assert client_a.proxy.discover_versions().result_status.value == enums.ResultStatus.SUCCESS
 
 
 def test_unsupported_key_pair_size_is_a_clean_failure(client_a, version):

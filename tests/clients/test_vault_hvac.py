@@ -209,6 +209,7 @@ def test_list_keys_with_the_list_method(gateway, transit, vault_token):
     ("ecdsa-p384", None, "ECDSA_SHA_256"),
     ("rsa-2048", "pss", "RSASSA_PSS_SHA_256"),
     ("rsa-3072", "pkcs1v15", "RSASSA_PKCS1_V1_5_SHA_256"),
+    ("ecdsa-p521", None, "ECDSA_SHA_256"),
 ])
 def test_sign_and_verify_checked_by_openssl(tmp_path, transit, key_type, signature_algorithm, api_name):
     name = new_key(transit, key_type)
@@ -293,6 +294,55 @@ def test_rsa_2048_oaep_encrypt_decrypt_round_trip(tmp_path, transit):
     tampered = bytes([local[0] ^ 1]) + local[1:]
     with pytest.raises(vault_errors.InvalidRequest):
         transit.decrypt_data(name, ciphertext="vault:v1:" + b64(tampered))
+
+
+def test_ecdsa_p521_prehashed_sha512_and_jws_signatures(tmp_path, transit):
+    name = new_key(transit, "ecdsa-p521")
+    public = transit.read_key(name)["data"]["keys"]["1"]["public_key"]
+    message = b"prehashed on P-521"
+    digest = hashlib.sha512(message).digest()
+    signed = transit.sign_data(name, hash_input=b64(digest), hash_algorithm="sha2-512", prehashed=True)["data"]
+    assert openssl_verifies(tmp_path, der_b64_of(public), "ECDSA_SHA_512", message, signed["signature"].split(":")[2])
+    jws = transit.sign_data(name, hash_input=b64(message), hash_algorithm="sha2-512",
+                            marshaling_algorithm="jws")["data"]["signature"]
+    raw = base64.urlsafe_b64decode(jws.split(":")[2] + "==")
+    assert len(raw) == 132, "JWS ES512: r and s of 66 bytes each"
+    assert transit.verify_signed_data(name, hash_input=b64(message), signature=jws, hash_algorithm="sha2-512",
+                                      marshaling_algorithm="jws")["data"]["valid"] is True
+    assert transit.verify_signed_data(name, hash_input=b64(message + b"!"), signature=jws, hash_algorithm="sha2-512",
+                                      marshaling_algorithm="jws")["data"]["valid"] is False
+
+
+def test_ed25519_signatures_checked_by_cryptography(transit):
+    """Vault's ed25519 type: the read answer shows the raw 32-byte public key in base64 (not
+    PEM, as Vault does), hash_algorithm is ignored (PureEdDSA hashes inside), and the
+    signature is the 64 bytes of RFC 8032, checked here by PyPI `cryptography`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    name = new_key(transit, "ed25519")
+    key = transit.read_key(name)["data"]
+    assert key["type"] == "ed25519" and key["supports_signing"]
+    raw_public = base64.b64decode(key["keys"]["1"]["public_key"])
+    assert len(raw_public) == 32
+    public = Ed25519PublicKey.from_public_bytes(raw_public)
+    message = b"signed by a Vault ed25519 key"
+    signed = transit.sign_data(name, hash_input=b64(message))["data"]
+    signature = base64.b64decode(signed["signature"].split(":")[2])
+    assert len(signature) == 64
+    public.verify(signature, message)
+    with pytest.raises(InvalidSignature):
+        public.verify(signature, message + b"!")
+    # Any hash_algorithm gives the same (deterministic) signature.
+    again = transit.sign_data(name, hash_input=b64(message), hash_algorithm="sha2-512")["data"]
+    assert again["signature"] == signed["signature"]
+    assert transit.verify_signed_data(name, hash_input=b64(message), signature=signed["signature"])["data"]["valid"] is True
+    assert transit.verify_signed_data(name, hash_input=b64(message + b"!"),
+                                      signature=signed["signature"])["data"]["valid"] is False
+    with pytest.raises(vault_errors.InvalidRequest, match="jws is only for ECDSA"):
+        transit.sign_data(name, hash_input=b64(message), marshaling_algorithm="jws")
+    # Ed25519 signs the message itself: a prehashed input is refused.
+    with pytest.raises(vault_errors.InvalidRequest, match="precomputed digest"):
+        transit.sign_data(name, hash_input=b64(hashlib.sha512(message).digest()), prehashed=True)
 
 
 def test_hmac_generate_and_verify(transit):

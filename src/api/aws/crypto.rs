@@ -253,7 +253,7 @@ fn sign_request(ctx: &Ctx<'_>, key_id: KeyId) -> Result<Sign, Failure> {
         None | Some("RAW") => false,
         Some("DIGEST") => true,
         Some("EXTERNAL_MU") => {
-            return Err(input(error::unsupported("MessageType EXTERNAL_MU is for ML-DSA keys, which this gateway does not have yet")))
+            return Err(input(error::unsupported("MessageType EXTERNAL_MU is not supported: ML-DSA keys sign the message itself (MessageType RAW)")))
         }
         Some(t) => {
             return Err(input(error::validation(format!(
@@ -261,10 +261,16 @@ fn sign_request(ctx: &Ctx<'_>, key_id: KeyId) -> Result<Sign, Failure> {
             ))))
         }
     };
+    let signing_algorithm = ctx.required_str("SigningAlgorithm")?;
+    if !super::keys::is_aws_signing_algorithm(signing_algorithm) {
+        return Err(input(error::validation(format!(
+            "1 validation error detected: Value '{signing_algorithm}' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set (ML-DSA keys sign with ML_DSA_SHAKE_256)"
+        ))));
+    }
     Ok(Sign {
         key_id,
         data: message,
-        signing_algorithm: ctx.required_str("SigningAlgorithm")?.to_owned(),
+        signing_algorithm: signing_algorithm.to_owned(),
         is_digest,
         key_version: None,
     })
@@ -331,7 +337,7 @@ pub async fn public_key(ctx: &Ctx<'_>) -> Reply {
     if is_rsa_encryption(&view.key) {
         body["EncryptionAlgorithms"] = json!(oaep_algorithms(&view.key));
     } else {
-        body["SigningAlgorithms"] = json!(view.key.algorithm.signing_algorithms());
+        body["SigningAlgorithms"] = json!(super::keys::signing_algorithms(view.key.algorithm));
     }
     Ok(body)
 }

@@ -23,10 +23,30 @@ pub fn key_spec(a: Algorithm) -> &'static str {
         Algorithm::Rsa4096 => "RSA_4096",
         Algorithm::EccNistP256 => "ECC_NIST_P256",
         Algorithm::EccNistP384 => "ECC_NIST_P384",
+        Algorithm::EccNistP521 => "ECC_NIST_P521",
+        Algorithm::Ed25519 => "ECC_NIST_EDWARDS25519",
+        Algorithm::MlDsa44 => "ML_DSA_44",
+        Algorithm::MlDsa65 => "ML_DSA_65",
+        Algorithm::MlDsa87 => "ML_DSA_87",
         Algorithm::HmacSha256 => "HMAC_256",
         Algorithm::HmacSha384 => "HMAC_384",
         Algorithm::HmacSha512 => "HMAC_512",
     }
+}
+
+/// AWS's SigningAlgorithms of a key: the core's names less Infisical's own ML-DSA names
+/// (`ML_DSA_65` for `ML_DSA_65` keys), for which AWS has the one `ML_DSA_SHAKE_256`.
+pub fn signing_algorithms(a: Algorithm) -> Vec<&'static str> {
+    a.signing_algorithms()
+        .iter()
+        .copied()
+        .filter(|n| is_aws_signing_algorithm(n))
+        .collect()
+}
+
+/// Whether a signing algorithm name is one of AWS's (not an Infisical-only name).
+pub fn is_aws_signing_algorithm(name: &str) -> bool {
+    !matches!(name, "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87")
 }
 
 fn algorithm_of_spec(spec: &str) -> Result<Algorithm, Failure> {
@@ -37,13 +57,17 @@ fn algorithm_of_spec(spec: &str) -> Result<Algorithm, Failure> {
         "RSA_4096" => Algorithm::Rsa4096,
         "ECC_NIST_P256" => Algorithm::EccNistP256,
         "ECC_NIST_P384" => Algorithm::EccNistP384,
+        "ECC_NIST_P521" => Algorithm::EccNistP521,
+        "ECC_NIST_EDWARDS25519" => Algorithm::Ed25519,
+        "ML_DSA_44" => Algorithm::MlDsa44,
+        "ML_DSA_65" => Algorithm::MlDsa65,
+        "ML_DSA_87" => Algorithm::MlDsa87,
         "HMAC_256" => Algorithm::HmacSha256,
         "HMAC_384" => Algorithm::HmacSha384,
         "HMAC_512" => Algorithm::HmacSha512,
-        "ECC_NIST_P521" | "ECC_SECG_P256K1" | "HMAC_224" | "SM2" | "ML_DSA_44" | "ML_DSA_65"
-        | "ML_DSA_87" => {
+        "ECC_SECG_P256K1" | "HMAC_224" | "SM2" => {
             return Err(input(error::unsupported(format!(
-                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_256, HMAC_384 or HMAC_512"
+                "KeySpec {spec} is not supported yet; use SYMMETRIC_DEFAULT, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_NIST_EDWARDS25519, ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_256, HMAC_384 or HMAC_512"
             ))))
         }
         other => {
@@ -120,7 +144,7 @@ fn metadata(ctx: &Ctx<'_>, k: &KeyRecord) -> Value {
         KeyUsage::SignVerify => {
             m.insert(
                 "SigningAlgorithms".into(),
-                json!(k.algorithm.signing_algorithms()),
+                json!(signing_algorithms(k.algorithm)),
             );
         }
         KeyUsage::GenerateVerifyMac => {

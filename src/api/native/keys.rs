@@ -26,6 +26,13 @@ const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("RSA_4096", Algorithm::Rsa4096),
     ("ECC_NIST_P256", Algorithm::EccNistP256),
     ("ECC_NIST_P384", Algorithm::EccNistP384),
+    ("ECC_NIST_P521", Algorithm::EccNistP521),
+    ("ED25519", Algorithm::Ed25519),
+    // Infisical's and AWS's name of the same key type.
+    ("ECC_NIST_EDWARDS25519", Algorithm::Ed25519),
+    ("ML_DSA_44", Algorithm::MlDsa44),
+    ("ML_DSA_65", Algorithm::MlDsa65),
+    ("ML_DSA_87", Algorithm::MlDsa87),
     ("HMAC_SHA_256", Algorithm::HmacSha256),
     ("HMAC_SHA_384", Algorithm::HmacSha384),
     ("HMAC_SHA_512", Algorithm::HmacSha512),
@@ -74,7 +81,7 @@ pub async fn create(input: Input<'_>) -> Reply {
         Some(a) => Some(lookup(ALGORITHMS, a).ok_or_else(|| {
             bad(
                 "invalid_algorithm",
-                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
+                format!("unknown algorithm {a:?}; use aes-256-gcm, aes-128-gcm, RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ED25519 (or ECC_NIST_EDWARDS25519), ML_DSA_44, ML_DSA_65, ML_DSA_87, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512"),
             )
         })?),
     };

@@ -325,12 +325,20 @@ async fn hmac(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Item {
 /// What a sign or verify request names: the core's signing algorithm and whether the
 /// signature is JWS-marshalled.
 fn signing(ctx: &Ctx<'_>, key: &ResolvedKey, p: &Params) -> Result<(String, bool), Failure> {
-    let bits = hash_bits(hash_name(ctx, p, "hash_algorithm")?)?;
     let jws = match p.str("marshaling_algorithm")?.unwrap_or("asn1") {
         "asn1" => false,
         "jws" => true,
         other => return Err(bad(format!("unsupported marshaling algorithm {other}"))),
     };
+    if key.key.algorithm == Algorithm::Ed25519 {
+        // Vault ignores hash_algorithm for ed25519 keys: PureEdDSA hashes with SHA-512
+        // inside the scheme; the signature is its 64 bytes.
+        if jws {
+            return Err(bad("marshaling_algorithm jws is only for ECDSA keys"));
+        }
+        return Ok((crate::crypto::signing::ED25519_SHA_512.to_owned(), false));
+    }
+    let bits = hash_bits(hash_name(ctx, p, "hash_algorithm")?)?;
     match p.str("salt_length")? {
         None | Some("auto") | Some("hash") => {}
         Some(n) if n.parse::<usize>().ok() == bits.parse::<usize>().ok().map(|b| b / 8) => {}
@@ -366,6 +374,9 @@ fn jws_of_der(algorithm: Algorithm, der: &[u8]) -> Option<Vec<u8>> {
         Algorithm::EccNistP384 => p384::ecdsa::Signature::from_der(der)
             .ok()
             .map(|s| s.to_bytes().to_vec()),
+        Algorithm::EccNistP521 => p521::ecdsa::Signature::from_der(der)
+            .ok()
+            .map(|s| s.to_bytes().to_vec()),
         _ => None,
     }
 }
@@ -377,6 +388,9 @@ fn der_of_jws(algorithm: Algorithm, raw: &[u8]) -> Option<Vec<u8>> {
             .ok()
             .map(|s| s.to_der().as_bytes().to_vec()),
         Algorithm::EccNistP384 => p384::ecdsa::Signature::from_slice(raw)
+            .ok()
+            .map(|s| s.to_der().as_bytes().to_vec()),
+        Algorithm::EccNistP521 => p521::ecdsa::Signature::from_slice(raw)
             .ok()
             .map(|s| s.to_der().as_bytes().to_vec()),
         _ => None,

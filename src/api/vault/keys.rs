@@ -27,6 +27,8 @@ const TYPES: &[(&str, Algorithm)] = &[
     ("aes128-gcm96", Algorithm::Aes128Gcm),
     ("ecdsa-p256", Algorithm::EccNistP256),
     ("ecdsa-p384", Algorithm::EccNistP384),
+    ("ecdsa-p521", Algorithm::EccNistP521),
+    ("ed25519", Algorithm::Ed25519),
     ("rsa-2048", Algorithm::Rsa2048),
     ("rsa-3072", Algorithm::Rsa3072),
     ("rsa-4096", Algorithm::Rsa4096),
@@ -39,12 +41,23 @@ const TYPES: &[(&str, Algorithm)] = &[
 /// Vault's types that the gateway does not offer (yet): named in the refusal.
 const UNSUPPORTED_TYPES: &[&str] = &[
     "chacha20-poly1305",
-    "ed25519",
-    "ecdsa-p521",
     "aes128-cmac",
     "aes256-cmac",
     "managed_key",
 ];
+
+/// A version's public key as Vault shows it: base64 of the raw 32 bytes for ed25519,
+/// PEM SubjectPublicKeyInfo otherwise.
+fn vault_public_key(algorithm: Algorithm, der: &[u8]) -> String {
+    use base64::Engine;
+    match (
+        algorithm,
+        crate::crypto::signing::ed25519_raw_public_key(der),
+    ) {
+        (Algorithm::Ed25519, Some(raw)) => base64::engine::general_purpose::STANDARD.encode(raw),
+        _ => public_key_pem(der),
+    }
+}
 
 pub fn vault_type(algorithm: Algorithm) -> &'static str {
     TYPES
@@ -208,7 +221,7 @@ fn render(d: &KeyDetails) -> Value {
             Some(der) => json!({
                 "creation_time": created_at,
                 "name": vault_type(k.algorithm),
-                "public_key": public_key_pem(der),
+                "public_key": vault_public_key(k.algorithm, der),
             }),
             None => json!(unix(created_at)),
         };

@@ -15,6 +15,8 @@ const ALGORITHMS = {
   "sign-verify": [
     ["RSA_4096", "RSA 4096"], ["RSA_3072", "RSA 3072"], ["RSA_2048", "RSA 2048"],
     ["ECC_NIST_P256", "ECC NIST P-256"], ["ECC_NIST_P384", "ECC NIST P-384"],
+    ["ECC_NIST_P521", "ECC NIST P-521"], ["ED25519", "Ed25519"],
+    ["ML_DSA_44", "ML-DSA-44"], ["ML_DSA_65", "ML-DSA-65"], ["ML_DSA_87", "ML-DSA-87"],
   ],
 };
 // The encryption algorithms of an RSA encrypt-decrypt key (the first is the default).
