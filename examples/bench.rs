@@ -229,6 +229,10 @@ impl Api {
     }
 }
 
+/// A raw aws-lc-rs operation: its row's name, one call (true when it succeeded) and the
+/// target share of it the gateway should reach, if any.
+type RawOp<'a> = (&'static str, &'a (dyn Fn() -> bool + Sync), Option<f64>);
+
 /// One benchmarked operation: its name, its paths (one, or one per key when the load is
 /// spread over many keys) and fixed request body.
 type Op = (&'static str, Vec<String>, Bytes);
@@ -953,7 +957,7 @@ fn bench() -> Result<bool, String> {
         return Err("aws-lc-rs: a raw signature failed".into());
     }
     // The targets of issue 8 (ECDSA P-256, RSA-4096); the newer types are shown without one.
-    let mut raw: Vec<(&str, &(dyn Fn() -> bool + Sync), Option<f64>)> = vec![
+    let mut raw: Vec<RawOp> = vec![
         (OPS[1], &ec_sign, Some(50.0)),
         (OPS[2], &rsa_sign, Some(80.0)),
         (OPS[7], &p521_sign, None),
