@@ -28,7 +28,7 @@
 //! `BENCH_CONCURRENCY` (comma-separated, default `1,16,64`),
 //! `BENCH_LOAD` (`own`: this program's client, the default; `oha`: the rows are sent by
 //! the external load generator oha, `BENCH_OHA` its path, `BENCH_SCRATCH` a directory for
-//! its URL lists),
+//! its URL lists; the XKS rows, signed per request, always go by this program's client),
 //! `BENCH_BEFORE_ROWS` (a shell command run once after the setup, before the first row:
 //! `scripts/profile.sh` starts callgrind's collection there).
 //! Exit status: 0 when every request succeeded (a missed target is reported, not fatal),
@@ -355,8 +355,12 @@ enum Load {
 }
 
 async fn measure(api: &Arc<Api>, op: &Op, workers: usize, length: Duration, load: &Load) -> Run {
+    // XKS requests carry a Signature Version 4 signature each (its date, the body's hash),
+    // which oha does not make: they always go by this program's client.
+    let signed = op.1.iter().any(|p| p.starts_with(XKS_ROOT));
     match load {
         Load::Own => run(api, op, workers, length).await,
+        Load::Oha { .. } if signed => run(api, op, workers, length).await,
         // oha is a process of its own; its wait must not hold up an async thread.
         Load::Oha { .. } => tokio::task::block_in_place(|| run_oha(op, workers, length, load)),
     }
