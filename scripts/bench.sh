@@ -44,7 +44,9 @@ if [ "$BENCH_LOAD" = oha ]; then
   fi
   export BENCH_OHA=$oha
 fi
-bin=$target/release/kms-gateway
+# BENCH_GATEWAY_BIN: another gateway binary (an earlier commit's, for a before-and-after
+# in one sitting); the benchmark program is still this tree's.
+bin=${BENCH_GATEWAY_BIN:-$target/release/kms-gateway}
 bench=$target/release/examples/bench
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmsgw-bench.XXXXXX")
@@ -96,18 +98,23 @@ export KMSGW__XKS__ENABLED=true KMSGW__XKS__URI_PATH_PREFIX=/bench
 export KMSGW__AUDIT__DURABILITY=${BENCH_AUDIT_DURABILITY:-group}
 echo "audit.durability: $KMSGW__AUDIT__DURABILITY" >&2
 
-# Start the gateway; warnings and errors only, so that logging does not dominate.
-# shellcheck disable=SC2086  # BENCH_GATEWAY_WRAP is a command line, split on purpose
-(cd "$tmp" && RUST_LOG=warn exec ${BENCH_GATEWAY_WRAP:-} "$bin" serve >"$tmp/stdout" 2>"$tmp/gateway.log") &
-gw_pid=$!
+# Start the gateway; warnings and errors only, so that logging does not dominate. Sets
+# gw_pid and base (empty if it did not start).
+start_gateway() {
+  rm -f "$tmp/stdout"
+  # shellcheck disable=SC2086  # BENCH_GATEWAY_WRAP is a command line, split on purpose
+  (cd "$tmp" && RUST_LOG=warn exec ${BENCH_GATEWAY_WRAP:-} "$bin" serve >"$tmp/stdout" 2>>"$tmp/gateway.log") &
+  gw_pid=$!
+  base=""
+  for _ in $(seq 1 3000); do   # up to 300 s (a profiler slows the start down)
+    line=$(grep -m1 '^listening on https://' "$tmp/stdout" 2>/dev/null || true)
+    if [ -n "$line" ]; then base=${line#listening on }; break; fi
+    if ! kill -0 "$gw_pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+}
+start_gateway
 export BENCH_GATEWAY_PID=$gw_pid BENCH_SCRATCH=$tmp
-base=""
-for _ in $(seq 1 3000); do   # up to 300 s (a profiler slows the start down)
-  line=$(grep -m1 '^listening on https://' "$tmp/stdout" 2>/dev/null || true)
-  if [ -n "$line" ]; then base=${line#listening on }; break; fi
-  if ! kill -0 "$gw_pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
 if [ -z "$base" ]; then
   echo "bench: the gateway did not start; its log:" >&2
   cat "$tmp/gateway.log" >&2
@@ -119,7 +126,9 @@ model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 echo "machine: $(nproc) cores (nproc), ${model:-unknown CPU}, $mem RAM, $(uname -sr);" \
   "client and gateway share these cores"
-echo "gateway: $(git -C "$root" describe --always --dirty 2>/dev/null || echo 'unknown commit'), release build, RUST_LOG=warn, SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?')"
+built="$(git -C "$root" describe --always --dirty 2>/dev/null || echo 'unknown commit')"
+[ -n "${BENCH_GATEWAY_BIN:-}" ] && built="$bin (BENCH_GATEWAY_BIN; the benchmark program is $built)"
+echo "gateway: $built, release build, RUST_LOG=warn, SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?')"
 
 set +e
 "$bench" "$base" "$tmp/tls/ca.pem" "$tmp/data/bootstrap-token"
@@ -133,5 +142,18 @@ if ! kill -0 "$gw_pid" 2>/dev/null; then
 elif [ "$rc" -ne 0 ] && [ -s "$tmp/gateway.log" ]; then
   echo "bench: the gateway's log (last 40 lines):" >&2
   tail -n 40 "$tmp/gateway.log" >&2
+elif [ -z "${BENCH_GATEWAY_WRAP:-}" ]; then
+  # Start-up time with everything the run made (keys, audit records): stop, start again.
+  kill -TERM "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  start_gateway
+  t1=$(date +%s.%N)
+  if [ -z "$base" ]; then
+    echo "bench: the gateway did not start again; its log:" >&2
+    tail -n 40 "$tmp/gateway.log" >&2
+    rc=1
+  else
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "gateway start-up with this database: %.2f s to its listening line\n", b - a }'
+  fi
 fi
 exit "$rc"

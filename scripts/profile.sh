@@ -40,5 +40,5 @@ requests=$(sed -n 's/^requests sent to the gateway by the rows (warm-ups include
 [ -s "$out" ] || { echo "profile: callgrind wrote no $out" >&2; exit 1; }
 callgrind_annotate --auto=no --threshold=100 --inclusive=no "$out" >"$out.self.txt"
 callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$out" >"$out.inclusive.txt"
-python3 scripts/profile_table.py "$out.self.txt" "$out.inclusive.txt" "${requests:-0}"
+python3 scripts/profile_table.py "$out.self.txt" "$out.inclusive.txt" "$out" "${requests:-0}"
 echo "callgrind file: $out (callgrind_annotate $out; annotated lists beside it)"

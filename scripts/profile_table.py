@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Instructions per request by component, from callgrind_annotate's listings.
 
-    profile_table.py SELF_LISTING INCLUSIVE_LISTING REQUESTS
+    profile_table.py SELF_LISTING INCLUSIVE_LISTING CALLGRIND_FILE REQUESTS
 
 scripts/profile.sh runs it. The first table sums the exclusive (self) instruction counts
 of every function by the component it belongs to (its crate, or its library for C code),
 so that its rows add up to the total; the second lists the gateway's own functions by
 inclusive count (the function and everything it calls), which shows which step of a
-request costs what. Both are divided by REQUESTS, the number of requests the benchmark
-sent while callgrind collected.
+request costs what. Both are divided by the number of requests the gateway served while
+callgrind collected: the calls of `AuditLog::send` in CALLGRIND_FILE (every request
+leaves exactly one audit record). REQUESTS, the number the benchmark sent, is shown beside
+it (instrumentation is switched on by a command the gateway picks up a moment later, so
+the two differ a little).
 """
 
 import re
@@ -116,12 +119,33 @@ def total(path):
     return 0
 
 
+def calls_of(path, suffix):
+    """Calls of the functions whose name ends with `suffix`, from callgrind's own file."""
+    names, calls, callee = {}, {}, None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.match(r"^c?fn=\((\d+)\)(?: (.*))?$", line)
+            if m:
+                if m.group(2):
+                    names[m.group(1)] = m.group(2).strip()
+                callee = m.group(1) if line.startswith("cfn=") else None
+                continue
+            m = re.match(r"^calls=(\d+)", line)
+            if m and callee:
+                calls[callee] = calls.get(callee, 0) + int(m.group(1))
+                callee = None
+    return sum(n for i, n in calls.items() if names.get(i, "").endswith(suffix))
+
+
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         sys.exit(__doc__)
-    self_path, incl_path, requests = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
+    self_path, incl_path, out_path = sys.argv[1:4]
+    sent = int(sys.argv[4] or 0)
+    requests = calls_of(out_path, "kms_gateway::audit::AuditLog::send")
+    print(f"\nrequests: {requests} served while instrumented (audit records), {sent} sent by the benchmark")
     if requests <= 0:
-        sys.exit("profile_table: the number of requests is unknown (did the benchmark run?)")
+        sys.exit("profile_table: no request was served while callgrind collected")
     all_ir = total(self_path)
     groups = {}
     for ir, rest in rows(self_path):
