@@ -65,6 +65,8 @@ const OPS: [&str; 10] = [
     "sign Ed25519",
     "sign ML-DSA-65",
 ];
+/// The token object of the XKS rows' HSM-resident key, once made.
+static HSM_KEY_LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Where scripts/bench.sh serves the XKS proxy API (`xks.uri_path_prefix`).
 const XKS_ROOT: &str = "/bench/kms/xks/v1";
 
@@ -563,6 +565,10 @@ async fn setup(api: &Arc<Api>, spread: usize) -> Result<Vec<Op>, String> {
             "/key/id",
         )
         .await?;
+    // Its token object, for the raw SoftHSM2 rows (labels of generated keys: hsm::labels).
+    let _ = HSM_KEY_LABEL.set(kms_gateway::hsm::labels::generated(
+        uuid::Uuid::parse_str(&external).map_err(|e| format!("key id {external}: {e}"))?,
+    ));
     let identity = api
         .create(
             "/api/v1/identities",
@@ -783,6 +789,48 @@ fn gateway_peak_rss_mb() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// AES-GCM encryptions of 32 bytes (35 bytes of AAD, as the XKS rows) per second with the
+/// token's key `label`, on 1 thread and on every core, through the gateway's own PKCS#11
+/// layer with the token scripts/bench.sh made (`PKCS11_LIB_PATH`, `HSM_TOKEN_LABEL`,
+/// `HSM_PIN`).
+fn raw_hsm(label: &str, cores: usize) -> Result<Vec<(usize, RawRate)>, String> {
+    use kms_gateway::hsm::{Hsm, HsmConfig};
+    let env = |n: &str| std::env::var(n).map_err(|_| format!("{n} is not set"));
+    let hsm = Hsm::connect(HsmConfig {
+        lib_path: Some(env("PKCS11_LIB_PATH")?.into()),
+        slot: None,
+        token_label: Some(env("HSM_TOKEN_LABEL")?),
+        token_serial: None,
+        pin: Some(env("HSM_PIN")?.into()),
+        use_rand: false,
+        key_label: None,
+        danger_allow_extractable_keys: false,
+        pool_size: cores.max(2),
+    })
+    .map_err(|e| format!("cannot open the token: {e}"))?;
+    let rng = SystemRandom::new();
+    let (aad, data) = (b"bench additional authenticated data", [0x42u8; 32]);
+    let encrypt = || {
+        let mut iv = [0u8; 12];
+        aws_lc_rs::rand::SecureRandom::fill(&rng, &mut iv).is_ok()
+            && hsm.aes_gcm_encrypt(label, &iv, aad, &data).is_ok()
+    };
+    if !encrypt() {
+        return Err(format!("C_Encrypt with {label} failed"));
+    }
+    let mut threads = vec![1, cores];
+    threads.dedup();
+    let rates = threads
+        .into_iter()
+        .map(|t| (t, raw_rate(t, &encrypt)))
+        .collect();
+    hsm.shutdown();
+    Ok(rates)
+}
+
+/// Operations per second and the others' CPU share meanwhile (percent of a core).
+type RawRate = (f64, f64);
 
 /// Operations per second of `op` on `threads` threads, and the others' CPU share then: the
 /// best of three 1-second rounds (the least disturbed one). Failures do not count.
@@ -1021,6 +1069,40 @@ fn bench() -> Result<bool, String> {
             r.rate()
         );
     }
+    // 4. HSM-resident AES-GCM straight on the token (the XKS rows' key), over PKCS#11 from
+    // this process: what the gateway's XKS rows compare with.
+    if let Some(label) = results
+        .iter()
+        .any(|(name, _, _)| *name == OPS[3])
+        .then(|| HSM_KEY_LABEL.get().cloned())
+        .flatten()
+    {
+        match raw_hsm(&label, cores) {
+            Ok(rates) => {
+                println!("\nraw SoftHSM2 (PKCS#11, this process) threads     ops/s   others");
+                for (t, (rate, others)) in &rates {
+                    println!(
+                        "{:<36}{t:>8}{rate:>10.1}{others:>8.0}%",
+                        "C_Encrypt AES-GCM 32 B"
+                    );
+                }
+                let best_raw = rates.iter().map(|(_, (r, _))| *r).fold(0.0, f64::max);
+                let best = results
+                    .iter()
+                    .filter(|(name, _, _)| *name == OPS[3])
+                    .max_by(|a, b| a.2.rate().total_cmp(&b.2.rate()));
+                if let Some((_, n, r)) = best {
+                    println!(
+                        "{:<27} {:>8.1} / {best_raw:>8.1} = {:>5.1} % (conc {n:>2}) of raw SoftHSM2",
+                        OPS[3],
+                        r.rate(),
+                        100.0 * r.rate() / best_raw
+                    );
+                }
+            }
+            Err(e) => println!("\nraw SoftHSM2: {e}"),
+        }
+    }
     let rss = gateway_peak_rss_mb();
     match rss {
         Some(mb) => println!("\ngateway peak RSS (VmHWM): {mb:.1} MB"),
@@ -1028,10 +1110,7 @@ fn bench() -> Result<bool, String> {
     }
     summary(&results, &concurrency, rss);
     // What a profile of the gateway (scripts/profile.sh) divides its totals by.
-    let sent: u64 = results
-        .iter()
-        .map(|(_, _, r)| r.sent)
-        .sum();
+    let sent: u64 = results.iter().map(|(_, _, r)| r.sent).sum();
     println!("requests sent to the gateway by the rows (warm-ups included): {sent}");
     if errors > 0 {
         println!("\nFAILED: {errors} request(s) failed (see ERRORS above)");
