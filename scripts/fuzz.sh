@@ -11,7 +11,7 @@
 # The toolchain is stable, so the targets are built with `--sanitizer none`: the
 # sanitizers need nightly's -Z flags, and the code under test is safe Rust, whose
 # panics, overflows (debug assertions are on) and aborts libFuzzer catches by itself.
-# cargo-fuzz is installed from crates.io (pinned below) when `cargo fuzz` is missing.
+# cargo-fuzz is installed from the Rust package registry (pinned below) when `cargo fuzz` is missing.
 # Exits non-zero when a target finds a crash, naming the input left in fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
