@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use base64::Engine;
-use common::gateway::{openssl, openssl_verifies, write, Gateway, B64};
+use common::gateway::{openssl, openssl_verifies, public_pem, write, Gateway, B64};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -61,26 +61,6 @@ async fn aes_keys_encrypt_and_decrypt_with_and_without_context() {
             (200, plaintext.to_vec())
         );
     }
-}
-
-fn public_key_pem(gw: &Gateway, der_b64: &str, name: &str) -> String {
-    let der = write(
-        &gw.dir,
-        &format!("{name}.der"),
-        &B64.decode(der_b64).unwrap(),
-    );
-    let pem = gw.dir.join(format!("{name}.pem"));
-    openssl(&[
-        "pkey",
-        "-pubin",
-        "-inform",
-        "DER",
-        "-in",
-        &der,
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    pem.to_str().unwrap().to_owned()
 }
 
 fn digest(alg: &str, data: &[u8]) -> Vec<u8> {
@@ -139,7 +119,11 @@ async fn signs_with_every_algorithm_and_openssl_verifies(
         .await;
     let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
     assert_eq!(s, 200, "{pk}");
-    let pem = public_key_pem(gw, pk["publicKey"].as_str().unwrap(), key_alg);
+    let pem = public_pem(
+        &gw.dir,
+        key_alg,
+        &B64.decode(pk["publicKey"].as_str().unwrap()).unwrap(),
+    );
     let shape: &[&str] = match key_alg {
         "RSA_2048" => &["Public-Key: (2048 bit)"],
         "RSA_3072" => &["Public-Key: (3072 bit)"],

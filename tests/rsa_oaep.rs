@@ -22,26 +22,6 @@ async fn rsa_key(gw: &Gateway, project: &str, name: &str, spec: &str) -> String 
     gw.key(project, name, "encrypt-decrypt", spec, None).await
 }
 
-/// The key's public key from the gateway, as a PEM file.
-async fn public_pem(gw: &Gateway, key: &str, name: &str) -> String {
-    let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
-    assert_eq!(s, 200, "{pk}");
-    let der = B64.decode(pk["publicKey"].as_str().unwrap()).unwrap();
-    let der_file = write(&gw.dir, &format!("{name}.der"), &der);
-    let pem = gw.dir.join(format!("{name}.pem"));
-    openssl(&[
-        "pkey",
-        "-pubin",
-        "-inform",
-        "DER",
-        "-in",
-        &der_file,
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    pem.to_str().unwrap().to_owned()
-}
-
 /// `openssl pkeyutl -encrypt` with OAEP on `md` and MGF1 on `md`.
 fn openssl_encrypt(gw: &Gateway, pem: &str, md: &str, plaintext: &[u8]) -> Vec<u8> {
     let input = write(&gw.dir, "plain.bin", plaintext);
@@ -101,7 +81,7 @@ async fn openssl_oaep_ciphertexts_decrypt_in_the_gateway_for_every_size_and_hash
         assert_eq!(s, 200);
         assert_eq!(k["key"]["keyUsage"], "encrypt-decrypt");
         assert_eq!(k["key"]["encryptionAlgorithm"], spec);
-        let pem = public_pem(&gw, &key, &name).await;
+        let pem = gw.public_key(&key, &name).await.1;
         let described = String::from_utf8(openssl(&[
             "pkey",
             "-pubin",
@@ -163,8 +143,8 @@ async fn every_bad_ciphertext_gets_the_same_error() {
     let project = gw.project("rsa-oaep-oracle").await;
     let key = rsa_key(&gw, &project, "victim", "RSA_2048").await;
     let other = rsa_key(&gw, &project, "other", "RSA_2048").await;
-    let pem = public_pem(&gw, &key, "victim").await;
-    let other_pem = public_pem(&gw, &other, "other").await;
+    let pem = gw.public_key(&key, "victim").await.1;
+    let other_pem = gw.public_key(&other, "other").await.1;
     let plaintext = b"unseal key share 1";
     let good = openssl_encrypt(&gw, &pem, "sha256", plaintext);
     let (s, out) = decrypt(&gw, &key, &good, None).await;

@@ -20,26 +20,6 @@ fn slug(s: &str) -> String {
     s.to_lowercase().replace('_', "-")
 }
 
-/// The key's public key (DER, from the native API) written as PEM; returns (der, pem path).
-async fn public_key(gw: &Gateway, key: &str, name: &str) -> (Vec<u8>, String) {
-    let (s, pk) = gw.get(&format!("/api/v1/kms/keys/{key}/public-key")).await;
-    assert_eq!(s, 200, "{pk}");
-    let der = B64.decode(pk["publicKey"].as_str().unwrap()).unwrap();
-    let der_file = write(&gw.dir, &format!("{name}.der"), &der);
-    let pem = gw.dir.join(format!("{name}.pem"));
-    openssl(&[
-        "pkey",
-        "-pubin",
-        "-inform",
-        "DER",
-        "-in",
-        &der_file,
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    (der, pem.to_str().unwrap().to_owned())
-}
-
 fn openssl_text(args: &[&str]) -> String {
     let out = Command::new("openssl")
         .args(args)
@@ -127,7 +107,7 @@ async fn p521_keys_sign_with_every_ecdsa_hash_and_openssl_verifies() {
     let key = gw
         .key(&project, "p521", "sign-verify", "ECC_NIST_P521", None)
         .await;
-    let (_, pem) = public_key(&gw, &key, "p521").await;
+    let (_, pem) = gw.public_key(&key, "p521").await;
     let described = openssl_text(&["pkey", "-pubin", "-in", &pem, "-noout", "-text_pub"]);
     assert!(
         described.contains("Public-Key: (521 bit)") && described.contains("NIST CURVE: P-521"),
@@ -186,7 +166,7 @@ async fn ed25519_keys_sign_the_message_and_openssl_verifies() {
         assert_eq!(s, 200, "{created}");
         assert_eq!(created["key"]["encryptionAlgorithm"], "ED25519");
         let key = created["key"]["id"].as_str().unwrap().to_owned();
-        let (der, pem) = public_key(&gw, &key, name).await;
+        let (der, pem) = gw.public_key(&key, name).await;
         assert_eq!(der.len(), 44, "RFC 8410 SubjectPublicKeyInfo of 32 bytes");
         let described = openssl_text(&["pkey", "-pubin", "-in", &pem, "-noout", "-text_pub"]);
         assert!(described.contains("ED25519 Public-Key"), "{described}");

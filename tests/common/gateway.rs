@@ -355,6 +355,17 @@ impl Gateway {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// Key `key`'s public key from the native API: its DER and a PEM file made of it.
+    pub async fn public_key(&self, key: &str, name: &str) -> (Vec<u8>, String) {
+        let (s, pk) = self
+            .get(&format!("/api/v1/kms/keys/{key}/public-key"))
+            .await;
+        assert_eq!(s, 200, "{pk}");
+        let der = B64.decode(pk["publicKey"].as_str().unwrap()).unwrap();
+        let pem = public_pem(&self.dir, name, &der);
+        (der, pem)
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -439,6 +450,24 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p.to_str().unwrap().to_owned()
+}
+
+/// `der` (a SubjectPublicKeyInfo) written to `dir` as `<name>.pem` by `openssl pkey`;
+/// returns the PEM file's path.
+pub fn public_pem(dir: &Path, name: &str, der: &[u8]) -> String {
+    let der_file = write(dir, &format!("{name}.der"), der);
+    let pem = dir.join(format!("{name}.pem"));
+    openssl(&[
+        "pkey",
+        "-pubin",
+        "-inform",
+        "DER",
+        "-in",
+        &der_file,
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    pem.to_str().unwrap().to_owned()
 }
 
 /// True if `openssl dgst` verifies `sig_file` over `data_file` with the PEM public key,
