@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use base64::Engine;
 use common::gateway::{openssl, openssl_verifies, write, Gateway, B64};
 use serde_json::{json, Value};
@@ -21,16 +19,7 @@ fn slug(s: &str) -> String {
 }
 
 fn openssl_text(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&openssl(args)).into_owned()
 }
 
 async fn signing_algorithms(gw: &Gateway, key: &str) -> Vec<String> {
