@@ -53,6 +53,11 @@ async fn verify(
     .await
 }
 
+/// A verify answer as (status, signatureValid), and the body for the failure message.
+fn verdict((s, v): (u16, Value)) -> ((u16, Option<bool>), Value) {
+    ((s, v["signatureValid"].as_bool()), v)
+}
+
 /// The gateway's own verdict on a signature, and on the same signature with a bit flipped.
 async fn gateway_accepts_only_the_real_signature(
     gw: &Gateway,
@@ -62,28 +67,16 @@ async fn gateway_accepts_only_the_real_signature(
     alg: &str,
     is_digest: bool,
 ) {
-    let (s, v) = verify(gw, key, data, sig, alg, is_digest).await;
-    assert_eq!(
-        (s, v["signatureValid"].as_bool()),
-        (200, Some(true)),
-        "{alg} {v}"
-    );
+    let (got, v) = verdict(verify(gw, key, data, sig, alg, is_digest).await);
+    assert_eq!(got, (200, Some(true)), "{alg} {v}");
     let mut bad = sig.to_vec();
     let n = bad.len() / 2;
     bad[n] ^= 0x40;
-    let (s, v) = verify(gw, key, data, &bad, alg, is_digest).await;
-    assert_eq!(
-        (s, v["signatureValid"].as_bool()),
-        (200, Some(false)),
-        "{alg} {v}"
-    );
+    let (got, v) = verdict(verify(gw, key, data, &bad, alg, is_digest).await);
+    assert_eq!(got, (200, Some(false)), "{alg} {v}");
     if !is_digest {
-        let (s, v) = verify(gw, key, b"another message", sig, alg, false).await;
-        assert_eq!(
-            (s, v["signatureValid"].as_bool()),
-            (200, Some(false)),
-            "{alg} {v}"
-        );
+        let (got, v) = verdict(verify(gw, key, b"another message", sig, alg, false).await);
+        assert_eq!(got, (200, Some(false)), "{alg} {v}");
     }
 }
 
@@ -259,20 +252,18 @@ async fn ml_dsa_keys_sign_and_their_public_keys_are_fips_204_spki() {
         made.push((key, data, sig));
     }
     // The ML-DSA-44 signature, given to the ML-DSA-65 key.
-    let (s, v) = verify(
-        &gw,
-        &made[1].0,
-        &made[0].1,
-        &made[0].2,
-        "ML_DSA_SHAKE_256",
-        false,
-    )
-    .await;
-    assert_eq!(
-        (s, v["signatureValid"].as_bool()),
-        (200, Some(false)),
-        "{v}"
+    let (got, v) = verdict(
+        verify(
+            &gw,
+            &made[1].0,
+            &made[0].1,
+            &made[0].2,
+            "ML_DSA_SHAKE_256",
+            false,
+        )
+        .await,
     );
+    assert_eq!(got, (200, Some(false)), "{v}");
 }
 
 /// Refusals, each with its code: a signing algorithm of another key type
